@@ -1,0 +1,45 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace SkTuning.Gpu.ZeroShot;
+
+/// <summary>Creates ONNX Runtime sessions: the CUDA execution provider when it loads, else the CPU one (logged).</summary>
+public static class OrtSessions
+{
+    /// <summary>Which execution provider the last created session uses ("cuda" or "cpu").</summary>
+    public static string LastProvider { get; private set; } = "cpu";
+
+    /// <summary>A session over a model file or in-memory model bytes.</summary>
+    public static InferenceSession Create(string onnxPath, byte[]? modelBytes = null, Action<string>? log = null, bool tryCuda = true)
+    {
+        var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        LastProvider = "cpu";
+        if (tryCuda)
+        {
+            try
+            {
+                options.AppendExecutionProvider_CUDA(0);
+                LastProvider = "cuda";
+            }
+            catch (Exception e)
+            {
+                // The GPU package's CUDA provider needs CUDA 13 libraries; without them ORT throws here.
+                log?.Invoke($"onnxruntime: CUDA execution provider unavailable ({e.GetType().Name}); using CPU");
+            }
+        }
+        try
+        {
+            var session = modelBytes is null ? new InferenceSession(onnxPath, options) : new InferenceSession(modelBytes, options);
+            log?.Invoke($"onnxruntime: {LastProvider} execution provider");
+            return session;
+        }
+        catch (OnnxRuntimeException e) when (LastProvider == "cuda")
+        {
+            log?.Invoke($"onnxruntime: CUDA session failed ({e.Message.ReplaceLineEndings(" ")}); using CPU");
+            return Create(onnxPath, modelBytes, log, tryCuda: false);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new SkTuningException($"{onnxPath}: ONNX Runtime cannot load the model: {e.Message.ReplaceLineEndings(" ")}", e);
+        }
+    }
+}
