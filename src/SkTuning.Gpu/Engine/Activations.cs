@@ -1,0 +1,64 @@
+using SkTuning.Gpu.Import;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>
+/// Everything the forward saves for the backward, plus the backward's scratch, sized for a capacity shape.
+/// The prefix is not here: it is one buffer owned by the caller, whatever the batch size.
+/// </summary>
+internal sealed class Activations : IDisposable
+{
+    private readonly List<IDisposable> _owned = [];
+
+    public Activations(Backend backend, ModelSpec spec, ForwardShape capacity)
+    {
+        Capacity = capacity;
+        int d = spec.Hidden, F = spec.Ffn, tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
+        DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); return a; }
+        EmbeddingSum = A(tokRows * d);
+        EmbeddingOut = A(tokRows * d);
+        EmbeddingMean = A(tokRows);
+        EmbeddingRstd = A(tokRows);
+        Hidden = new DeviceArray<float>[spec.Layers + 1];
+        for (int l = 0; l <= spec.Layers; l++) Hidden[l] = A(rows * d);
+        int probs = capacity.Batch * spec.Heads * capacity.Positions * (capacity.PrefixLen + capacity.Positions);
+        Layers = new LayerActivations[spec.Layers];
+        for (int l = 0; l < spec.Layers; l++)
+            Layers[l] = new LayerActivations(A(rows * 3 * d), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
+                A(rows * F), A(rows * F), A(rows * d), A(rows), A(rows));
+        DX = A(rows * d); DR = A(rows * d); DH = A(rows * d);
+        DFfn = A(rows * F); DFfnAct = A(rows * F); DQkv = A(rows * 3 * d);
+    }
+
+    public ForwardShape Capacity { get; }
+    public bool Fits(ForwardShape shape) => Capacity.Fits(shape);
+
+    /// <summary>Token embeddings before / after their LayerNorm, [B·T, d], and that LayerNorm's statistics.</summary>
+    public DeviceArray<float> EmbeddingSum { get; }
+    public DeviceArray<float> EmbeddingOut { get; }
+    public DeviceArray<float> EmbeddingMean { get; }
+    public DeviceArray<float> EmbeddingRstd { get; }
+
+    /// <summary>Hidden[l] is the input of layer l, [B·(m_p+T), d]; Hidden[L] is the output.</summary>
+    public DeviceArray<float>[] Hidden { get; }
+    public LayerActivations[] Layers { get; }
+
+    // Backward scratch.
+    public DeviceArray<float> DX { get; }
+    public DeviceArray<float> DR { get; }
+    public DeviceArray<float> DH { get; }
+    public DeviceArray<float> DFfn { get; }
+    public DeviceArray<float> DFfnAct { get; }
+    public DeviceArray<float> DQkv { get; }
+
+    public void Dispose()
+    {
+        foreach (var a in _owned) a.Dispose();
+    }
+}
+
+/// <summary>One layer's saved activations.</summary>
+internal sealed record LayerActivations(
+    DeviceArray<float> Qkv, DeviceArray<float> Probabilities, DeviceArray<float> Context,
+    DeviceArray<float> AttnSum, DeviceArray<float> AttnMean, DeviceArray<float> AttnRstd, DeviceArray<float> AttnOut,
+    DeviceArray<float> FfnIn, DeviceArray<float> FfnAct, DeviceArray<float> FfnSum, DeviceArray<float> OutMean, DeviceArray<float> OutRstd);

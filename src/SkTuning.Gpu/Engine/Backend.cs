@@ -1,0 +1,111 @@
+using SkTuning.Gpu.Kernels;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>
+/// The operations the transformer engine is written in, implemented once per device: <see cref="CpuBackend"/>
+/// (SIMD C#) and <see cref="GpuBackend"/> (ILGPU kernels). Shapes are row-major; backward operations
+/// accumulate (+=) into gradient views. The engine's layer logic is written once against this class.
+/// </summary>
+public abstract class Backend : IDisposable
+{
+    /// <summary>"cpu" or "cuda" (or "ilgpu-cpu" for the simulator used in tests).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>A zeroed float array.</summary>
+    public abstract DeviceArray<float> Allocate(int length);
+
+    /// <summary>A zeroed int array.</summary>
+    public abstract DeviceArray<int> AllocateInts(int length);
+
+    /// <summary>Copies host data into a view (sizes must match).</summary>
+    public abstract void Upload(ReadOnlySpan<float> source, DeviceView<float> target);
+
+    /// <summary>Copies host ints into a view.</summary>
+    public abstract void Upload(ReadOnlySpan<int> source, DeviceView<int> target);
+
+    /// <summary>Copies a view to host memory (waits for pending work).</summary>
+    public abstract void Download(DeviceView<float> source, Span<float> target);
+
+    /// <summary>Sets a view to zero.</summary>
+    public abstract void Zero(DeviceView<float> view);
+
+    /// <summary>Copies one view into another of the same length.</summary>
+    public abstract void Copy(DeviceView<float> source, DeviceView<float> target);
+
+    /// <summary>Waits for all queued work (no-op on the CPU).</summary>
+    public virtual void Synchronize() { }
+
+    /// <summary>out[b,t] = wte[ids] + wpe[t] + wtt[types], [B·T, d].</summary>
+    public abstract void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
+        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim);
+
+    /// <summary>y[B, m+T, d] = [prompt; x[b]] for every example.</summary>
+    public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim);
+
+    /// <summary>dPrompt[m, d] += Σ_b dy[b, 0:m, :].</summary>
+    public abstract void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim);
+
+    /// <summary>C = op(A)·op(B) (+ bias) (+= when accumulating).</summary>
+    public abstract void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<float> b, DeviceView<float> c,
+        DeviceView<float> bias = default, bool accumulate = false);
+
+    /// <summary>LayerNorm over the last dimension, saving mean and reciprocal std per row.</summary>
+    public abstract void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon);
+
+    /// <summary>dx += LayerNorm'ᵀ·dy (γ/β gradients skipped when their views are empty).</summary>
+    public abstract void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
+        DeviceView<float> rstd, DeviceView<float> dx, DeviceView<float> dGamma, DeviceView<float> dBeta, int rows, int dim);
+
+    /// <summary>y = GELU(x) (erf form).</summary>
+    public abstract void GeluForward(DeviceView<float> x, DeviceView<float> y);
+
+    /// <summary>dx += GELU'(x)·dy.</summary>
+    public abstract void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx);
+
+    /// <summary>y = a + b.</summary>
+    public abstract void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y);
+
+    /// <summary>target += source.</summary>
+    public abstract void Accumulate(DeviceView<float> source, DeviceView<float> target);
+
+    /// <summary>Attention over [prefix; tokens] keys with the batch-shared prefix; see <see cref="AttentionShape"/>.</summary>
+    public abstract void AttentionForward(AttentionShape shape, DeviceView<float> qkv, DeviceView<float> prefixK, DeviceView<float> prefixV,
+        DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities);
+
+    /// <summary>Backward of <see cref="AttentionForward"/>: accumulates into dqkv and the batch-summed prefix gradients.</summary>
+    public abstract void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> probabilities, DeviceView<float> dqkv, DeviceView<float> dPrefixK, DeviceView<float> dPrefixV);
+
+    /// <inheritdoc />
+    public abstract void Dispose();
+}
+
+/// <summary>Which operands of a GEMM are transposed (row-major storage).</summary>
+public enum GemmOp
+{
+    /// <summary>C[M,N] = A[M,K]·B[K,N].</summary>
+    NN,
+    /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ.</summary>
+    NT,
+    /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N].</summary>
+    TN,
+}
+
+/// <summary>Sizes of one attention call.</summary>
+/// <param name="Batch">B.</param>
+/// <param name="SeqLen">T, the positions that carry queries (prompt rows included).</param>
+/// <param name="Heads">H.</param>
+/// <param name="HeadDim">d/H.</param>
+/// <param name="PrefixLen">m prefix keys/values shared by the batch (0 = none).</param>
+/// <param name="MaskValue">Additive score for padded keys, (1 − mask)·MaskValue, as the model defines it.</param>
+/// <param name="Causal">Queries see only earlier token keys (the prefix always).</param>
+public readonly record struct AttentionShape(int Batch, int SeqLen, int Heads, int HeadDim, int PrefixLen, float MaskValue, bool Causal)
+{
+    /// <summary>Hidden size d = H·dh.</summary>
+    public int Dim => Heads * HeadDim;
+
+    /// <summary>Elements of the saved softmax probabilities, [B, H, T, m+T].</summary>
+    public int ProbabilitiesLength => Batch * Heads * SeqLen * (PrefixLen + SeqLen);
+}
