@@ -1,0 +1,349 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using SkTuning.Gpu.Kernels.Gpu;
+
+namespace SkTuning.Gpu.Kernels;
+
+/// <summary>Scalar arguments of the attention kernels (passed by value to every launch).</summary>
+public readonly struct AttentionGpuParams
+{
+    /// <summary>B.</summary>
+    public readonly int Batch;
+    /// <summary>T.</summary>
+    public readonly int Tokens;
+    /// <summary>H.</summary>
+    public readonly int Heads;
+    /// <summary>dh.</summary>
+    public readonly int HeadDim;
+    /// <summary>m.</summary>
+    public readonly int Prefix;
+    /// <summary>1 when causal, else 0.</summary>
+    public readonly int Causal;
+    /// <summary>1/sqrt(dh).</summary>
+    public readonly float Scale;
+    /// <summary>Additive mask value for padded token keys.</summary>
+    public readonly float MaskValue;
+
+    /// <summary>Packs the sizes and options.</summary>
+    public AttentionGpuParams(AttentionShape shape, float maskValue, bool causal)
+    {
+        Batch = shape.Batch;
+        Tokens = shape.Tokens;
+        Heads = shape.Heads;
+        HeadDim = shape.HeadDim;
+        Prefix = shape.PrefixLength;
+        Causal = causal ? 1 : 0;
+        Scale = shape.Scale;
+        MaskValue = maskValue;
+    }
+}
+
+/// <summary>
+/// ILGPU version of <see cref="Attention"/> (same layouts, same results).
+/// </summary>
+/// <remarks>
+/// <para>Forward: one fused kernel, one group of <see cref="GroupSize"/> threads per (query tile of
+/// <see cref="TileQ"/> queries, head, example). The tile's queries are staged in shared memory, its scores
+/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P), then the group
+/// computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
+/// <para>Backward, four launches, all deterministic (no atomics):
+/// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
+/// written to a scratch buffer, dQ += scale·dS·K;
+/// (2) key kernel, one thread per (b, key, column): dK_j += scale·Σ_i dS_ij q_i, dV_j += Σ_i P_ij dO_i,
+/// accumulated into dqkv for token keys and written to per-example partials [B, m, d] for prefix keys;
+/// (3) prefix reduction, one thread per (j, column) of [m, d]: adds the partials in order b = 0..B−1
+/// (the two-pass batch reduction of the shared prefix gradient).</para>
+/// </remarks>
+public static class AttentionGpu
+{
+    /// <summary>Queries per group.</summary>
+    public const int TileQ = 8;
+    /// <summary>Threads per group of the grouped kernels.</summary>
+    public const int GroupSize = 64;
+    /// <summary>Largest m+T the grouped kernels accept.</summary>
+    public const int MaxKeys = 1024;
+    /// <summary>Largest dh the grouped kernels accept.</summary>
+    public const int MaxHeadDim = 128;
+
+    /// <summary>Floats of scratch <see cref="Backward"/> needs: dS [B,H,T,m+T] plus prefix partials 2·[B,m,d].</summary>
+    public static int BackwardScratchLength(AttentionShape shape) =>
+        shape.ProbsLength + 2 * shape.Batch * shape.PrefixElements;
+
+    /// <summary>
+    /// Forward on the device: overwrites <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T].
+    /// </summary>
+    /// <param name="device">Device (kernels are loaded once and cached on it).</param>
+    /// <param name="qkv">Fused projections [B, T, 3d].</param>
+    /// <param name="prefixK">Shared prefix keys [m, d].</param>
+    /// <param name="prefixV">Shared prefix values [m, d].</param>
+    /// <param name="mask">Key mask [B, T]: 1 = real token, 0 = padding.</param>
+    /// <param name="output">Attention output [B, T, d].</param>
+    /// <param name="probs">Softmax probabilities [B, H, T, m+T], saved for backward.</param>
+    /// <param name="shape">Sizes.</param>
+    /// <param name="maskValue">Additive mask value (scores of token keys get + (1 − mask)·maskValue).</param>
+    /// <param name="causal">When true query i sees the prefix and token keys j ≤ i only.</param>
+    public static void Forward(GpuDevice device, ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
+        ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionShape shape, float maskValue, bool causal)
+    {
+        const string method = "AttentionGpu.Forward";
+        ValidateGrouped(method, shape);
+        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*3d");
+        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "mask", (int)mask.Length, shape.MaskLength, "B*T");
+        Attention.CheckLength(method, "output", (int)output.Length, shape.OutputLength, "B*T*d");
+        Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
+        var kernel = device.Kernel("attention.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(ForwardKernel));
+        kernel(GroupedConfig(shape), qkv, prefixK, prefixV, mask, output, probs, new AttentionGpuParams(shape, maskValue, causal));
+    }
+
+    /// <summary>
+    /// Backward on the device from the saved <paramref name="probs"/>: accumulates (+=) into <paramref name="dQkv"/> and
+    /// into <paramref name="dPrefixK"/>, <paramref name="dPrefixV"/> their gradient summed over the batch (deterministic).
+    /// </summary>
+    /// <param name="device">Device.</param>
+    /// <param name="dOut">Gradient of the output [B, T, d].</param>
+    /// <param name="qkv">Fused projections [B, T, 3d].</param>
+    /// <param name="prefixK">Shared prefix keys [m, d].</param>
+    /// <param name="prefixV">Shared prefix values [m, d].</param>
+    /// <param name="probs">P [B, H, T, m+T] saved by the forward.</param>
+    /// <param name="dQkv">Gradient of qkv [B, T, 3d], accumulated.</param>
+    /// <param name="dPrefixK">Gradient of the prefix keys [m, d], accumulated.</param>
+    /// <param name="dPrefixV">Gradient of the prefix values [m, d], accumulated.</param>
+    /// <param name="scratch">Workspace of <see cref="BackwardScratchLength"/> floats (contents ignored and overwritten).</param>
+    /// <param name="shape">Sizes.</param>
+    public static void Backward(GpuDevice device, ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> prefixK,
+        ArrayView<float> prefixV, ArrayView<float> probs, ArrayView<float> dQkv, ArrayView<float> dPrefixK,
+        ArrayView<float> dPrefixV, ArrayView<float> scratch, AttentionShape shape)
+    {
+        const string method = "AttentionGpu.Backward";
+        ValidateGrouped(method, shape);
+        Attention.CheckLength(method, "dOut", (int)dOut.Length, shape.OutputLength, "B*T*d");
+        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*3d");
+        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
+        Attention.CheckLength(method, "dQkv", (int)dQkv.Length, shape.QkvLength, "B*T*3d");
+        Attention.CheckLength(method, "dPrefixK", (int)dPrefixK.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "dPrefixV", (int)dPrefixV.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "scratch", (int)scratch.Length, BackwardScratchLength(shape), "B*H*T*(m+T) + 2*B*m*d");
+        var p = new AttentionGpuParams(shape, 0f, false);
+
+        var query = device.Kernel("attention.backward.query", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(BackwardQueryKernel));
+        query(GroupedConfig(shape), dOut, qkv, prefixK, prefixV, probs, dQkv, scratch, p);
+
+        var key = device.Kernel("attention.backward.key", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(BackwardKeyKernel));
+        key(shape.Batch * shape.Keys * shape.Model, dOut, qkv, probs, dQkv, scratch, p);
+
+        if (shape.PrefixLength > 0)
+        {
+            var reduce = device.Kernel("attention.backward.prefix", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, AttentionGpuParams>(PrefixReduceKernel));
+            reduce(shape.PrefixElements, scratch, dPrefixK, dPrefixV, p);
+        }
+    }
+
+    private static KernelConfig GroupedConfig(AttentionShape s) =>
+        new(new Index3D((s.Tokens + TileQ - 1) / TileQ, s.Heads, s.Batch), new Index3D(GroupSize, 1, 1));
+
+    private static void ValidateGrouped(string method, AttentionShape s)
+    {
+        Attention.ValidateShape(method, s);
+        if (s.HeadDim > MaxHeadDim || s.Keys > MaxKeys)
+            throw new ArgumentException($"{method}: dh = {s.HeadDim} and m+T = {s.Keys} must not exceed {MaxHeadDim} and {MaxKeys}");
+    }
+
+    /// <summary>Additive bias of key j (prefix keys: 0; token keys: (1 − mask)·maskValue).</summary>
+    private static float Bias(ArrayView<float> mask, int b, int j, AttentionGpuParams p) =>
+        j < p.Prefix ? 0f : (1f - mask[b * p.Tokens + j - p.Prefix]) * p.MaskValue;
+
+    /// <summary>Fused forward: grid (query tiles, H, B), <see cref="GroupSize"/> threads per group.</summary>
+    internal static void ForwardKernel(ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
+        ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionGpuParams p)
+    {
+        var scores = SharedMemory.Allocate<float>(TileQ * MaxKeys);
+        var qTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
+        int i0 = Grid.IdxX * TileQ, h = Grid.IdxY, b = Grid.IdxZ, tid = Group.IdxX, n = Group.DimX;
+        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, S = m + T, col = h * dh;
+        int rows = XMath.Min(TileQ, T - i0);
+
+        for (int e = tid; e < rows * dh; e += n)
+        {
+            int r = e / dh, k = e - r * dh;
+            qTile[r * MaxHeadDim + k] = qkv[(b * T + i0 + r) * 3 * d + col + k];
+        }
+        Group.Barrier();
+
+        for (int e = tid; e < rows * S; e += n)
+        {
+            int r = e / S, j = e - r * S;
+            if (p.Causal != 0 && j > m + i0 + r) continue;
+            float dot = 0f;
+            if (j < m)
+            {
+                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * prefixK[j * d + col + k];
+            }
+            else
+            {
+                int row = (b * T + j - m) * 3 * d + d + col;
+                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * qkv[row + k];
+            }
+            scores[r * MaxKeys + j] = dot * p.Scale;
+        }
+        Group.Barrier();
+
+        if (tid < rows)
+        {
+            int i = i0 + tid, allowed = p.Causal != 0 ? m + i + 1 : S, s0 = tid * MaxKeys;
+            // Shift by max(bias) + max(score + bias − max(bias)): large mask terms never swamp real scores.
+            float maxBias = float.NegativeInfinity;
+            for (int j = 0; j < allowed; j++) maxBias = XMath.Max(maxBias, Bias(mask, b, j, p));
+            float c = float.NegativeInfinity;
+            for (int j = 0; j < allowed; j++) c = XMath.Max(c, scores[s0 + j] + (Bias(mask, b, j, p) - maxBias));
+            float sum = 0f;
+            for (int j = 0; j < allowed; j++)
+            {
+                float e = XMath.Exp(scores[s0 + j] - c + (Bias(mask, b, j, p) - maxBias));
+                scores[s0 + j] = e;
+                sum += e;
+            }
+            float inv = 1f / sum;
+            int prow = ((b * p.Heads + h) * T + i) * S;
+            for (int j = 0; j < S; j++)
+            {
+                float pj = j < allowed ? scores[s0 + j] * inv : 0f;
+                scores[s0 + j] = pj;
+                probs[prow + j] = pj;
+            }
+        }
+        Group.Barrier();
+
+        for (int e = tid; e < rows * dh; e += n)
+        {
+            int r = e / dh, k = e - r * dh, allowed = p.Causal != 0 ? m + i0 + r + 1 : S;
+            float acc = 0f;
+            for (int j = 0; j < allowed; j++)
+            {
+                float v = j < m ? prefixV[j * d + col + k] : qkv[(b * T + j - m) * 3 * d + 2 * d + col + k];
+                acc += scores[r * MaxKeys + j] * v;
+            }
+            output[(b * T + i0 + r) * d + col + k] = acc;
+        }
+    }
+
+    /// <summary>Backward per query tile: dS into scratch[0 .. B·H·T·S), dQ accumulated into dQkv.</summary>
+    internal static void BackwardQueryKernel(ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> prefixK,
+        ArrayView<float> prefixV, ArrayView<float> probs, ArrayView<float> dQkv, ArrayView<float> scratch, AttentionGpuParams p)
+    {
+        var dS = SharedMemory.Allocate<float>(TileQ * MaxKeys);
+        var doTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
+        int i0 = Grid.IdxX * TileQ, h = Grid.IdxY, b = Grid.IdxZ, tid = Group.IdxX, n = Group.DimX;
+        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, S = m + T, col = h * dh;
+        int rows = XMath.Min(TileQ, T - i0);
+        int prow0 = ((b * p.Heads + h) * T + i0) * S;
+
+        for (int e = tid; e < rows * dh; e += n)
+        {
+            int r = e / dh, k = e - r * dh;
+            doTile[r * MaxHeadDim + k] = dOut[(b * T + i0 + r) * d + col + k];
+        }
+        Group.Barrier();
+
+        // dP_ij = dO_i · V_j (skipped where P = 0: causal cut or fully masked key).
+        for (int e = tid; e < rows * S; e += n)
+        {
+            int r = e / S, j = e - r * S;
+            float dp = 0f;
+            if (probs[prow0 + r * S + j] != 0f)
+            {
+                if (j < m)
+                {
+                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * prefixV[j * d + col + k];
+                }
+                else
+                {
+                    int row = (b * T + j - m) * 3 * d + 2 * d + col;
+                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * qkv[row + k];
+                }
+            }
+            dS[r * MaxKeys + j] = dp;
+        }
+        Group.Barrier();
+
+        if (tid < rows)
+        {
+            int s0 = tid * MaxKeys, prow = prow0 + tid * S;
+            float D = 0f;
+            for (int j = 0; j < S; j++) D += probs[prow + j] * dS[s0 + j];
+            for (int j = 0; j < S; j++)
+            {
+                float ds = probs[prow + j] * (dS[s0 + j] - D);
+                dS[s0 + j] = ds;
+                scratch[prow + j] = ds;
+            }
+        }
+        Group.Barrier();
+
+        for (int e = tid; e < rows * dh; e += n)
+        {
+            int r = e / dh, k = e - r * dh;
+            float acc = 0f;
+            for (int j = 0; j < S; j++)
+            {
+                float key = j < m ? prefixK[j * d + col + k] : qkv[(b * T + j - m) * 3 * d + d + col + k];
+                acc += dS[r * MaxKeys + j] * key;
+            }
+            dQkv[(b * T + i0 + r) * 3 * d + col + k] += p.Scale * acc;
+        }
+    }
+
+    /// <summary>
+    /// Backward per (b, key j, column c), index over B·(m+T)·d: token keys accumulate dK, dV into dQkv; prefix keys write
+    /// their per-example share to the partials in scratch (after dS).
+    /// </summary>
+    internal static void BackwardKeyKernel(Index1D index, ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> probs,
+        ArrayView<float> dQkv, ArrayView<float> scratch, AttentionGpuParams p)
+    {
+        int T = p.Tokens, m = p.Prefix, d = p.Heads * p.HeadDim, S = m + T;
+        int c = index % d, rest = index / d, j = rest % S, b = rest / S, h = c / p.HeadDim;
+        float accK = 0f, accV = 0f;
+        int prow = (b * p.Heads + h) * T * S + j;
+        for (int i = 0; i < T; i++)
+        {
+            accK += scratch[prow + i * S] * qkv[(b * T + i) * 3 * d + c];
+            accV += probs[prow + i * S] * dOut[(b * T + i) * d + c];
+        }
+        if (j >= m)
+        {
+            int row = (b * T + j - m) * 3 * d;
+            dQkv[row + d + c] += p.Scale * accK;
+            dQkv[row + 2 * d + c] += accV;
+        }
+        else
+        {
+            int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * d;
+            scratch[dsLength + (b * m + j) * d + c] = p.Scale * accK;
+            scratch[dsLength + partial + (b * m + j) * d + c] = accV;
+        }
+    }
+
+    /// <summary>Second pass of the prefix gradient, index over m·d: adds the per-example partials in order b = 0..B−1.</summary>
+    internal static void PrefixReduceKernel(Index1D index, ArrayView<float> scratch, ArrayView<float> dPrefixK,
+        ArrayView<float> dPrefixV, AttentionGpuParams p)
+    {
+        int T = p.Tokens, m = p.Prefix, d = p.Heads * p.HeadDim, S = m + T;
+        int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * d;
+        float sumK = 0f, sumV = 0f;
+        for (int b = 0; b < p.Batch; b++)
+        {
+            sumK += scratch[dsLength + b * m * d + index];
+            sumV += scratch[dsLength + partial + b * m * d + index];
+        }
+        dPrefixK[index] += sumK;
+        dPrefixV[index] += sumV;
+    }
+}
