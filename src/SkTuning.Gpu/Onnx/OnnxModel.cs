@@ -8,6 +8,12 @@ namespace SkTuning.Gpu.Onnx;
 /// <param name="Symbol">The symbolic name such as <c>batch</c>, or null.</param>
 public sealed record OnnxDim(long? Value, string? Symbol)
 {
+    /// <summary>A fixed dimension.</summary>
+    public OnnxDim(long value) : this(value, null) { }
+
+    /// <summary>A symbolic dimension.</summary>
+    public OnnxDim(string symbol) : this(null, symbol) { }
+
     /// <inheritdoc/>
     public override string ToString() => Value?.ToString() ?? Symbol ?? "?";
 }
