@@ -210,8 +210,7 @@ public sealed class OnnxModel
                 if (!_consumers.TryGetValue(input, out var list)) _consumers[input] = list = [];
                 list.Add(node);
             }
-            if (node.OpType == "Constant" && node.Outputs.Count == 1 &&
-                node.Attributes.TryGetValue("value", out var value) && value.Tensor is { } tensor)
+            if (node.OpType == "Constant" && node.Outputs.Count == 1 && ConstantValue(graph.Node[i], file) is { } tensor)
                 constants[node.Outputs[0]] = tensor;
         }
         Nodes = nodes;
@@ -275,6 +274,10 @@ public sealed class OnnxModel
         {
             bytes = File.ReadAllBytes(path);
         }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new SkTuningException($"{path}: ONNX file not found", e);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SkTuningException($"{path}: cannot read the ONNX file ({e.Message.ReplaceLineEndings(" ")})", e);
@@ -295,7 +298,9 @@ public sealed class OnnxModel
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new SkTuningException($"{fileName}: not a valid ONNX file ({bytes.Length} bytes; truncated or not protobuf: {e.Message.ReplaceLineEndings(" ")})", e);
+            throw new SkTuningException(e.Message.Contains("truncated", StringComparison.OrdinalIgnoreCase)
+                ? $"{fileName}: truncated ONNX file ({bytes.Length} bytes; the protobuf ends in the middle of a field)"
+                : $"{fileName}: not an ONNX file ({bytes.Length} bytes that do not parse as an ONNX ModelProto)", e);
         }
         return new OnnxModel(proto, fileName, baseDirectory);
     }
@@ -350,6 +355,26 @@ public sealed class OnnxModel
             });
         }
         return copy.ToByteArray();
+    }
+
+    /// <summary>A Constant node's value: the <c>value</c> tensor or a <c>value_float(s)</c> / <c>value_int(s)</c> attribute.</summary>
+    private OnnxTensor? ConstantValue(NodeProto node, string file)
+    {
+        foreach (var a in node.Attribute)
+        {
+            var t = new TensorProto { Name = node.Output[0] };
+            switch (a.Name)
+            {
+                case "value" when a.T is not null: return new OnnxTensor(a.T, file, BaseDirectory);
+                case "value_float": t.DataType = (int)OnnxElementType.Float; t.FloatData.Add(a.F); break;
+                case "value_floats": t.DataType = (int)OnnxElementType.Float; t.FloatData.Add(a.Floats); t.Dims.Add(a.Floats.Count); break;
+                case "value_int": t.DataType = (int)OnnxElementType.Int64; t.Int64Data.Add(a.I); break;
+                case "value_ints": t.DataType = (int)OnnxElementType.Int64; t.Int64Data.Add(a.Ints); t.Dims.Add(a.Ints.Count); break;
+                default: continue;
+            }
+            return new OnnxTensor(t, file, BaseDirectory);
+        }
+        return null;
     }
 
     private static OnnxValueInfo ToInfo(ValueInfoProto v)

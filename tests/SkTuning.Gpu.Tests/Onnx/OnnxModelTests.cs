@@ -47,6 +47,9 @@ public sealed class OnnxModelTests : IDisposable
         File.WriteAllBytes(path, FixtureModels.BertBytes(new BertFixtureOptions())[..1000]);
         var e = Assert.Throws<SkTuningException>(() => OnnxModel.Load(path));
         AssertOneLine(e, path);
+        Assert.Contains("truncated", e.Message);
+        // The importer reports the same.
+        Assert.Equal(e.Message, Assert.Throws<SkTuningException>(() => SkTuning.Gpu.Import.BertImporter.Import(path)).Message);
     }
 
     [Fact]
@@ -56,7 +59,7 @@ public sealed class OnnxModelTests : IDisposable
         File.WriteAllText(path, "This is not a model.\nJust some random text, 42 lines of it.\n");
         var e = Assert.Throws<SkTuningException>(() => OnnxModel.Load(path));
         AssertOneLine(e, path);
-        Assert.Contains("ONNX", e.Message);
+        Assert.Contains("not an ONNX file", e.Message);
     }
 
     [Fact]
@@ -71,7 +74,9 @@ public sealed class OnnxModelTests : IDisposable
     public void MissingFileIsAOneLineError()
     {
         var path = Path.Combine(_dir, "absent.onnx");
-        AssertOneLine(Assert.Throws<SkTuningException>(() => OnnxModel.Load(path)), path);
+        var e = Assert.Throws<SkTuningException>(() => OnnxModel.Load(path));
+        AssertOneLine(e, path);
+        Assert.Contains("not found", e.Message);
     }
 
     [Fact]
@@ -94,6 +99,10 @@ public sealed class OnnxModelTests : IDisposable
         Assert.True(m.HasExternalData);
         Assert.Equal(external, ext.ToFloats());
         Assert.Equal([2L, 3L], m.Initializers["half_raw"].Dims);
+        Assert.Equal(0.25f, m.Constants["c_float"].ScalarFloat());
+        Assert.Equal([4L, 5L, 6L], m.GetTensor("c_ints").ToInt64s());
+        Assert.Equal([3L], m.Constants["c_ints"].Dims);
+        Assert.Equal(OnnxAttributeKind.Ints, m.Nodes[2].Attributes["value_ints"].Kind);
     }
 
     [Fact]
@@ -172,6 +181,10 @@ public sealed class OnnxModelTests : IDisposable
         graph.Initializer.Add([halfRaw, halfTyped, intTyped, intRaw, floatTyped, external]);
         graph.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
         graph.Node.Add(new NodeProto { OpType = "Add", Name = "add", Input = { "x", "external" }, Output = { "y" } });
+        graph.Node.Add(new NodeProto { OpType = "Constant", Name = "c1", Output = { "c_float" },
+            Attribute = { new AttributeProto { Name = "value_float", F = 0.25f, Type = AttributeProto.Types.AttributeType.Float } } });
+        graph.Node.Add(new NodeProto { OpType = "Constant", Name = "c2", Output = { "c_ints" },
+            Attribute = { new AttributeProto { Name = "value_ints", Ints = { 4, 5, 6 }, Type = AttributeProto.Types.AttributeType.Ints } } });
         graph.Output.Add(new ValueInfoProto { Name = "y", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
         var model = new ModelProto { IrVersion = 7, Graph = graph, OpsetImport = { new OperatorSetIdProto { Version = 13 } } };
         File.WriteAllBytes(path, model.ToByteArray());
