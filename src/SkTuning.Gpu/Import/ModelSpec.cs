@@ -1,0 +1,140 @@
+using System.Globalization;
+
+namespace SkTuning.Gpu.Import;
+
+/// <summary>The transformer family an imported model belongs to.</summary>
+public enum ModelFamily
+{
+    /// <summary>BERT-style encoder (MiniLM, ArcticXs, bert-base): post-LayerNorm, GELU, absolute positions, token types.</summary>
+    Bert,
+    /// <summary>GPT-2-style decoder: pre-LayerNorm, GELU-tanh, absolute positions, causal.</summary>
+    Gpt2,
+    /// <summary>LLaMA-style decoder: pre-RMSNorm, SwiGLU, RoPE, causal, grouped KV heads.</summary>
+    Llama,
+    /// <summary>Mistral (LLaMA layout with sliding-window attention).</summary>
+    Mistral,
+}
+
+/// <summary>The normalization layer.</summary>
+public enum NormKind
+{
+    /// <summary>LayerNorm: (x − mean) / sqrt(var + ε) · γ + β.</summary>
+    LayerNorm,
+    /// <summary>RMSNorm: x / sqrt(mean(x²) + ε) · γ.</summary>
+    RmsNorm,
+}
+
+/// <summary>Where the normalization sits relative to each residual branch.</summary>
+public enum NormPlacement
+{
+    /// <summary>After the residual add (BERT): h = Norm(h + f(h)).</summary>
+    Post,
+    /// <summary>Before the branch (GPT-2, LLaMA): h = h + f(Norm(h)), plus a final norm.</summary>
+    Pre,
+}
+
+/// <summary>The feed-forward activation.</summary>
+public enum ActivationKind
+{
+    /// <summary>GELU with the exact erf: 0.5·x·(1 + erf(x/√2)).</summary>
+    GeluErf,
+    /// <summary>GELU's tanh approximation.</summary>
+    GeluTanh,
+    /// <summary>SwiGLU: silu(x·W_gate) ⊙ (x·W_up).</summary>
+    SwiGlu,
+}
+
+/// <summary>How positions enter the model.</summary>
+public enum PositionKind
+{
+    /// <summary>A learned absolute position-embedding table added to the token embeddings.</summary>
+    Absolute,
+    /// <summary>Rotary position embeddings applied to queries and keys.</summary>
+    Rope,
+}
+
+/// <summary>
+/// The architecture of an imported frozen model: everything the engine needs to size buffers and pick
+/// kernels. Sizes are read from the graph (tensor shapes, Reshape constants, scale constants), never from
+/// a config file.
+/// </summary>
+public sealed record ModelSpec
+{
+    /// <summary>The family.</summary>
+    public required ModelFamily Family { get; init; }
+
+    /// <summary>Number of transformer layers L.</summary>
+    public required int Layers { get; init; }
+
+    /// <summary>Hidden size d.</summary>
+    public required int Hidden { get; init; }
+
+    /// <summary>Number of attention (query) heads h.</summary>
+    public required int Heads { get; init; }
+
+    /// <summary>Number of key/value heads (equal to <see cref="Heads"/> without grouped-query attention).</summary>
+    public required int KvHeads { get; init; }
+
+    /// <summary>Head size d/h.</summary>
+    public required int HeadSize { get; init; }
+
+    /// <summary>Feed-forward inner size F.</summary>
+    public required int FfnSize { get; init; }
+
+    /// <summary>The normalization kind.</summary>
+    public required NormKind Norm { get; init; }
+
+    /// <summary>Where the norms sit.</summary>
+    public required NormPlacement NormPlacement { get; init; }
+
+    /// <summary>The normalization epsilon.</summary>
+    public required float Epsilon { get; init; }
+
+    /// <summary>The feed-forward activation.</summary>
+    public required ActivationKind Activation { get; init; }
+
+    /// <summary>How positions are encoded.</summary>
+    public required PositionKind Positions { get; init; }
+
+    /// <summary>Whether attention is causal (decoder).</summary>
+    public required bool Causal { get; init; }
+
+    /// <summary>Vocabulary size V (rows of the word-embedding table).</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>Maximum number of positions (rows of the position table; the context length for RoPE models).</summary>
+    public required int MaxPositions { get; init; }
+
+    /// <summary>Token-type vocabulary size (0 when the model has no token types).</summary>
+    public required int TypeVocabSize { get; init; }
+
+    /// <summary>
+    /// The value added to attention scores of masked-out keys, as the graph computes it:
+    /// (1 − mask)·value; −10000 in MiniLM, float.MinValue in newer exports.
+    /// </summary>
+    public required float MaskValue { get; init; }
+
+    /// <summary>Whether the model has a pooler (Linear + Tanh on the first token).</summary>
+    public bool HasPooler { get; init; }
+
+    /// <summary>Number of parameters (embeddings, layers, final norm, pooler).</summary>
+    public required long ParameterCount { get; init; }
+
+    /// <summary>Size of the key/value projections: <see cref="KvHeads"/>·<see cref="HeadSize"/>.</summary>
+    public int KvDim => KvHeads * HeadSize;
+
+    /// <summary>A one-line description, e.g. <c>bert: 6 layers, d 384, 12 heads × 32, FFN 1536, …</c>.</summary>
+    public string Describe()
+    {
+        var ic = CultureInfo.InvariantCulture;
+        var heads = KvHeads == Heads ? $"{Heads} heads × {HeadSize}" : $"{Heads} heads ({KvHeads} KV) × {HeadSize}";
+        return string.Create(ic,
+            $"{Family.ToString().ToLowerInvariant()}: {Layers} layers, d {Hidden}, {heads}, FFN {FfnSize}, " +
+            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}), " +
+            $"{(Causal ? "causal" : "bidirectional")}, vocabulary {VocabSize:N0}, token types {TypeVocabSize}, " +
+            $"mask {MaskValue:G6}{(HasPooler ? ", pooler" : "")}, {ParameterCount / 1e6:F2}M parameters");
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => Describe();
+}

@@ -1,0 +1,143 @@
+namespace SkTuning.Gpu.Import;
+
+/// <summary>
+/// The embedding block: word, position and token-type tables (row-major [rows, d]) and the LayerNorm that
+/// follows their sum.
+/// </summary>
+public sealed class EmbeddingWeights
+{
+    /// <summary>Word embeddings [V, d].</summary>
+    public required float[] Word { get; init; }
+
+    /// <summary>Position embeddings [P, d] (empty for RoPE models).</summary>
+    public required float[] Position { get; init; }
+
+    /// <summary>Token-type embeddings [Tt, d] (empty when the model has none).</summary>
+    public required float[] TokenType { get; init; }
+
+    /// <summary>Embedding LayerNorm γ [d].</summary>
+    public required float[] NormGamma { get; init; }
+
+    /// <summary>Embedding LayerNorm β [d].</summary>
+    public required float[] NormBeta { get; init; }
+
+    /// <summary>Number of floats held.</summary>
+    public long Count => (long)Word.Length + Position.Length + TokenType.Length + NormGamma.Length + NormBeta.Length;
+}
+
+/// <summary>
+/// One transformer layer. Every matrix is stored [in, out] row-major (y = x·W + b), the layout of a torch
+/// export's MatMul initializers. For BERT: h₁ = LN₁(h + Attn(h)·Wo + bo), h₂ = LN₂(h₁ + GELU(h₁·W1 + b1)·W2 + b2).
+/// </summary>
+public sealed class LayerWeights
+{
+    /// <summary>Query projection [d, d].</summary>
+    public required float[] Wq { get; init; }
+    /// <summary>Query bias [d].</summary>
+    public required float[] Bq { get; init; }
+    /// <summary>Key projection [d, kvDim].</summary>
+    public required float[] Wk { get; init; }
+    /// <summary>Key bias [kvDim].</summary>
+    public required float[] Bk { get; init; }
+    /// <summary>Value projection [d, kvDim].</summary>
+    public required float[] Wv { get; init; }
+    /// <summary>Value bias [kvDim].</summary>
+    public required float[] Bv { get; init; }
+    /// <summary>Attention output projection [d, d].</summary>
+    public required float[] Wo { get; init; }
+    /// <summary>Attention output bias [d].</summary>
+    public required float[] Bo { get; init; }
+    /// <summary>LayerNorm after the attention residual, γ [d].</summary>
+    public required float[] AttentionNormGamma { get; init; }
+    /// <summary>LayerNorm after the attention residual, β [d].</summary>
+    public required float[] AttentionNormBeta { get; init; }
+    /// <summary>FFN input projection [d, F].</summary>
+    public required float[] W1 { get; init; }
+    /// <summary>FFN input bias [F].</summary>
+    public required float[] B1 { get; init; }
+    /// <summary>FFN output projection [F, d].</summary>
+    public required float[] W2 { get; init; }
+    /// <summary>FFN output bias [d].</summary>
+    public required float[] B2 { get; init; }
+    /// <summary>LayerNorm after the FFN residual, γ [d].</summary>
+    public required float[] OutputNormGamma { get; init; }
+    /// <summary>LayerNorm after the FFN residual, β [d].</summary>
+    public required float[] OutputNormBeta { get; init; }
+
+    /// <summary>Number of floats held.</summary>
+    public long Count => new[] { Wq, Bq, Wk, Bk, Wv, Bv, Wo, Bo, AttentionNormGamma, AttentionNormBeta, W1, B1, W2, B2, OutputNormGamma, OutputNormBeta }
+        .Sum(a => (long)a.Length);
+
+    /// <summary>
+    /// The fused QKV projection [d, dq + 2·kvDim] (columns q | k | v), for one GEMM: row i is
+    /// Wq[i,:] then Wk[i,:] then Wv[i,:]. A new array each call.
+    /// </summary>
+    public float[] FusedQkvWeight()
+    {
+        int dq = Bq.Length, dk = Bk.Length, dv = Bv.Length, rows = Wq.Length / dq, width = dq + dk + dv;
+        var w = new float[rows * width];
+        for (int i = 0; i < rows; i++)
+        {
+            Wq.AsSpan(i * dq, dq).CopyTo(w.AsSpan(i * width));
+            Wk.AsSpan(i * dk, dk).CopyTo(w.AsSpan(i * width + dq));
+            Wv.AsSpan(i * dv, dv).CopyTo(w.AsSpan(i * width + dq + dk));
+        }
+        return w;
+    }
+
+    /// <summary>The fused QKV bias [dq + 2·kvDim] (q | k | v). A new array each call.</summary>
+    public float[] FusedQkvBias() => [.. Bq, .. Bk, .. Bv];
+}
+
+/// <summary>The pooler: Linear(d → d) + Tanh on the first token's final state.</summary>
+public sealed class PoolerWeights
+{
+    /// <summary>Weight [d, d], stored [in, out].</summary>
+    public required float[] W { get; init; }
+
+    /// <summary>Bias [d].</summary>
+    public required float[] B { get; init; }
+}
+
+/// <summary>All the weights of an imported frozen model, with its <see cref="ModelSpec"/>.</summary>
+public sealed class ModelWeights
+{
+    /// <summary>The architecture.</summary>
+    public required ModelSpec Spec { get; init; }
+
+    /// <summary>The embedding block.</summary>
+    public required EmbeddingWeights Embeddings { get; init; }
+
+    /// <summary>The layers, first to last.</summary>
+    public required IReadOnlyList<LayerWeights> Layers { get; init; }
+
+    /// <summary>The pooler, when the graph has one.</summary>
+    public PoolerWeights? Pooler { get; init; }
+
+    /// <summary>Number of floats held (equals <see cref="ModelSpec.ParameterCount"/>).</summary>
+    public long Count => Embeddings.Count + Layers.Sum(l => l.Count) + (Pooler is null ? 0 : Pooler.W.Length + Pooler.B.Length);
+}
+
+/// <summary>The result of importing an ONNX model: architecture, weights and the graph's value names.</summary>
+/// <param name="SourcePath">The .onnx file.</param>
+/// <param name="Spec">The architecture.</param>
+/// <param name="Weights">The weights.</param>
+/// <param name="HiddenStateNames">
+/// Graph value names of the hidden states: the embedding output first, then each layer's output
+/// (L + 1 names; the last is the final hidden state). Pass to <c>OnnxModel.WithExtraOutputs</c> to read every layer.
+/// </param>
+/// <param name="InputIdsName">The graph input holding token ids.</param>
+/// <param name="AttentionMaskName">The graph input holding the attention mask, or null.</param>
+/// <param name="TokenTypeIdsName">The graph input holding token-type ids, or null.</param>
+public sealed record ImportedModel(
+    string SourcePath,
+    ModelSpec Spec,
+    ModelWeights Weights,
+    IReadOnlyList<string> HiddenStateNames,
+    string InputIdsName,
+    string? AttentionMaskName,
+    string? TokenTypeIdsName)
+{
+    /// <inheritdoc/>
+    public override string ToString() => $"{Path.GetFileName(SourcePath)}: {Spec.Describe()}";
+}
