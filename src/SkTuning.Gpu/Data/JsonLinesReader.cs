@@ -60,18 +60,21 @@ public sealed class JsonLinesReader
 
     /// <summary>
     /// Sentences for token classification: <paramref name="wordsField"/> is an array of strings and
-    /// <paramref name="tagsField"/> an array of the same length (strings or numbers).
+    /// <paramref name="tagsField"/> an array of the same length of tags "O", "B-type" or "I-type" (IOB1 is converted to BIO).
     /// </summary>
     public IEnumerable<RawSentence> ReadSentences(string wordsField, string tagsField, TagScheme scheme = TagScheme.Bio)
     {
         bool any = false;
         foreach (var (line, obj) in Objects())
         {
-            var words = Array(obj, wordsField, line, requireString: true);
-            var tags = Array(obj, tagsField, line, requireString: false);
+            var words = Array(obj, wordsField, line);
+            var tags = Array(obj, tagsField, line);
             if (words.Length != tags.Length)
                 throw new SkTuningException($"{Path}:{line}: {words.Length} words but {tags.Length} tags");
             if (words.Length == 0) continue;
+            foreach (var t in tags)
+                if (!ConllReader.IsBioTag(t))
+                    throw new SkTuningException($"{Path}:{line}: tag '{LabelSet.Printable(t)}' is not O, B-type or I-type");
             if (scheme == TagScheme.Iob1) tags = ConllReader.Iob1ToBio(tags);
             any = true;
             yield return new RawSentence(Path, line, words, tags, Enumerable.Repeat(line, words.Length).ToArray());
@@ -105,7 +108,7 @@ public sealed class JsonLinesReader
         };
     }
 
-    private string[] Array(JsonElement obj, string name, int line, bool requireString)
+    private string[] Array(JsonElement obj, string name, int line)
     {
         var v = Field(obj, name, line);
         if (v.ValueKind != JsonValueKind.Array)
@@ -117,8 +120,7 @@ public sealed class JsonLinesReader
             r[i++] = e.ValueKind switch
             {
                 JsonValueKind.String => e.GetString()!,
-                JsonValueKind.Number when !requireString => e.GetRawText(),
-                _ => throw new SkTuningException($"{Path}:{line}: field '{name}' item {i - 1} is {e.ValueKind}, expected a {(requireString ? "string" : "string or number")}"),
+                _ => throw new SkTuningException($"{Path}:{line}: field '{name}' item {i - 1} is {e.ValueKind}, expected a string"),
             };
         }
         return r;

@@ -134,6 +134,10 @@ public sealed class ReaderTests : IDisposable
         string f = _dir.Write("s.jsonl", "{\"tokens\":[\"John\",\"lives\"],\"tags\":[\"I-PER\",\"O\"]}\n");
         var s = Assert.Single(new JsonLinesReader(f).ReadSentences("tokens", "tags", TagScheme.Iob1));
         Assert.Equal(["B-PER", "O"], s.Tags);
+        string n = _dir.Write("n.jsonl", "{\"tokens\":[\"a\"],\"tags\":[\"X\"]}\n");
+        Assert.Equal($"{n}:1: tag 'X' is not O, B-type or I-type", OneLine(Assert.Throws<SkTuningException>(() => new JsonLinesReader(n).ReadSentences("tokens", "tags").ToList())));
+        string m = _dir.Write("m.jsonl", "{\"tokens\":[\"a\",\"b\"],\"tags\":[\"O\"]}\n");
+        Assert.Equal($"{m}:1: 2 words but 1 tags", OneLine(Assert.Throws<SkTuningException>(() => new JsonLinesReader(m).ReadSentences("tokens", "tags").ToList())));
     }
 
     [Fact]
