@@ -13,7 +13,7 @@ internal sealed class Activations : IDisposable
     public Activations(Backend backend, ModelSpec spec, ForwardShape capacity)
     {
         Capacity = capacity;
-        int d = spec.Hidden, F = spec.Ffn, tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
+        int d = spec.Hidden, F = spec.FfnSize, tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
         DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); return a; }
         EmbeddingSum = A(tokRows * d);
         EmbeddingOut = A(tokRows * d);

@@ -4,7 +4,7 @@ namespace SkTuning.Gpu.Engine;
 
 /// <summary>
 /// The operations the transformer engine is written in, implemented once per device: <see cref="CpuBackend"/>
-/// (SIMD C#) and <see cref="GpuBackend"/> (ILGPU kernels). Shapes are row-major; backward operations
+/// (SIMD C#) and GpuBackend (ILGPU kernels). Shapes are row-major; backward operations
 /// accumulate (+=) into gradient views. The engine's layer logic is written once against this class.
 /// </summary>
 public abstract class Backend : IDisposable
@@ -70,9 +70,12 @@ public abstract class Backend : IDisposable
     /// <summary>target += source.</summary>
     public abstract void Accumulate(DeviceView<float> source, DeviceView<float> target);
 
-    /// <summary>Attention over [prefix; tokens] keys with the batch-shared prefix; see <see cref="AttentionShape"/>.</summary>
-    public abstract void AttentionForward(AttentionShape shape, DeviceView<float> qkv, DeviceView<float> prefixK, DeviceView<float> prefixV,
-        DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities);
+    /// <summary>
+    /// Attention over [prefix; tokens] keys with the batch-shared prefix; padded keys score + (1 − mask)·maskValue;
+    /// saves the probabilities [B, H, T, m+T].
+    /// </summary>
+    public abstract void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities);
 
     /// <summary>Backward of <see cref="AttentionForward"/>: accumulates into dqkv and the batch-summed prefix gradients.</summary>
     public abstract void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
@@ -91,21 +94,4 @@ public enum GemmOp
     NT,
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N].</summary>
     TN,
-}
-
-/// <summary>Sizes of one attention call.</summary>
-/// <param name="Batch">B.</param>
-/// <param name="SeqLen">T, the positions that carry queries (prompt rows included).</param>
-/// <param name="Heads">H.</param>
-/// <param name="HeadDim">d/H.</param>
-/// <param name="PrefixLen">m prefix keys/values shared by the batch (0 = none).</param>
-/// <param name="MaskValue">Additive score for padded keys, (1 − mask)·MaskValue, as the model defines it.</param>
-/// <param name="Causal">Queries see only earlier token keys (the prefix always).</param>
-public readonly record struct AttentionShape(int Batch, int SeqLen, int Heads, int HeadDim, int PrefixLen, float MaskValue, bool Causal)
-{
-    /// <summary>Hidden size d = H·dh.</summary>
-    public int Dim => Heads * HeadDim;
-
-    /// <summary>Elements of the saved softmax probabilities, [B, H, T, m+T].</summary>
-    public int ProbabilitiesLength => Batch * Heads * SeqLen * (PrefixLen + SeqLen);
 }

@@ -28,13 +28,14 @@ internal sealed class DeviceWeights : IDisposable
         }
         var result = new DeviceWeights
         {
-            WordEmbeddings = U(w.WordEmbeddings),
-            PositionEmbeddings = U(w.PositionEmbeddings),
-            TokenTypeEmbeddings = U(w.TokenTypeEmbeddings),
-            EmbeddingLnGamma = U(w.EmbeddingLnGamma),
-            EmbeddingLnBeta = U(w.EmbeddingLnBeta),
-            Layers = w.Layers.Select(l => new DeviceLayer(U(l.Wqkv), U(l.Bqkv), U(l.Wo), U(l.Bo), U(l.AttnLnGamma), U(l.AttnLnBeta),
-                U(l.W1), U(l.B1), U(l.W2), U(l.B2), U(l.OutLnGamma), U(l.OutLnBeta))).ToArray(),
+            WordEmbeddings = U(w.Embeddings.Word),
+            PositionEmbeddings = U(w.Embeddings.Position),
+            TokenTypeEmbeddings = U(w.Embeddings.TokenType),
+            EmbeddingLnGamma = U(w.Embeddings.NormGamma),
+            EmbeddingLnBeta = U(w.Embeddings.NormBeta),
+            Layers = w.Layers.Select(l => new DeviceLayer(U(l.FusedQkvWeight()), U(l.FusedQkvBias()), U(l.Wo), U(l.Bo),
+                U(l.AttentionNormGamma), U(l.AttentionNormBeta), U(l.W1), U(l.B1), U(l.W2), U(l.B2),
+                U(l.OutputNormGamma), U(l.OutputNormBeta))).ToArray(),
         };
         result._owned.AddRange(owned);
         return result;

@@ -1,4 +1,5 @@
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
 
 namespace SkTuning.Gpu.Engine;
 
@@ -57,7 +58,7 @@ public sealed class TransformerEngine : IDisposable
         _shape = shape;
         _prefix = prefix;
         var a = _act!;
-        int B = shape.Batch, T = shape.SeqLen, S = shape.Positions, rows = B * S, F = Spec.Ffn;
+        int B = shape.Batch, T = shape.SeqLen, S = shape.Positions, rows = B * S, F = Spec.FfnSize;
 
         _backend.Upload(batch.Ids, _ids!.Slice(0, B * T));
         _backend.Upload(batch.Types, _types!.Slice(0, B * T));
@@ -81,8 +82,8 @@ public sealed class TransformerEngine : IDisposable
             var x = a.Hidden[l].Slice(0, rows * d);
             _backend.Gemm(GemmOp.NN, rows, 3 * d, d, x, w.Wqkv.All, la.Qkv.Slice(0, rows * 3 * d), w.Bqkv.All);
             var (pk, pv) = PrefixViews(prefix, l, shape.PrefixLen);
-            _backend.AttentionForward(att, la.Qkv.Slice(0, rows * 3 * d), pk, pv, _mask!.Slice(0, B * S),
-                la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, att.ProbabilitiesLength));
+            _backend.AttentionForward(att, Spec.MaskValue, Spec.Causal, la.Qkv.Slice(0, rows * 3 * d), pk, pv, _mask!.Slice(0, B * S),
+                la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, att.ProbsLength));
             _backend.Gemm(GemmOp.NN, rows, d, d, la.Context.Slice(0, rows * d), w.Wo.All, la.AttnSum.Slice(0, rows * d), w.Bo.All);
             _backend.Accumulate(x, la.AttnSum.Slice(0, rows * d));
             _backend.LayerNormForward(la.AttnSum.Slice(0, rows * d), w.AttnLnGamma.All, w.AttnLnBeta.All, la.AttnOut.Slice(0, rows * d),
@@ -105,7 +106,7 @@ public sealed class TransformerEngine : IDisposable
     {
         var a = _act ?? throw new InvalidOperationException("Backward before Forward");
         var shape = _shape;
-        int d = Spec.Hidden, L = Spec.Layers, F = Spec.Ffn, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
+        int d = Spec.Hidden, L = Spec.Layers, F = Spec.FfnSize, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
         if (dHidden.Length != rows * d)
             throw new ArgumentException($"dHidden has {dHidden.Length} values, expected B·(m+T)·d = {B}·{shape.Positions}·{d} = {rows * d}");
         if (dPrompt.Length != shape.PromptLen * d)
@@ -141,7 +142,7 @@ public sealed class TransformerEngine : IDisposable
             _backend.Zero(dqkv);
             var (pk, pv) = PrefixViews(_prefix, l, shape.PrefixLen);
             var (dpk, dpv) = PrefixViews(dPrefix, l, shape.PrefixLen);
-            _backend.AttentionBackward(att, dh, la.Qkv.Slice(0, rows * 3 * d), pk, pv, la.Probabilities.Slice(0, att.ProbabilitiesLength),
+            _backend.AttentionBackward(att, dh, la.Qkv.Slice(0, rows * 3 * d), pk, pv, la.Probabilities.Slice(0, att.ProbsLength),
                 dqkv, dpk, dpv);
             _backend.Copy(dr, dx);
             _backend.Gemm(GemmOp.NT, rows, d, 3 * d, dqkv, w.Wqkv.All, dx, accumulate: true);
@@ -150,8 +151,7 @@ public sealed class TransformerEngine : IDisposable
             _backend.PrependBackward(dx, dPrompt, default, B, shape.PromptLen, T, d);
     }
 
-    private AttentionShape AttentionShape(ForwardShape s) =>
-        new(s.Batch, s.Positions, Spec.Heads, Spec.HeadDim, s.PrefixLen, Spec.MaskValue, Spec.Causal);
+    private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen);
 
     private (DeviceView<float> K, DeviceView<float> V) PrefixViews(DeviceView<float> prefix, int layer, int m)
     {

@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace SkTuning.Gpu.Cli;
+
+/// <summary>Options shared by several commands.</summary>
+internal static class CommonOptions
+{
+    public static Option<string> Model() => new("--model")
+    {
+        Description = "catalog name (minilm, arctic-xs), .onnx file or folder with model.onnx and tokenizer files",
+        DefaultValueFactory = _ => "minilm",
+    };
+}

@@ -1,0 +1,121 @@
+using SkTuning.Gpu.Kernels;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>The CPU backend: every operation is a SIMD C# kernel over host arrays.</summary>
+public sealed class CpuBackend : Backend
+{
+    /// <inheritdoc />
+    public override string Name => "cpu";
+
+    private sealed class HostArray<T>(int length) : DeviceArray<T>(length) where T : unmanaged
+    {
+        public readonly T[] Data = new T[length];
+        public override void Dispose() { }
+    }
+
+    private static Span<float> S(DeviceView<float> v) =>
+        v.IsEmpty ? Span<float>.Empty : ((HostArray<float>)v.Array!).Data.AsSpan(v.Offset, v.Length);
+
+    private static Span<int> S(DeviceView<int> v) =>
+        v.IsEmpty ? Span<int>.Empty : ((HostArray<int>)v.Array!).Data.AsSpan(v.Offset, v.Length);
+
+    /// <inheritdoc />
+    public override DeviceArray<float> Allocate(int length) => new HostArray<float>(length);
+
+    /// <inheritdoc />
+    public override DeviceArray<int> AllocateInts(int length) => new HostArray<int>(length);
+
+    /// <inheritdoc />
+    public override void Upload(ReadOnlySpan<float> source, DeviceView<float> target) => source.CopyTo(Checked(S(target), source.Length));
+
+    /// <inheritdoc />
+    public override void Upload(ReadOnlySpan<int> source, DeviceView<int> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} ints into a view of {target.Length}");
+        source.CopyTo(S(target));
+    }
+
+    /// <inheritdoc />
+    public override void Download(DeviceView<float> source, Span<float> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"download of {source.Length} values into {target.Length}");
+        S(source).CopyTo(target);
+    }
+
+    private static Span<float> Checked(Span<float> target, int length) =>
+        target.Length == length ? target : throw new ArgumentException($"copy of {length} values into a view of {target.Length}");
+
+    /// <inheritdoc />
+    public override void Zero(DeviceView<float> view) => S(view).Clear();
+
+    /// <inheritdoc />
+    public override void Copy(DeviceView<float> source, DeviceView<float> target) => S(source).CopyTo(Checked(S(target), source.Length));
+
+    /// <inheritdoc />
+    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
+        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        Embedding.Forward(S(ids), S(types), S(wte), S(wpe), S(wtt), S(output), batch, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
+        Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)
+    {
+        if (!dPrompt.IsEmpty) Kernels.Prepend.PromptGradient(S(dy), S(dPrompt), batch, promptLen, seqLen, dim);
+        if (!dx.IsEmpty) Kernels.Prepend.InputGradient(S(dy), S(dx), batch, promptLen, seqLen, dim);
+    }
+
+    /// <inheritdoc />
+    public override void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<float> b, DeviceView<float> c,
+        DeviceView<float> bias = default, bool accumulate = false)
+    {
+        switch (op)
+        {
+            case GemmOp.NN: Kernels.Gemm.NN(m, n, k, S(a), S(b), S(c), S(bias), accumulate); break;
+            case GemmOp.NT: Kernels.Gemm.NT(m, n, k, S(a), S(b), S(c), S(bias), accumulate); break;
+            default: Kernels.Gemm.TN(m, n, k, S(a), S(b), S(c), S(bias), accumulate); break;
+        }
+    }
+
+    /// <inheritdoc />
+    public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        LayerNorm.Forward(S(x), S(gamma), S(beta), S(y), S(mean), S(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
+        DeviceView<float> rstd, DeviceView<float> dx, DeviceView<float> dGamma, DeviceView<float> dBeta, int rows, int dim) =>
+        LayerNorm.Backward(S(dy), S(x), S(gamma), S(mean), S(rstd), S(dx), S(dGamma), S(dBeta), rows, dim);
+
+    /// <inheritdoc />
+    public override void GeluForward(DeviceView<float> x, DeviceView<float> y) => Gelu.Forward(S(x), S(y));
+
+    /// <inheritdoc />
+    public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(S(dy), S(x), S(dx));
+
+    /// <inheritdoc />
+    public override void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y) => Residual.Forward(S(a), S(b), S(y));
+
+    /// <inheritdoc />
+    public override void Accumulate(DeviceView<float> source, DeviceView<float> target)
+    {
+        var t = S(target);
+        System.Numerics.Tensors.TensorPrimitives.Add(t, S(source), t);
+    }
+
+    /// <inheritdoc />
+    public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities) =>
+        Attention.Forward(S(qkv), S(prefixK), S(prefixV), S(keyMask), S(output), S(probabilities), shape, maskValue, causal);
+
+    /// <inheritdoc />
+    public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> probabilities, DeviceView<float> dqkv, DeviceView<float> dPrefixK, DeviceView<float> dPrefixV) =>
+        Attention.Backward(S(dOutput), S(qkv), S(prefixK), S(prefixV), S(probabilities), S(dqkv), S(dPrefixK), S(dPrefixV), shape);
+
+    /// <inheritdoc />
+    public override void Dispose() { }
+}

@@ -1,0 +1,65 @@
+using SkTuning.Gpu.Onnx;
+using SkTuning.Gpu.Tokenization;
+using SkTuning.Gpu.ZeroShot;
+
+namespace SkTuning.Gpu.Import;
+
+/// <summary>
+/// A frozen model ready to use: where it came from, its ONNX graph, architecture and weights (imported from
+/// the graph structure), its tokenizer and its hash. Everything downstream — zero-shot encoder, engine,
+/// trainer — starts here.
+/// </summary>
+public sealed class FrozenModel
+{
+    private FrozenModel(ModelSource source, OnnxModel onnx, ImportedModel imported, TextTokenizer tokenizer)
+    {
+        Source = source;
+        Onnx = onnx;
+        Imported = imported;
+        Tokenizer = tokenizer;
+    }
+
+    /// <summary>Where the files are.</summary>
+    public ModelSource Source { get; }
+
+    /// <summary>The parsed ONNX graph.</summary>
+    public OnnxModel Onnx { get; }
+
+    /// <summary>Architecture, weights and tensor names read from the graph.</summary>
+    public ImportedModel Imported { get; }
+
+    /// <summary>The architecture.</summary>
+    public ModelSpec Spec => Imported.Spec;
+
+    /// <summary>The frozen weights.</summary>
+    public ModelWeights Weights => Imported.Weights;
+
+    /// <summary>The model's tokenizer.</summary>
+    public TextTokenizer Tokenizer { get; }
+
+    /// <summary>SHA-256 of the ONNX file.</summary>
+    public string Hash => ModelHash.Of(Source.OnnxPath);
+
+    /// <summary>Resolves, parses and imports <paramref name="model"/> (a catalog name, .onnx file or folder).</summary>
+    /// <exception cref="SkTuningException">A missing, truncated, non-ONNX or unsupported model, or a missing vocabulary.</exception>
+    public static FrozenModel Load(string model)
+    {
+        var source = ModelCatalog.Resolve(model);
+        var onnx = OnnxModel.Load(source.OnnxPath);
+        var imported = BertImporter.Import(onnx);
+        var tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
+        if (tokenizer.VocabularySize > imported.Spec.VocabSize)
+            throw new SkTuningException(
+                $"{source.TokenizerDirectory}: vocabulary of {tokenizer.VocabularySize} tokens is larger than the model's embedding table ({imported.Spec.VocabSize})");
+        return new FrozenModel(source, onnx, imported, tokenizer);
+    }
+
+    /// <summary>A zero-shot encoder over this model (ONNX Runtime), caching results under the catalog cache folder.</summary>
+    public ZeroShotEncoder CreateEncoder(Action<string>? log = null, bool cache = true)
+    {
+        // The last hidden state is the graph's own output; the others are intermediate tensors made outputs.
+        var intermediate = Imported.HiddenStateNames.Take(Spec.Layers).ToArray();
+        return new ZeroShotEncoder(Source.OnnxPath, Tokenizer, Spec.MaxPositions, Hash, intermediate,
+            () => Onnx.WithExtraOutputs(intermediate), cache ? Path.Combine(ModelCatalog.CacheRoot, "zeroshot") : null, log);
+    }
+}
