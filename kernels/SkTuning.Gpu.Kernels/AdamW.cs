@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using ILGPU;
 using ILGPU.Runtime;
 using SkTuning.Gpu.Kernels.Gpu;
@@ -83,7 +84,7 @@ public static class AdamW
 
     private const int Chunk = 16384;
 
-    /// <summary>CPU step over the whole buffer (parallel over chunks).</summary>
+    /// <summary>CPU step over the whole buffer (Vector512 where available, parallel over chunks).</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
     public static unsafe void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> m, Span<float> v, AdamWStep step)
     {
@@ -94,8 +95,22 @@ public static class AdamW
             var P = new OpsPtr<float>(pp); var G = new OpsPtr<float>(pg); var M = new OpsPtr<float>(pm); var V = new OpsPtr<float>(pv);
             OpsParallel.For(chunks, (long)n * 12, c =>
             {
-                int end = Math.Min(n, (c + 1) * Chunk);
-                for (int i = c * Chunk; i < end; i++) Update(ref P[i], G[i], ref M[i], ref V[i], step);
+                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    var s = step;
+                    for (; i + 16 <= end; i += 16)
+                    {
+                        Span<float> ps = P.Span(i, 16), ms = M.Span(i, 16), vs = V.Span(i, 16);
+                        var g = Vector512.Create<float>(G.Span(i, 16)) * s.ClipScale;
+                        var mi = s.Beta1 * Vector512.Create<float>(ms) + (1f - s.Beta1) * g;
+                        var vi = s.Beta2 * Vector512.Create<float>(vs) + (1f - s.Beta2) * g * g;
+                        var t = Vector512.Create<float>(ps);
+                        t -= s.LearningRate * (mi * s.Correction1 / (Vector512.Sqrt(vi * s.Correction2) + Vector512.Create(s.Epsilon)) + s.WeightDecay * t);
+                        mi.CopyTo(ms); vi.CopyTo(vs); t.CopyTo(ps);
+                    }
+                }
+                for (; i < end; i++) Update(ref P[i], G[i], ref M[i], ref V[i], step);
             });
         }
     }

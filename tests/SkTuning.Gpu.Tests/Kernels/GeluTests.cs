@@ -47,6 +47,27 @@ public class GeluTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
     }
 
     [Fact]
+    public void VectorErfIsWithin1e7OnDenseGrid()
+    {
+        double worst = 0, at = 0;
+        const int N = 240000;
+        var lanes = new float[16];
+        for (int i = 0; i < N; i += 16)
+        {
+            for (int k = 0; k < 16; k++) lanes[k] = (float)(-6 + 12.0 * (i + k) / (N - 1));
+            var r = Gelu.Erf(System.Runtime.Intrinsics.Vector512.Create(lanes));
+            for (int k = 0; k < 16; k++)
+            {
+                double err = Math.Abs(r[k] - Gelu.Erf((double)lanes[k]));
+                if (err > worst) { worst = err; at = lanes[k]; }
+            }
+        }
+        Assert.True(worst <= 1e-7, $"max |erf_v − erf| = {worst:g3} at x = {at}");
+        var special = Gelu.Erf(System.Runtime.Intrinsics.Vector512.Create(float.NaN));
+        Assert.True(float.IsNaN(special[0]));
+    }
+
+    [Fact]
     public void ReferenceBackwardMatchesFiniteDifferences()
     {
         var rng = new Random(1);
