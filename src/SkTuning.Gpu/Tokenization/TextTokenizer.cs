@@ -31,6 +31,11 @@ public sealed class TextTokenizer
         VocabularySize = vocabularySize;
     }
 
+    // GPT-2/RoBERTa byte-level BPE splits words with their leading space attached (the space becomes 'Ġ').
+    private static readonly PreTokenizer Gpt2PreTokenizer = new RegexPreTokenizer(
+        new System.Text.RegularExpressions.Regex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+            System.Text.RegularExpressions.RegexOptions.Compiled), null);
+
     /// <summary>"wordpiece", "bpe" or "sentencepiece".</summary>
     public string Kind { get; }
 
@@ -51,7 +56,7 @@ public sealed class TextTokenizer
             if (File.Exists(P("tokenizer.json"))) return LoadTokenizerJson(P("tokenizer.json"));
             if (File.Exists(P("vocab.json")) && File.Exists(P("merges.txt")))
             {
-                var bpe = BpeTokenizer.Create(new BpeOptions(P("vocab.json"), P("merges.txt")) { ByteLevel = true });
+                var bpe = BpeTokenizer.Create(new BpeOptions(P("vocab.json"), P("merges.txt")) { ByteLevel = true, PreTokenizer = Gpt2PreTokenizer });
                 return new TextTokenizer(bpe, "bpe", CountJsonEntries(P("vocab.json")));
             }
             if (File.Exists(P("tokenizer.model")))
@@ -105,7 +110,7 @@ public sealed class TextTokenizer
         if (type != "BPE") throw new SkTuningException($"{path}: tokenizer model type '{type}' is not supported (BPE or WordPiece)");
         var merges = model.GetProperty("merges").EnumerateArray()
             .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!).ToList();
-        var bpe = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, ByteLevel = true });
+        var bpe = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, ByteLevel = true, PreTokenizer = Gpt2PreTokenizer });
         return new TextTokenizer(bpe, "bpe", vocab.Count);
     }
 
