@@ -1,0 +1,174 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SkTuning.Gpu.Kernels;
+using SkTuning.Gpu.Kernels.Gpu;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>
+/// The ILGPU backend: every operation launches a kernel on the device (CUDA, or ILGPU's CPU simulator in tests).
+/// Launches are asynchronous on the accelerator's default stream; <see cref="Download"/> and
+/// <see cref="Synchronize"/> wait.
+/// </summary>
+public sealed class GpuBackend : Backend
+{
+    private readonly GpuDevice _device;
+    private readonly bool _ownsDevice;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _attentionScratch;
+
+    /// <summary>Wraps a device (disposed with the backend when <paramref name="ownsDevice"/>).</summary>
+    public GpuBackend(GpuDevice device, bool ownsDevice = true)
+    {
+        _device = device;
+        _ownsDevice = ownsDevice;
+    }
+
+    /// <inheritdoc />
+    public override string Name => _device.IsCuda ? "cuda" : "ilgpu-cpu";
+
+    /// <summary>The device kernels run on.</summary>
+    public GpuDevice Device => _device;
+
+    private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
+    {
+        public readonly MemoryBuffer1D<T, Stride1D.Dense> Buffer = buffer;
+        public override void Dispose() => Buffer.Dispose();
+    }
+
+    private static ArrayView<float> V(DeviceView<float> v) =>
+        v.IsEmpty ? ArrayView<float>.Empty : ((DeviceBuffer<float>)v.Array!).Buffer.View.SubView(v.Offset, v.Length);
+
+    private static ArrayView<int> V(DeviceView<int> v) =>
+        v.IsEmpty ? ArrayView<int>.Empty : ((DeviceBuffer<int>)v.Array!).Buffer.View.SubView(v.Offset, v.Length);
+
+    /// <inheritdoc />
+    public override DeviceArray<float> Allocate(int length)
+    {
+        var buffer = _device.Accelerator.Allocate1D<float>(Math.Max(length, 1));
+        buffer.MemSetToZero();
+        return new DeviceBuffer<float>(buffer);
+    }
+
+    /// <inheritdoc />
+    public override DeviceArray<int> AllocateInts(int length)
+    {
+        var buffer = _device.Accelerator.Allocate1D<int>(Math.Max(length, 1));
+        buffer.MemSetToZero();
+        return new DeviceBuffer<int>(buffer);
+    }
+
+    /// <inheritdoc />
+    public override void Upload(ReadOnlySpan<float> source, DeviceView<float> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} values into a view of {target.Length}");
+        if (source.Length > 0) V(target).CopyFromCPU(source);
+    }
+
+    /// <inheritdoc />
+    public override void Upload(ReadOnlySpan<int> source, DeviceView<int> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} ints into a view of {target.Length}");
+        if (source.Length > 0) V(target).CopyFromCPU(source);
+    }
+
+    /// <inheritdoc />
+    public override void Download(DeviceView<float> source, Span<float> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"download of {source.Length} values into {target.Length}");
+        _device.Synchronize();
+        if (source.Length > 0) V(source).CopyToCPU(target);
+    }
+
+    /// <inheritdoc />
+    public override void Zero(DeviceView<float> view)
+    {
+        if (!view.IsEmpty) V(view).MemSetToZero();
+    }
+
+    /// <inheritdoc />
+    public override void Copy(DeviceView<float> source, DeviceView<float> target)
+    {
+        if (source.Length != target.Length) throw new ArgumentException($"copy of {source.Length} values into a view of {target.Length}");
+        if (!source.IsEmpty) V(source).CopyTo(V(target));
+    }
+
+    /// <inheritdoc />
+    public override void Synchronize() => _device.Synchronize();
+
+    /// <inheritdoc />
+    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
+        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        Embedding.Forward(_device, V(ids), V(types), V(wte), V(wpe), V(wtt), V(output), batch, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
+        Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)
+    {
+        if (!dPrompt.IsEmpty) Kernels.Prepend.PromptGradient(_device, V(dy), V(dPrompt), batch, promptLen, seqLen, dim);
+        if (!dx.IsEmpty) Kernels.Prepend.InputGradient(_device, V(dy), V(dx), batch, promptLen, seqLen, dim);
+    }
+
+    /// <inheritdoc />
+    public override void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<float> b, DeviceView<float> c,
+        DeviceView<float> bias = default, bool accumulate = false)
+    {
+        switch (op)
+        {
+            case GemmOp.NN: GemmGpu.NN(_device, m, n, k, V(a), V(b), V(c), V(bias), accumulate); break;
+            case GemmOp.NT: GemmGpu.NT(_device, m, n, k, V(a), V(b), V(c), V(bias), accumulate); break;
+            default: GemmGpu.TN(_device, m, n, k, V(a), V(b), V(c), V(bias), accumulate); break;
+        }
+    }
+
+    /// <inheritdoc />
+    public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        LayerNorm.Forward(_device, V(x), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
+        DeviceView<float> rstd, DeviceView<float> dx, DeviceView<float> dGamma, DeviceView<float> dBeta, int rows, int dim) =>
+        LayerNorm.Backward(_device, V(dy), V(x), V(gamma), V(mean), V(rstd), V(dx), V(dGamma), V(dBeta), rows, dim);
+
+    /// <inheritdoc />
+    public override void GeluForward(DeviceView<float> x, DeviceView<float> y) => Gelu.Forward(_device, V(x), V(y));
+
+    /// <inheritdoc />
+    public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(_device, V(dy), V(x), V(dx));
+
+    /// <inheritdoc />
+    public override void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y) => Residual.Forward(_device, V(a), V(b), V(y));
+
+    /// <inheritdoc />
+    public override void Accumulate(DeviceView<float> source, DeviceView<float> target) =>
+        Residual.Forward(_device, V(target), V(source), V(target));
+
+    /// <inheritdoc />
+    public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities) =>
+        AttentionGpu.Forward(_device, V(qkv), V(prefixK), V(prefixV), V(keyMask), V(output), V(probabilities), shape, maskValue, causal);
+
+    /// <inheritdoc />
+    public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
+        DeviceView<float> prefixV, DeviceView<float> probabilities, DeviceView<float> dqkv, DeviceView<float> dPrefixK, DeviceView<float> dPrefixV)
+    {
+        int need = AttentionGpu.BackwardScratchLength(shape);
+        if (_attentionScratch is null || _attentionScratch.Length < need)
+        {
+            _attentionScratch?.Dispose();
+            _attentionScratch = _device.Accelerator.Allocate1D<float>(need);
+        }
+        AttentionGpu.Backward(_device, V(dOutput), V(qkv), V(prefixK), V(prefixV), V(probabilities), V(dqkv), V(dPrefixK), V(dPrefixV),
+            _attentionScratch.View.SubView(0, need), shape);
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        _attentionScratch?.Dispose();
+        if (_ownsDevice) _device.Dispose();
+    }
+}
