@@ -6,5 +6,6 @@ var root = new RootCommand("SK-Tuning of frozen transformer models with hand-wri
 {
     InspectCommand.Create(),
     EncodeCommand.Create(),
+    BenchCommand.Create(),
 };
 return CliRunner.Run(root, args);

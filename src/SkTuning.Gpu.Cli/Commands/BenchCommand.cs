@@ -1,0 +1,56 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SkTuning.Gpu.Benchmarking;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+
+namespace SkTuning.Gpu.Cli;
+
+/// <summary><c>sktune bench</c>: the engine against ONNX Runtime at one shape, as a table or one JSON object.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var device = CommonOptions.Device();
+        var batch = new Option<int>("--batch") { Description = "batch size B", DefaultValueFactory = _ => 32 };
+        var seq = new Option<int>("--seq") { Description = "sequence length T", DefaultValueFactory = _ => 64 };
+        var prefix = new Option<int>("--prefix") { Description = "SK-Prefix length m", DefaultValueFactory = _ => 12 };
+        var iterations = new Option<int>("--iterations") { Description = "timed runs per row (median)", DefaultValueFactory = _ => 7 };
+        var json = new Option<bool>("--json") { Description = "print one JSON object instead of the table" };
+        var command = new Command("bench", "time the engine against ONNX Runtime's forward at the same shape")
+            { model, device, batch, seq, prefix, iterations, json };
+        command.SetAction(CliRunner.Guard(parse =>
+        {
+            int b = parse.GetValue(batch), t = parse.GetValue(seq), m = parse.GetValue(prefix), n = parse.GetValue(iterations);
+            if (b <= 0 || t <= 0 || m < 0 || n <= 0) throw new SkTuningException($"--batch {b} --seq {t} --prefix {m} --iterations {n}: sizes must be positive");
+            var frozen = FrozenModel.Load(parse.GetValue(model)!);
+            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            var report = EngineBenchmark.Run(frozen, backend, b, t, m, n, CliRunner.Log);
+            if (parse.GetValue(json))
+            {
+                var options = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
+                Console.WriteLine(JsonSerializer.Serialize(report, options));
+            }
+            else Print(report);
+            return 0;
+        }));
+        return command;
+    }
+
+    private static void Print(BenchReport r)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Create(ic, $"{r.Model} on {r.Device}: B={r.Batch} T={r.Seq} prefix m={r.Prefix}, median of {r.Iterations}; measured fp32 peak {r.PeakGflops:F0} GFLOP/s"));
+        Console.WriteLine($"{"what",-46} {"time",10} {"GFLOP/s",8} {"% peak",7}  vs baseline");
+        foreach (var row in r.Rows)
+        {
+            double rate = row.Gflop > 0 ? row.Gflop / row.Seconds : 0;
+            var baseline = row.Baseline is null ? "" : r.Rows.First(x => x.Name == row.Baseline) is var b
+                ? string.Create(ic, $"{row.Seconds / b.Seconds:F2}x {b.Name}") : "";
+            Console.WriteLine(string.Create(ic, $"{row.Name,-46} {row.Seconds * 1e3,8:F1}ms {rate,8:F1} {100 * rate / r.PeakGflops,6:F1}%  {baseline}"));
+        }
+        Console.WriteLine(string.Create(ic, $"peak memory {r.PeakMemoryBytes / 1048576.0:F0} MiB; shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
+    }
+}
