@@ -81,6 +81,49 @@ public abstract class Backend : IDisposable
     public abstract void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> probabilities, DeviceView<float> dqkv, DeviceView<float> dPrefixK, DeviceView<float> dPrefixV);
 
+    /// <summary>Upload a float array's contents; convenience for host-built tensors.</summary>
+    public DeviceArray<float> UploadNew(ReadOnlySpan<float> host)
+    {
+        var a = Allocate(host.Length);
+        if (host.Length > 0) Upload(host, a.Slice(0, host.Length));
+        return a;
+    }
+
+    /// <summary>Downloads a view into a new host array.</summary>
+    public float[] ToHost(DeviceView<float> view)
+    {
+        var host = new float[view.Length];
+        Download(view, host);
+        return host;
+    }
+
+    /// <summary>output[b] = mean of x[b, skip + t] over t with mask[b, t] ≠ 0; x is [B, T, d], mask [B, T − skip].</summary>
+    public abstract void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim);
+
+    /// <summary>dX += backward of <see cref="MeanPoolForward"/>.</summary>
+    public abstract void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim);
+
+    /// <summary>Mean softmax cross-entropy over rows whose label is not −100; dLogits += its gradient (empty = loss only).</summary>
+    public abstract float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes);
+
+    /// <summary>Mean squared error; dPredictions += its gradient (empty = loss only).</summary>
+    public abstract float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions);
+
+    /// <summary>y = x·keep/(1 − p), keep drawn from the counter-based RNG at (seed, offset + i).</summary>
+    public abstract void DropoutForward(DeviceView<float> x, DeviceView<float> y, float p, ulong seed, long offset);
+
+    /// <summary>dx += dy·keep/(1 − p) with the same mask as the forward.</summary>
+    public abstract void DropoutBackward(DeviceView<float> dy, DeviceView<float> dx, float p, ulong seed, long offset);
+
+    /// <summary>dBias += column sums of dy [rows, dim].</summary>
+    public abstract void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim);
+
+    /// <summary>Σ x² in fp64 (for the global gradient norm).</summary>
+    public abstract double SumOfSquares(DeviceView<float> x);
+
+    /// <summary>One fused AdamW step over a flat parameter buffer.</summary>
+    public abstract void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step);
+
     /// <inheritdoc />
     public abstract void Dispose();
 }

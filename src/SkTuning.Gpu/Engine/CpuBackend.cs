@@ -117,5 +117,39 @@ public sealed class CpuBackend : Backend
         Attention.Backward(S(dOutput), S(qkv), S(prefixK), S(prefixV), S(probabilities), S(dqkv), S(dPrefixK), S(dPrefixV), shape);
 
     /// <inheritdoc />
+    public override void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim) =>
+        MeanPooling.Forward(S(x), S(mask), S(output), batch, seqLen, skip, dim);
+
+    /// <inheritdoc />
+    public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>
+        MeanPooling.Backward(S(dOutput), S(mask), S(dX), batch, seqLen, skip, dim);
+
+    /// <inheritdoc />
+    public override float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes) =>
+        Kernels.SoftmaxCrossEntropy.ForwardBackward(S(logits), S(labels), S(dLogits), rows, classes);
+
+    /// <inheritdoc />
+    public override float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions) =>
+        Kernels.MeanSquaredError.ForwardBackward(S(predictions), S(targets), S(dPredictions));
+
+    /// <inheritdoc />
+    public override void DropoutForward(DeviceView<float> x, DeviceView<float> y, float p, ulong seed, long offset) =>
+        Dropout.Forward(S(x), S(y), p, seed, offset);
+
+    /// <inheritdoc />
+    public override void DropoutBackward(DeviceView<float> dy, DeviceView<float> dx, float p, ulong seed, long offset) =>
+        Dropout.Backward(S(dy), S(dx), p, seed, offset);
+
+    /// <inheritdoc />
+    public override void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim) => Bias.Backward(S(dy), S(dBias), rows, dim);
+
+    /// <inheritdoc />
+    public override double SumOfSquares(DeviceView<float> x) => GradientNorm.SumOfSquares(S(x));
+
+    /// <inheritdoc />
+    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step) =>
+        Kernels.AdamW.Step(S(parameters), S(gradient), S(m), S(v), step);
+
+    /// <inheritdoc />
     public override void Dispose() { }
 }

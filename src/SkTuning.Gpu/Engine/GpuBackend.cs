@@ -14,7 +14,8 @@ public sealed class GpuBackend : Backend
 {
     private readonly GpuDevice _device;
     private readonly bool _ownsDevice;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _attentionScratch;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _attentionScratch, _lossScratch;
+    private MemoryBuffer1D<double, Stride1D.Dense>? _normPartials;
 
     /// <summary>Wraps a device (disposed with the backend when <paramref name="ownsDevice"/>).</summary>
     public GpuBackend(GpuDevice device, bool ownsDevice = true)
@@ -165,10 +166,82 @@ public sealed class GpuBackend : Backend
             _attentionScratch.View.SubView(0, need), shape);
     }
 
+    private ArrayView<float> LossScratch(int length)
+    {
+        if (_lossScratch is null || _lossScratch.Length < length)
+        {
+            _lossScratch?.Dispose();
+            _lossScratch = _device.Accelerator.Allocate1D<float>(Math.Max(length, 1024));
+        }
+        return _lossScratch.View.SubView(0, length);
+    }
+
+    private float SumOnHost(ArrayView<float> values)
+    {
+        var host = new float[values.Length];
+        _device.Synchronize();
+        values.CopyToCPU(host);
+        double sum = 0;
+        foreach (var x in host) sum += x;
+        return (float)sum;
+    }
+
+    /// <inheritdoc />
+    public override void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim) =>
+        MeanPooling.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim);
+
+    /// <inheritdoc />
+    public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>
+        MeanPooling.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim);
+
+    /// <inheritdoc />
+    public override float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes)
+    {
+        var rowLoss = LossScratch(rows);
+        Kernels.SoftmaxCrossEntropy.ForwardBackward(_device, V(logits), V(labels), rowLoss, V(dLogits), rows, classes, validCount);
+        return validCount == 0 ? 0f : SumOnHost(rowLoss) / validCount;
+    }
+
+    /// <inheritdoc />
+    public override float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions)
+    {
+        var squared = LossScratch(predictions.Length);
+        Kernels.MeanSquaredError.ForwardBackward(_device, V(predictions), V(targets), squared, V(dPredictions));
+        return SumOnHost(squared) / predictions.Length;
+    }
+
+    /// <inheritdoc />
+    public override void DropoutForward(DeviceView<float> x, DeviceView<float> y, float p, ulong seed, long offset) =>
+        Dropout.Forward(_device, V(x), V(y), p, seed, offset);
+
+    /// <inheritdoc />
+    public override void DropoutBackward(DeviceView<float> dy, DeviceView<float> dx, float p, ulong seed, long offset) =>
+        Dropout.Backward(_device, V(dy), V(dx), p, seed, offset);
+
+    /// <inheritdoc />
+    public override void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim) => Bias.Backward(_device, V(dy), V(dBias), rows, dim);
+
+    /// <inheritdoc />
+    public override double SumOfSquares(DeviceView<float> x)
+    {
+        _normPartials ??= _device.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
+        GradientNorm.SumOfSquares(_device, V(x), _normPartials.View);
+        var host = new double[_normPartials.Length];
+        _device.Synchronize();
+        _normPartials.View.CopyToCPU(host);
+        return host.Sum();
+    }
+
+    /// <inheritdoc />
+    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step) =>
+        Kernels.AdamW.Step(_device, V(parameters), V(gradient), V(m), V(v), step);
+
     /// <inheritdoc />
     public override void Dispose()
     {
         _attentionScratch?.Dispose();
+        _lossScratch?.Dispose();
+        _normPartials?.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }

@@ -1,0 +1,107 @@
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+
+namespace SkTuning.Gpu.Training;
+
+/// <summary>
+/// The trainable SK-Tuning model: semantic adapter (prompt or prefix) → frozen transformer → head. Only the
+/// adapter and head have parameters; the transformer's weights are read-only and get no gradient.
+/// </summary>
+public sealed class SkTuningModel : IDisposable
+{
+    private readonly TransformerEngine _engine;
+    private DeviceArray<float>? _dHidden, _dInjection;
+
+    /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
+    /// <param name="backend">Where everything runs.</param>
+    /// <param name="spec">The frozen model's architecture.</param>
+    /// <param name="weights">Its weights.</param>
+    /// <param name="adapter">The semantic adapter, or null for a head-only linear probe.</param>
+    /// <param name="head">The task head.</param>
+    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, SemanticAdapter? adapter, TaskHead head)
+    {
+        Backend = backend;
+        _engine = new TransformerEngine(backend, spec, weights);
+        Adapter = adapter;
+        Head = head;
+        var tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors());
+        Parameters = new TrainableParameters(backend, tensors);
+        _dInjection = adapter is null ? null : backend.Allocate(adapter.Shape.OutputLength);
+    }
+
+    /// <summary>The backend.</summary>
+    public Backend Backend { get; }
+
+    /// <summary>The adapter (null for a linear probe).</summary>
+    public SemanticAdapter? Adapter { get; }
+
+    /// <summary>The head.</summary>
+    public TaskHead Head { get; }
+
+    /// <summary>All trainable tensors.</summary>
+    public TrainableParameters Parameters { get; }
+
+    /// <summary>Random initialization of adapter and head (deterministic in the seed).</summary>
+    public void Initialize(int seed)
+    {
+        var rng = new Random(seed);
+        Adapter?.Initialize(Parameters, rng);
+        Head.Initialize(Parameters, rng);
+    }
+
+    private int PromptRows => Adapter?.Shape.Kind == AdapterKind.Prompt ? Adapter.Shape.Tokens : 0;
+
+    private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
+    {
+        var injection = Adapter?.Forward(Parameters, training, seed) ?? default;
+        return Adapter?.Shape.Kind == AdapterKind.Prompt
+            ? _engine.Forward(batch, prompt: injection)
+            : _engine.Forward(batch, prefix: injection);
+    }
+
+    /// <summary>
+    /// One forward and backward: zeroes the gradients, then accumulates d(loss)/d(every trainable tensor).
+    /// Returns the loss (not finite: the backward is skipped and the caller reports the step).
+    /// </summary>
+    public float ForwardBackward(TokenBatch batch, HeadTargets targets, ulong seed)
+    {
+        Parameters.ZeroGradients();
+        var hidden = Run(batch, training: true, seed);
+        if (_dHidden is null || _dHidden.Length < hidden.Length)
+        {
+            _dHidden?.Dispose();
+            _dHidden = Backend.Allocate(hidden.Length);
+        }
+        var dHidden = _dHidden.Slice(0, hidden.Length);
+        Backend.Zero(dHidden);
+        float loss = Head.Loss(Parameters, hidden, batch, PromptRows, targets, training: true, seed ^ 0x5DEECE66DUL, dHidden);
+        if (!float.IsFinite(loss) || Adapter is null) return loss;
+        var dInjection = _dInjection!.All;
+        Backend.Zero(dInjection);
+        if (Adapter.Shape.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
+        else _engine.Backward(dHidden, dPrefix: dInjection);
+        Adapter.Backward(Parameters, dInjection);
+        return loss;
+    }
+
+    /// <summary>Loss without dropout or gradients (evaluation).</summary>
+    public float EvaluateLoss(TokenBatch batch, HeadTargets targets) =>
+        Head.Loss(Parameters, Run(batch, training: false, 0), batch, PromptRows, targets, training: false, 0, default);
+
+    /// <summary>Head outputs on the host: logits [B, C], values [B, 1], or token logits [B·(m_p+T), C].</summary>
+    public float[] Predict(TokenBatch batch) => Head.Predict(Parameters, Run(batch, training: false, 0), batch, PromptRows);
+
+    /// <summary>Prompt rows before the tokens in token-level outputs.</summary>
+    public int SkipRows => PromptRows;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _dHidden?.Dispose();
+        _dInjection?.Dispose();
+        Parameters.Dispose();
+        Head.Dispose();
+        Adapter?.Dispose();
+        _engine.Dispose();
+    }
+}

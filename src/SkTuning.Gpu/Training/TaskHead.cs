@@ -1,0 +1,208 @@
+using SkTuning.Gpu.Data;
+using SkTuning.Gpu.Engine;
+
+namespace SkTuning.Gpu.Training;
+
+/// <summary>How a sequence is reduced to one vector for sequence-level heads.</summary>
+public enum Pooling
+{
+    /// <summary>Mean of the final states of the real tokens (prompt rows and padding excluded).</summary>
+    Mean,
+    /// <summary>The first real token's final state ([CLS]).</summary>
+    Cls,
+}
+
+/// <summary>The targets of one batch for the head: class ids [B], values [B], or token labels [B·T] (−100 = ignore).</summary>
+public sealed record HeadTargets(int[]? Classes = null, float[]? Values = null, int[]? TokenLabels = null);
+
+/// <summary>
+/// The trainable head: dropout then Linear(d → C) on the pooled sequence (classification, cross-entropy),
+/// Linear(d → 1) on it (regression, MSE), or Linear(d → C) on every real token (token classification,
+/// prompt rows excluded). Its forward and backward are fused into one call per step.
+/// </summary>
+public sealed class TaskHead : IDisposable
+{
+    private readonly Backend _backend;
+    private readonly List<IDisposable> _buffers = [];
+    private DeviceArray<float> _pooled = null!, _dropped = null!, _dDropped = null!, _dPooled = null!, _logits = null!, _dLogits = null!, _targets = null!;
+    private DeviceArray<int> _labels = null!, _mask = null!;
+    private int _capacityRows = -1, _capacityTokens = -1;
+
+    /// <summary>Creates a head.</summary>
+    public TaskHead(Backend backend, TaskKind kind, Pooling pooling, int dim, int classes, float dropout = 0.1f)
+    {
+        if (kind != TaskKind.Regression && classes < 2) throw new ArgumentException($"a classification head needs at least 2 classes, got {classes}");
+        _backend = backend;
+        Kind = kind;
+        Pooling = pooling;
+        Dim = dim;
+        Classes = kind == TaskKind.Regression ? 1 : classes;
+        Dropout = dropout;
+    }
+
+    /// <summary>The task kind.</summary>
+    public TaskKind Kind { get; }
+
+    /// <summary>Sequence pooling for sequence-level tasks.</summary>
+    public Pooling Pooling { get; }
+
+    /// <summary>d.</summary>
+    public int Dim { get; }
+
+    /// <summary>Outputs per row: classes, or 1 for regression.</summary>
+    public int Classes { get; }
+
+    /// <summary>Dropout before the linear layer in training.</summary>
+    public float Dropout { get; }
+
+    /// <summary>The trainable tensors.</summary>
+    public IEnumerable<(string Name, int[] Shape)> Tensors()
+    {
+        yield return ("head.weight", [Dim, Classes]);
+        yield return ("head.bias", [Classes]);
+    }
+
+    /// <summary>torch Linear default init; bias zero.</summary>
+    public void Initialize(TrainableParameters p, Random rng) =>
+        p.Set(p["head.weight"], Init.Uniform(rng, Dim * Classes, 1 / MathF.Sqrt(Dim)));
+
+    /// <summary>
+    /// Loss of the batch and, when <paramref name="dHidden"/> is given, the backward: head gradients accumulate into
+    /// <paramref name="p"/>, d(loss)/d(hidden) [B, S, d] accumulates into <paramref name="dHidden"/>.
+    /// </summary>
+    /// <param name="p">Trainable parameters.</param>
+    /// <param name="hidden">Final hidden states [B, S, d], S = skip + T.</param>
+    /// <param name="batch">The tokens (for the mask).</param>
+    /// <param name="skip">Prompt rows at the start of each sequence.</param>
+    /// <param name="targets">Labels.</param>
+    /// <param name="training">Apply dropout.</param>
+    /// <param name="seed">Dropout seed.</param>
+    /// <param name="dHidden">Gradient output, or empty for loss only.</param>
+    public float Loss(TrainableParameters p, DeviceView<float> hidden, TokenBatch batch, int skip, HeadTargets targets, bool training, ulong seed,
+        DeviceView<float> dHidden)
+    {
+        int rows = Forward(p, hidden, batch, skip, training, seed);
+        bool backward = !dHidden.IsEmpty;
+        var logits = _logits.Slice(0, rows * Classes);
+        var dLogits = backward ? _dLogits.Slice(0, rows * Classes) : default;
+        if (backward) _backend.Zero(dLogits);
+        float loss;
+        if (Kind == TaskKind.Regression)
+        {
+            var values = targets.Values ?? throw new ArgumentException("regression targets missing");
+            _backend.Upload(values, _targets.Slice(0, rows));
+            loss = _backend.MeanSquaredError(logits, _targets.Slice(0, rows), dLogits);
+        }
+        else
+        {
+            var labels = Kind == TaskKind.TokenClassification ? TokenLabels(batch, skip, targets) : targets.Classes ?? throw new ArgumentException("class targets missing");
+            _backend.Upload(labels, _labels.Slice(0, rows));
+            int valid = labels.Count(l => l != -100);
+            loss = _backend.SoftmaxCrossEntropy(logits, _labels.Slice(0, rows), valid, dLogits, rows, Classes);
+        }
+        if (!float.IsFinite(loss)) return loss;
+        if (backward) Backward(p, batch, skip, rows, dLogits, dHidden);
+        return loss;
+    }
+
+    /// <summary>Logits [rows, C] (rows = B, or B·S for token classification) on the host, without dropout.</summary>
+    public float[] Predict(TrainableParameters p, DeviceView<float> hidden, TokenBatch batch, int skip)
+    {
+        int rows = Forward(p, hidden, batch, skip, training: false, seed: 0);
+        return _backend.ToHost(_logits.Slice(0, rows * Classes));
+    }
+
+    private int Forward(TrainableParameters p, DeviceView<float> hidden, TokenBatch batch, int skip, bool training, ulong seed)
+    {
+        int B = batch.Batch, T = batch.SeqLen, S = skip + T, d = Dim;
+        if (hidden.Length != B * S * d) throw new ArgumentException($"hidden has {hidden.Length} values, expected B·S·d = {B}·{S}·{d}");
+        Ensure(B, B * S);
+        _training = training && Dropout > 0;
+        _seed = seed;
+        DeviceView<float> input;
+        int rows;
+        if (Kind == TaskKind.TokenClassification)
+        {
+            rows = B * S;
+            input = hidden;
+        }
+        else
+        {
+            rows = B;
+            _backend.Upload(PoolMask(batch), _mask.Slice(0, B * T));
+            _backend.MeanPoolForward(hidden, _mask.Slice(0, B * T), _pooled.Slice(0, B * d), B, S, skip, d);
+            input = _pooled.Slice(0, B * d);
+        }
+        var dropped = _dropped.Slice(0, rows * d);
+        if (_training) _backend.DropoutForward(input, dropped, Dropout, seed, 0);
+        else _backend.Copy(input, dropped);
+        _backend.Gemm(GemmOp.NN, rows, Classes, d, dropped, p.Value(p["head.weight"]), _logits.Slice(0, rows * Classes), p.Value(p["head.bias"]));
+        return rows;
+    }
+
+    private bool _training;
+    private ulong _seed;
+
+    private void Backward(TrainableParameters p, TokenBatch batch, int skip, int rows, DeviceView<float> dLogits, DeviceView<float> dHidden)
+    {
+        int d = Dim, B = batch.Batch, S = skip + batch.SeqLen;
+        var dropped = _dropped.Slice(0, rows * d);
+        _backend.Gemm(GemmOp.TN, d, Classes, rows, dropped, dLogits, p.Gradient(p["head.weight"]), accumulate: true);
+        _backend.BiasBackward(dLogits, p.Gradient(p["head.bias"]), rows, Classes);
+        var dDropped = _dDropped.Slice(0, rows * d);
+        _backend.Gemm(GemmOp.NT, rows, d, Classes, dLogits, p.Value(p["head.weight"]), dDropped);
+        // Token classification writes straight into dHidden; sequence heads go through the pooling backward.
+        var dInput = Kind == TaskKind.TokenClassification ? dHidden : _dPooled.Slice(0, B * d);
+        if (Kind != TaskKind.TokenClassification) _backend.Zero(dInput);
+        if (_training) _backend.DropoutBackward(dDropped, dInput, Dropout, _seed, 0);
+        else _backend.Accumulate(dDropped, dInput);
+        if (Kind != TaskKind.TokenClassification)
+            _backend.MeanPoolBackward(dInput, _mask.Slice(0, B * batch.SeqLen), dHidden, B, S, skip, d);
+    }
+
+    private int[] PoolMask(TokenBatch batch)
+    {
+        var mask = new int[batch.Batch * batch.SeqLen];
+        for (int b = 0; b < batch.Batch; b++)
+            for (int t = 0; t < batch.SeqLen; t++)
+                mask[b * batch.SeqLen + t] = Pooling == Pooling.Cls ? (t == 0 ? 1 : 0) : (batch.Mask[b * batch.SeqLen + t] != 0 ? 1 : 0);
+        return mask;
+    }
+
+    private static int[] TokenLabels(TokenBatch batch, int skip, HeadTargets targets)
+    {
+        var tokens = targets.TokenLabels ?? throw new ArgumentException("token labels missing");
+        int B = batch.Batch, T = batch.SeqLen, S = skip + T;
+        if (tokens.Length != B * T) throw new ArgumentException($"token labels have {tokens.Length} values, expected B·T = {B}·{T}");
+        var labels = new int[B * S];
+        Array.Fill(labels, -100);
+        for (int b = 0; b < B; b++) tokens.AsSpan(b * T, T).CopyTo(labels.AsSpan(b * S + skip));
+        return labels;
+    }
+
+    private void Ensure(int batchRows, int tokenRows)
+    {
+        if (batchRows <= _capacityRows && tokenRows <= _capacityTokens) return;
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+        _capacityRows = Math.Max(batchRows, _capacityRows);
+        _capacityTokens = Math.Max(tokenRows, _capacityTokens);
+        int rows = Kind == TaskKind.TokenClassification ? _capacityTokens : _capacityRows;
+        DeviceArray<float> F(int n) { var a = _backend.Allocate(n); _buffers.Add(a); return a; }
+        _pooled = F(_capacityRows * Dim);
+        _dPooled = F(_capacityRows * Dim);
+        _dropped = F(rows * Dim);
+        _dDropped = F(rows * Dim);
+        _logits = F(rows * Classes);
+        _dLogits = F(rows * Classes);
+        _targets = F(rows);
+        _labels = _backend.AllocateInts(rows); _buffers.Add(_labels);
+        _mask = _backend.AllocateInts(_capacityTokens); _buffers.Add(_mask);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var b in _buffers) b.Dispose();
+    }
+}
