@@ -1,0 +1,83 @@
+using SkTuning.Gpu.Data;
+
+namespace SkTuning.Gpu.Training;
+
+/// <summary>
+/// Everything that defines a training run. Defaults are the ones chosen on SST-2 with MiniLM (README,
+/// "Defaults"): AdamW lr 2e-3, weight decay 0.01, warmup 50 steps then linear decay to 0, batch 32, dropout 0.1,
+/// gradient-norm clipping at 1.
+/// </summary>
+public sealed record TrainOptions
+{
+    /// <summary>The method: sk-prefix or sk-prompt.</summary>
+    public AdapterKind Kind { get; init; } = AdapterKind.Prefix;
+
+    /// <summary>Adapter mode.</summary>
+    public AdapterMode Mode { get; init; } = AdapterMode.Token;
+
+    /// <summary>SK-Prompt source states: the last layer (default) or the embedding output.</summary>
+    public PromptSource PromptSource { get; init; } = PromptSource.Last;
+
+    /// <summary>The semantic text the frozen model reads zero-shot.</summary>
+    public string SemanticText { get; init; } = "Classify the sentiment of the text as positive or negative.";
+
+    /// <summary>Sequence pooling for sequence-level heads.</summary>
+    public Pooling Pooling { get; init; } = Pooling.Mean;
+
+    /// <summary>Training steps (optimizer updates).</summary>
+    public int Steps { get; init; } = 1500;
+
+    /// <summary>Examples per step.</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Peak learning rate.</summary>
+    public float LearningRate { get; init; } = 2e-3f;
+
+    /// <summary>Linear warmup steps from 0 to the peak.</summary>
+    public int WarmupSteps { get; init; } = 50;
+
+    /// <summary>Decoupled weight decay.</summary>
+    public float WeightDecay { get; init; } = 0.01f;
+
+    /// <summary>Global gradient-norm clip.</summary>
+    public float MaxGradNorm { get; init; } = 1f;
+
+    /// <summary>Dropout on the prompt/prefix and before the head, in training.</summary>
+    public float Dropout { get; init; } = 0.1f;
+
+    /// <summary>Seed of initialization, data order and dropout.</summary>
+    public int Seed { get; init; } = 42;
+
+    /// <summary>Evaluate on dev every this many steps (and at the end).</summary>
+    public int EvalEvery { get; init; } = 250;
+
+    /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
+    public int Patience { get; init; } = 0;
+
+    /// <summary>Cap on the dev examples evaluated during training (0 = all); the final evaluation always uses all.</summary>
+    public int EvalLimit { get; init; } = 0;
+
+    /// <summary>Write a resumable checkpoint every this many steps (0 = only at evaluations and the end).</summary>
+    public int CheckpointEvery { get; init; } = 0;
+}
+
+/// <summary>Which zero-shot states SK-Prompt maps: the last layer's or the embedding output (paper Figure 1b).</summary>
+public enum PromptSource
+{
+    /// <summary>Last layer.</summary>
+    Last,
+    /// <summary>Embedding output (after the embedding LayerNorm).</summary>
+    Embedding,
+}
+
+/// <summary>The learning rate at a step: linear warmup to the peak, then linear decay to 0 at the last step.</summary>
+public static class LearningRateSchedule
+{
+    /// <summary>lr at 1-based <paramref name="step"/>.</summary>
+    public static float At(int step, int totalSteps, int warmupSteps, float peak)
+    {
+        if (step <= warmupSteps && warmupSteps > 0) return peak * step / warmupSteps;
+        int decaySteps = Math.Max(1, totalSteps - warmupSteps);
+        return peak * Math.Max(0f, (float)(totalSteps - step) / decaySteps);
+    }
+}
