@@ -142,6 +142,33 @@ public sealed class TextTokenizer
         return new EncodedText(joined, typeIds);
     }
 
+    /// <summary>
+    /// The sub-token ids of one word of a pre-split sentence (token classification), without special tokens.
+    /// A word that yields no sub-token (empty, whitespace, or a control character the tokenizer drops) gives the
+    /// unknown token alone (the padding id where the vocabulary has none), so every word keeps one token.
+    /// </summary>
+    public int[] EncodeWordPieces(string word)
+    {
+        IReadOnlyList<int> ids;
+        int unknown;
+        if (_bert is not null)
+        {
+            ids = _bert.EncodeToIds(word, addSpecialTokens: false);
+            unknown = _bert.UnknownTokenId;
+        }
+        else if (_tokenizer is SentencePieceTokenizer sp)
+        {
+            ids = sp.EncodeToIds(word, addBeginningOfSentence: false, addEndOfSentence: false);
+            unknown = sp.UnknownId;
+        }
+        else
+        {
+            ids = word.Length == 0 ? [] : _tokenizer.EncodeToIds(word);
+            unknown = PadId;
+        }
+        return ids.Count == 0 ? [unknown] : ids.ToArray();
+    }
+
     /// <summary>The vocabulary strings of <paramref name="ids"/> (for display).</summary>
     public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids) ?? "";
 
