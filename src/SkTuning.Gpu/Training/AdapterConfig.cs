@@ -1,0 +1,82 @@
+using SkTuning.Gpu.Data;
+
+namespace SkTuning.Gpu.Training;
+
+/// <summary>
+/// <c>adapter_config.json</c>: everything needed to rebuild a trained model from its run folder — method,
+/// semantic text, the frozen model's identity, the task and its labels, sizes and hyperparameters.
+/// </summary>
+public sealed record AdapterConfig
+{
+    /// <summary>"sk-prefix", "sk-prompt" or "linear" (head only).</summary>
+    public required string Method { get; init; }
+
+    /// <summary>Adapter mode (token, pooled, per-layer).</summary>
+    public required AdapterMode Mode { get; init; }
+
+    /// <summary>SK-Prompt's source states.</summary>
+    public PromptSource PromptSource { get; init; } = PromptSource.Last;
+
+    /// <summary>The semantic text.</summary>
+    public required string SemanticText { get; init; }
+
+    /// <summary>m, its length in tokens.</summary>
+    public required int SemanticTokens { get; init; }
+
+    /// <summary>The --model the run used (catalog name or path).</summary>
+    public required string Model { get; init; }
+
+    /// <summary>SHA-256 of the frozen model's ONNX file.</summary>
+    public required string ModelHash { get; init; }
+
+    /// <summary>Task name (a catalog task or "custom").</summary>
+    public required string Task { get; init; }
+
+    /// <summary>For custom tasks: how to read the data.</summary>
+    public CustomTaskOptions? CustomTask { get; init; }
+
+    /// <summary>Classification, regression or token classification.</summary>
+    public required TaskKind TaskKind { get; init; }
+
+    /// <summary>Label names in id order (null for regression).</summary>
+    public string[]? Labels { get; init; }
+
+    /// <summary>Sequence pooling.</summary>
+    public Pooling Pooling { get; init; } = Pooling.Mean;
+
+    /// <summary>Head outputs (classes, or 1).</summary>
+    public required int Classes { get; init; }
+
+    /// <summary>d.</summary>
+    public required int Dim { get; init; }
+
+    /// <summary>L.</summary>
+    public required int Layers { get; init; }
+
+    /// <summary>Longest input in tokens (longer rows are truncated).</summary>
+    public required int MaxTokens { get; init; }
+
+    /// <summary>The primary dev metric.</summary>
+    public required string PrimaryMetric { get; init; }
+
+    /// <summary>Trainable values (adapter + head).</summary>
+    public required long TrainableParameters { get; init; }
+
+    /// <summary>The frozen model's parameter count.</summary>
+    public required long ModelParameters { get; init; }
+
+    /// <summary>The training hyperparameters.</summary>
+    public required TrainOptions Training { get; init; }
+
+    /// <summary>The adapter's kind, from the method name.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public AdapterKind? AdapterKind => Method switch
+    {
+        "sk-prefix" => SkTuning.Gpu.Training.AdapterKind.Prefix,
+        "sk-prompt" => SkTuning.Gpu.Training.AdapterKind.Prompt,
+        _ => null,
+    };
+
+    /// <summary>The method name of an adapter kind.</summary>
+    public static string MethodName(AdapterKind kind) => kind == SkTuning.Gpu.Training.AdapterKind.Prefix ? "sk-prefix" : "sk-prompt";
+}
