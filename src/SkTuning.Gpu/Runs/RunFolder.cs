@@ -1,0 +1,277 @@
+namespace SkTuning.Gpu.Runs;
+
+/// <summary>The trained weights of a run with the identity of the frozen model they belong to.</summary>
+/// <param name="Tensors">Adapter and head tensors by name.</param>
+/// <param name="ModelHash">SHA-256 (hex) of the frozen model the adapter was trained on.</param>
+/// <param name="Method">The tuning method ("sk-prompt", "sk-prefix", ...).</param>
+/// <param name="Metadata">All metadata entries of the file, the two above included.</param>
+public sealed record AdapterWeights(
+    IReadOnlyDictionary<string, NamedTensor> Tensors,
+    string ModelHash,
+    string Method,
+    IReadOnlyDictionary<string, string> Metadata);
+
+/// <summary>
+/// A run directory (<c>--out runs/NAME</c>): <c>adapter_config.json</c>, <c>adapter.safetensors</c>,
+/// <c>checkpoint/</c> (resume state), <c>metrics.json</c>, <c>report.md</c> and <c>learning_curve.svg</c>.
+/// Every file is written atomically; a checkpoint is replaced as a whole, so a kill at any instant leaves one
+/// complete checkpoint.
+/// </summary>
+public sealed class RunFolder
+{
+    /// <summary>The configuration file; its presence makes a folder a run folder.</summary>
+    public const string ConfigFileName = "adapter_config.json";
+
+    /// <summary>The trained weights.</summary>
+    public const string AdapterFileName = "adapter.safetensors";
+
+    /// <summary>The learning-curve history and final/best metrics.</summary>
+    public const string MetricsFileName = "metrics.json";
+
+    /// <summary>The Markdown report.</summary>
+    public const string ReportFileName = "report.md";
+
+    /// <summary>The learning-curve chart.</summary>
+    public const string LearningCurveFileName = "learning_curve.svg";
+
+    /// <summary>The checkpoint directory.</summary>
+    public const string CheckpointDirName = "checkpoint";
+
+    /// <summary>The previous checkpoint while a new one is swapped in.</summary>
+    public const string OldCheckpointDirName = "checkpoint.old";
+
+    /// <summary>Prefix of a checkpoint being written (followed by a GUID).</summary>
+    public const string TempCheckpointPrefix = "checkpoint.tmp-";
+
+    /// <summary>The tensors file inside a checkpoint.</summary>
+    public const string StateFileName = "state.safetensors";
+
+    /// <summary>The trainer-state file inside a checkpoint.</summary>
+    public const string TrainerFileName = "trainer.json";
+
+    /// <summary>Tensor-name prefix of parameters in <see cref="StateFileName"/>.</summary>
+    public const string ParamPrefix = "param.";
+
+    /// <summary>Tensor-name prefix of AdamW first moments in <see cref="StateFileName"/>.</summary>
+    public const string AdamMPrefix = "adam_m.";
+
+    /// <summary>Tensor-name prefix of AdamW second moments in <see cref="StateFileName"/>.</summary>
+    public const string AdamVPrefix = "adam_v.";
+
+    /// <summary>Metadata key of the frozen model's hash in <see cref="AdapterFileName"/>.</summary>
+    public const string ModelHashKey = "model_hash";
+
+    /// <summary>Metadata key of the tuning method in <see cref="AdapterFileName"/>.</summary>
+    public const string MethodKey = "method";
+
+    /// <summary>Metadata key of the file format in the files this class writes.</summary>
+    public const string FormatKey = "format";
+
+    private RunFolder(string path) => Path = path;
+
+    /// <summary>The folder, as given.</summary>
+    public string Path { get; }
+
+    /// <summary>Full path of <see cref="ConfigFileName"/>.</summary>
+    public string ConfigPath => File(ConfigFileName);
+
+    /// <summary>Full path of <see cref="AdapterFileName"/>.</summary>
+    public string AdapterPath => File(AdapterFileName);
+
+    /// <summary>Full path of <see cref="MetricsFileName"/>.</summary>
+    public string MetricsPath => File(MetricsFileName);
+
+    /// <summary>Full path of <see cref="ReportFileName"/>.</summary>
+    public string ReportPath => File(ReportFileName);
+
+    /// <summary>Full path of <see cref="LearningCurveFileName"/>.</summary>
+    public string LearningCurvePath => File(LearningCurveFileName);
+
+    /// <summary>Full path of the <see cref="CheckpointDirName"/> directory.</summary>
+    public string CheckpointPath => File(CheckpointDirName);
+
+    /// <summary>Creates the folder (and parents) if needed; existing files are left alone.</summary>
+    public static RunFolder Create(string path)
+    {
+        try
+        {
+            Directory.CreateDirectory(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new SkTuningException($"{path}: cannot create the run folder: {SafeTensors.OneLine(e.Message)}", e);
+        }
+        return new RunFolder(path);
+    }
+
+    /// <summary>Opens an existing run folder: one that holds <see cref="ConfigFileName"/>.</summary>
+    public static RunFolder Open(string path)
+    {
+        if (!IsRunFolder(path))
+            throw new SkTuningException($"{path}: not a run folder (no {ConfigFileName})");
+        return new RunFolder(path);
+    }
+
+    /// <summary>Whether <paramref name="path"/> is a directory holding <see cref="ConfigFileName"/>.</summary>
+    public static bool IsRunFolder(string path) =>
+        Directory.Exists(path) && System.IO.File.Exists(System.IO.Path.Combine(path, ConfigFileName));
+
+    /// <summary>Writes <paramref name="config"/> to <see cref="ConfigFileName"/> (snake_case, indented).</summary>
+    public void WriteConfig<T>(T config) => RunJson.Write(ConfigPath, config);
+
+    /// <summary>Reads <see cref="ConfigFileName"/>; a missing or corrupt file is a one-line error naming it.</summary>
+    public T ReadConfig<T>() => RunJson.Read<T>(ConfigPath);
+
+    /// <summary>Writes the trained weights with the frozen model's hash and the method in the metadata.</summary>
+    public void WriteAdapter(IReadOnlyDictionary<string, NamedTensor> tensors, string modelHash, string method,
+        IReadOnlyDictionary<string, string>? extraMetadata = null)
+    {
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (extraMetadata != null)
+            foreach (var (k, v) in extraMetadata) metadata[k] = v;
+        metadata[FormatKey] = "sktuning-adapter/1";
+        metadata[ModelHashKey] = modelHash;
+        metadata[MethodKey] = method;
+        SafeTensors.Write(AdapterPath, tensors, metadata);
+    }
+
+    /// <summary>
+    /// Reads the trained weights. With <paramref name="expectedModelHash"/>, an adapter trained on another model
+    /// is a one-line error.
+    /// </summary>
+    public AdapterWeights ReadAdapter(string? expectedModelHash = null)
+    {
+        var file = SafeTensors.Read(AdapterPath);
+        if (!file.Metadata.TryGetValue(ModelHashKey, out var hash))
+            throw new SkTuningException($"{AdapterPath}: no {ModelHashKey} in the metadata: not an adapter written by sktune");
+        if (!file.Metadata.TryGetValue(MethodKey, out var method))
+            throw new SkTuningException($"{AdapterPath}: no {MethodKey} in the metadata: not an adapter written by sktune");
+        if (expectedModelHash != null && !string.Equals(hash, expectedModelHash, StringComparison.OrdinalIgnoreCase))
+            throw new SkTuningException($"{AdapterPath}: trained on model {Short(hash)}, but the model given is {Short(expectedModelHash)}");
+        return new AdapterWeights(file.Tensors, hash, method, file.Metadata);
+    }
+
+    /// <summary>Whether a complete checkpoint exists (<c>checkpoint/</c>, or <c>checkpoint.old/</c> left by an interrupted swap).</summary>
+    public bool HasCheckpoint => CompleteCheckpointDir() != null;
+
+    /// <summary>
+    /// Writes <paramref name="checkpoint"/> crash-safely: into <c>checkpoint.tmp-GUID/</c>, then renames the
+    /// current <c>checkpoint/</c> to <c>checkpoint.old/</c>, the new one to <c>checkpoint/</c>, and deletes the old one.
+    /// </summary>
+    public void WriteCheckpoint<TState>(TrainingCheckpoint<TState> checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        var tensors = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
+        foreach (var (name, t) in checkpoint.Parameters) tensors[ParamPrefix + name] = t;
+        foreach (var (name, t) in checkpoint.AdamM) tensors[AdamMPrefix + name] = t;
+        foreach (var (name, t) in checkpoint.AdamV) tensors[AdamVPrefix + name] = t;
+        CheckMoments(checkpoint.Parameters, checkpoint.AdamM, AdamMPrefix, m => throw new ArgumentException(m, nameof(checkpoint)));
+        CheckMoments(checkpoint.Parameters, checkpoint.AdamV, AdamVPrefix, m => throw new ArgumentException(m, nameof(checkpoint)));
+
+        string current = CheckpointPath, old = File(OldCheckpointDirName);
+        string temp = File(TempCheckpointPrefix + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(temp);
+        try
+        {
+            SafeTensors.Write(System.IO.Path.Combine(temp, StateFileName), tensors,
+                new Dictionary<string, string> { [FormatKey] = "sktuning-checkpoint/1" });
+            RunJson.Write(System.IO.Path.Combine(temp, TrainerFileName), checkpoint.Trainer);
+
+            if (Directory.Exists(current))
+            {
+                // checkpoint/ is complete, so a leftover checkpoint.old/ is garbage.
+                if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+                Directory.Move(current, old);
+            }
+            // If only checkpoint.old/ exists (an earlier swap was interrupted), it stays until the new one is in place.
+            Directory.Move(temp, current);
+        }
+        catch
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            throw;
+        }
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        DeleteStaleTemps();
+    }
+
+    /// <summary>
+    /// Reads the last complete checkpoint, or null when there is none. Half-written <c>checkpoint.tmp-*</c>
+    /// folders are ignored; a corrupt checkpoint is a one-line error naming the file.
+    /// </summary>
+    public TrainingCheckpoint<TState>? ReadCheckpoint<TState>()
+    {
+        var dir = CompleteCheckpointDir();
+        if (dir == null) return null;
+        string statePath = System.IO.Path.Combine(dir, StateFileName);
+        var state = SafeTensors.Read(statePath);
+        var trainer = RunJson.Read<TState>(System.IO.Path.Combine(dir, TrainerFileName));
+        var parameters = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
+        var m = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
+        var v = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
+        foreach (var (name, t) in state.Tensors)
+        {
+            if (name.StartsWith(ParamPrefix, StringComparison.Ordinal)) parameters[name[ParamPrefix.Length..]] = t;
+            else if (name.StartsWith(AdamMPrefix, StringComparison.Ordinal)) m[name[AdamMPrefix.Length..]] = t;
+            else if (name.StartsWith(AdamVPrefix, StringComparison.Ordinal)) v[name[AdamVPrefix.Length..]] = t;
+            else throw new SkTuningException($"{statePath}: tensor '{name}' has none of the prefixes {ParamPrefix}, {AdamMPrefix}, {AdamVPrefix}");
+        }
+        CheckMoments(parameters, m, AdamMPrefix, msg => throw new SkTuningException($"{statePath}: {msg}"));
+        CheckMoments(parameters, v, AdamVPrefix, msg => throw new SkTuningException($"{statePath}: {msg}"));
+        return new TrainingCheckpoint<TState>(parameters, m, v, trainer);
+    }
+
+    /// <summary>Deletes every checkpoint folder (the finished run keeps only its adapter).</summary>
+    public void DeleteCheckpoint()
+    {
+        foreach (var dir in new[] { CheckpointPath, File(OldCheckpointDirName) })
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        DeleteStaleTemps();
+    }
+
+    /// <summary>Saves <paramref name="history"/> to <see cref="MetricsFileName"/>.</summary>
+    public void WriteHistory(RunHistory history) => history.Save(Path);
+
+    /// <summary>Loads <see cref="MetricsFileName"/>, or an empty history when there is none yet.</summary>
+    public RunHistory ReadHistory() => System.IO.File.Exists(MetricsPath) ? RunHistory.Load(Path) : new RunHistory();
+
+    /// <summary>Writes <see cref="ReportFileName"/>.</summary>
+    public void WriteReport(RunReport report) => AtomicFile.WriteAllText(ReportPath, report.ToMarkdown());
+
+    /// <summary>Writes <see cref="LearningCurveFileName"/>: train loss and, when given, the dev metric <paramref name="devMetric"/>.</summary>
+    public void WriteLearningCurve(string title, RunHistory history, string? devMetric) =>
+        LearningCurveSvg.Write(LearningCurvePath, title, history, devMetric);
+
+    private string File(string name) => System.IO.Path.Combine(Path, name);
+
+    private string? CompleteCheckpointDir()
+    {
+        if (Directory.Exists(CheckpointPath)) return CheckpointPath;
+        var old = File(OldCheckpointDirName);
+        return Directory.Exists(old) ? old : null;
+    }
+
+    private void DeleteStaleTemps()
+    {
+        foreach (var dir in Directory.EnumerateDirectories(Path, TempCheckpointPrefix + "*"))
+        {
+            try { Directory.Delete(dir, recursive: true); }
+            catch (IOException) { /* another writer's, or in use: harmless, retried on the next checkpoint */ }
+        }
+    }
+
+    private static void CheckMoments(IReadOnlyDictionary<string, NamedTensor> parameters, IReadOnlyDictionary<string, NamedTensor> moments,
+        string what, Action<string> fail)
+    {
+        foreach (var (name, t) in moments)
+        {
+            if (!parameters.TryGetValue(name, out var p)) fail($"{what}{name} has no parameter {ParamPrefix}{name}");
+            else if (!p.Shape.AsSpan().SequenceEqual(t.Shape))
+                fail($"{what}{name} has shape [{string.Join(", ", t.Shape)}] but {ParamPrefix}{name} has [{string.Join(", ", p.Shape)}]");
+        }
+        foreach (var name in parameters.Keys)
+            if (!moments.ContainsKey(name)) fail($"{ParamPrefix}{name} has no {what}{name}");
+    }
+
+    private static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
+}
