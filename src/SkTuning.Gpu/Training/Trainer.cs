@@ -1,0 +1,254 @@
+using System.Diagnostics;
+using SkTuning.Gpu.Data;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
+using SkTuning.Gpu.Runs;
+
+namespace SkTuning.Gpu.Training;
+
+/// <summary>Progress of a training run, reported after every step.</summary>
+/// <param name="Step">Steps done.</param>
+/// <param name="TotalSteps">Steps planned.</param>
+/// <param name="Loss">Mean training loss since the last report line.</param>
+/// <param name="ExamplesPerSecond">Training throughput so far.</param>
+/// <param name="Eta">Estimated time to the last step.</param>
+/// <param name="Dev">Dev metrics when this step evaluated, else null.</param>
+public sealed record TrainProgress(long Step, int TotalSteps, double Loss, double ExamplesPerSecond, TimeSpan Eta, IReadOnlyDictionary<string, double>? Dev);
+
+/// <summary>The outcome of <see cref="Trainer.Train"/>.</summary>
+/// <param name="Config">The run's configuration.</param>
+/// <param name="Best">Dev metrics of the best evaluation (the weights saved in adapter.safetensors).</param>
+/// <param name="BestStep">Step of the best evaluation.</param>
+/// <param name="Final">Dev metrics of the last step's weights.</param>
+/// <param name="Steps">Steps done.</param>
+/// <param name="SecondsPerStep">Mean training time per step.</param>
+/// <param name="TotalSeconds">Training time (evaluations included), across resumes.</param>
+/// <param name="Stopped">True when the run was stopped early by the caller (it can be resumed).</param>
+public sealed record TrainResult(AdapterConfig Config, IReadOnlyDictionary<string, double> Best, long BestStep,
+    IReadOnlyDictionary<string, double> Final, long Steps, double SecondsPerStep, double TotalSeconds, bool Stopped);
+
+/// <summary>Where and how to train: everything besides the hyperparameters.</summary>
+/// <param name="Model">The frozen model.</param>
+/// <param name="ModelName">The --model the user gave (recorded in the run).</param>
+/// <param name="Task">The task.</param>
+/// <param name="Data">Its loaded data.</param>
+/// <param name="Backend">The engine backend.</param>
+/// <param name="OutDirectory">The run folder.</param>
+public sealed record TrainingSetup(FrozenModel Model, string ModelName, TaskSpec Task, TaskData Data, Backend Backend, string OutDirectory);
+
+/// <summary>
+/// SK-Tuning's training loop: length-bucketed batches, AdamW with warmup and linear decay, global gradient-norm
+/// clipping, evaluation on dev every N steps keeping the best weights, early stopping, atomic checkpoints that a
+/// killed run resumes from exactly (same data order, dropout masks and optimizer state).
+/// </summary>
+public static class Trainer
+{
+    /// <summary>Evaluation batch size (fixed, so `sktune eval` reproduces the numbers exactly).</summary>
+    public const int EvalBatchSize = 64;
+
+    /// <summary>Trains (or, with <paramref name="resume"/>, continues) a run.</summary>
+    /// <param name="setup">Model, data, backend and run folder.</param>
+    /// <param name="options">Hyperparameters (ignored on resume: the run's own are used).</param>
+    /// <param name="resume">Continue from the run folder's last checkpoint.</param>
+    /// <param name="log">One-line messages.</param>
+    /// <param name="progress">Called after every step.</param>
+    /// <param name="stopAfterCheckpoint">Called after each checkpoint with its step; returning true stops the run there.</param>
+    public static TrainResult Train(TrainingSetup setup, TrainOptions options, bool resume, Action<string>? log = null,
+        Action<TrainProgress>? progress = null, Func<long, bool>? stopAfterCheckpoint = null)
+    {
+        var (frozen, task, data, backend) = (setup.Model, setup.Task, setup.Data, setup.Backend);
+        var run = resume ? RunFolder.Open(setup.OutDirectory) : RunFolder.Create(setup.OutDirectory);
+        AdapterConfig config;
+        if (resume)
+        {
+            config = run.ReadConfig<AdapterConfig>();
+            if (!string.Equals(config.ModelHash, frozen.Hash, StringComparison.OrdinalIgnoreCase))
+                throw new SkTuningException($"{run.ConfigPath}: the run was trained on model {config.ModelHash[..12]}, not {frozen.Hash[..12]} ({setup.ModelName})");
+            options = config.Training;
+        }
+        else
+        {
+            if (RunFolder.IsRunFolder(setup.OutDirectory))
+                throw new SkTuningException($"{setup.OutDirectory}: already holds a run; pass --resume to continue it or choose another --out");
+            config = NewConfig(setup, options, log);
+        }
+        if (config.Labels is { } names && data.Labels is { } labels && !names.SequenceEqual(labels.Names))
+            throw new SkTuningException($"{run.ConfigPath}: labels [{string.Join(",", names)}] differ from the data's [{string.Join(",", labels.Names)}]");
+
+        var tokenizer = frozen.Tokenizer;
+        var train = ExampleEncoder.Encode(tokenizer, data.Train, task.Kind, config.MaxTokens);
+        var dev = ExampleEncoder.Encode(tokenizer, data.Dev, task.Kind, config.MaxTokens);
+        log?.Invoke($"data: {train.Count:N0} train, {dev.Count:N0} dev examples; truncated to {config.MaxTokens} tokens: {train.TruncatedCount} train, {dev.TruncatedCount} dev");
+
+        using var model = TunedModelBuilder.Build(frozen, config, backend, log);
+        log?.Invoke($"trainable parameters: {config.TrainableParameters:N0} ({100.0 * config.TrainableParameters / config.ModelParameters:F2}% of the model's {config.ModelParameters:N0})");
+        var sampler = new BatchSampler(train.Lengths(), options.BatchSize, options.Seed);
+        var history = resume ? run.ReadHistory() : new RunHistory { PrimaryMetric = config.PrimaryMetric };
+        var state = new TrainerState(0, 0, 0, options.Seed, [], double.NaN, -1, 0, 0);
+
+        var checkpoint = resume ? run.ReadCheckpoint<TrainerState>() : null;
+        if (checkpoint is not null)
+        {
+            var source = Path.Combine(run.CheckpointPath, RunFolder.StateFileName);
+            model.Parameters.Import(model.Parameters.Values, checkpoint.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
+            model.Parameters.Import(model.Parameters.AdamM, checkpoint.AdamM.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
+            model.Parameters.Import(model.Parameters.AdamV, checkpoint.AdamV.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
+            state = checkpoint.Trainer;
+            history.TruncateAfter(state.Step);
+            log?.Invoke($"resumed at step {state.Step} (epoch {state.Epoch}, batch {state.DataPosition})");
+        }
+        else
+        {
+            if (resume) log?.Invoke("no checkpoint in the run folder yet: starting from step 0");
+            model.Initialize(options.Seed);
+            run.WriteConfig(config);
+        }
+
+        var p = model.Parameters;
+        var clock = Stopwatch.StartNew();
+        double elapsedBefore = state.ElapsedSeconds, lossSum = 0;
+        int lossCount = 0;
+        long stepsThisSession = 0;
+        var epochBatches = sampler.Epoch(state.Epoch);
+        var lastDev = history.Points.LastOrDefault(x => x.Dev is not null)?.Dev;
+        bool stopped = false;
+        while (state.Step < options.Steps)
+        {
+            if (state.DataPosition >= epochBatches.Count)
+            {
+                state = state with { Epoch = state.Epoch + 1, DataPosition = 0 };
+                epochBatches = sampler.Epoch(state.Epoch);
+            }
+            var batch = BatchBuilder.Build(train.Examples, epochBatches[(int)state.DataPosition], tokenizer.PadId);
+            long step = state.Step + 1;
+            float loss = model.ForwardBackward(batch.Tokens, new HeadTargets(batch.Labels, batch.Values, batch.TokenLabels),
+                StepSeed(options.Seed, step));
+            if (!float.IsFinite(loss))
+                throw new SkTuningException($"step {step}: the training loss is {loss}; lower --lr (now {options.LearningRate}) or check the data");
+            double norm = Math.Sqrt(backend.SumOfSquares(p.Gradients.All));
+            if (!double.IsFinite(norm))
+                throw new SkTuningException($"step {step}: the gradient norm is {norm}; lower --lr (now {options.LearningRate})");
+            float lr = LearningRateSchedule.At((int)step, options.Steps, options.WarmupSteps, options.LearningRate);
+            backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
+                new AdamWStep(lr, 0.9f, 0.999f, 1e-8f, options.WeightDecay, (int)step, GradientNorm.ClipScale(norm, options.MaxGradNorm)));
+            lossSum += loss; lossCount++; stepsThisSession++;
+            state = state with { Step = step, DataPosition = state.DataPosition + 1, ExamplesSeen = state.ExamplesSeen + batch.Size };
+            double elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
+
+            bool evaluate = step % options.EvalEvery == 0 || step == options.Steps;
+            IReadOnlyDictionary<string, double>? devMetrics = null;
+            if (evaluate)
+            {
+                var predictions = Evaluator.Predict(model, dev, data.Dev, EvalBatchSize, tokenizer.PadId);
+                var metrics = Evaluator.Score(task, data, data.Dev, predictions);
+                metrics["loss"] = predictions.Loss;
+                devMetrics = lastDev = metrics;
+                double score = metrics[config.PrimaryMetric];
+                if (double.IsNaN(state.BestMetric) || score > state.BestMetric)
+                {
+                    state = state with { BestMetric = score, BestStep = step, EvaluationsWithoutImprovement = 0 };
+                    history.Best = metrics;
+                    history.BestStep = step;
+                    WriteAdapter(run, model, config);
+                }
+                else state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
+            }
+            if (evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0))
+            {
+                history.Add(new CurvePoint(step, state.ExamplesSeen, lossSum / Math.Max(1, lossCount), lr, elapsed, devMetrics));
+                lossSum = 0; lossCount = 0;
+                state = state with { ElapsedSeconds = elapsed };
+                WriteCheckpoint(run, model, state);
+                run.WriteHistory(history);
+                if (stopAfterCheckpoint?.Invoke(step) == true) { stopped = true; break; }
+            }
+            double rate = state.ExamplesSeen == 0 ? 0 : stepsThisSession * options.BatchSize / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, stepsThisSession) * (options.Steps - step));
+            progress?.Invoke(new TrainProgress(step, options.Steps, loss, rate, eta, devMetrics));
+            if (evaluate && options.Patience > 0 && state.EvaluationsWithoutImprovement >= options.Patience)
+            {
+                log?.Invoke($"early stop at step {step}: no improvement of {config.PrimaryMetric} in {options.Patience} evaluations");
+                break;
+            }
+        }
+        double total = elapsedBefore + clock.Elapsed.TotalSeconds;
+        history.Final = lastDev;
+        run.WriteHistory(history);
+        var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,
+            lastDev ?? new Dictionary<string, double>(), state.Step, total / Math.Max(1, state.Step), total, stopped);
+        if (!stopped) WriteReport(run, setup, result, history);
+        return result;
+    }
+
+    /// <summary>The dropout seed of a step: a hash of the run seed and the step, so a resumed run draws the same masks.</summary>
+    public static ulong StepSeed(int seed, long step) => Dropout.Hash((ulong)seed, step);
+
+    private static AdapterConfig NewConfig(TrainingSetup setup, TrainOptions o, Action<string>? log)
+    {
+        var (frozen, task, data) = (setup.Model, setup.Task, setup.Data);
+        var spec = frozen.Spec;
+        int m = 0;
+        if (o.Kind == AdapterKind.Prompt && o.Mode == AdapterMode.PerLayer)
+            throw new SkTuningException("--mode per-layer is an SK-Prefix mode; SK-Prompt takes token or pooled");
+        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Mode, o.PromptSource, o.SemanticText, log, out m);
+        int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
+        var shape = new AdapterShape(o.Kind, o.Mode, m, spec.Hidden, spec.Layers);
+        long adapterParams = o.Mode == AdapterMode.Pooled
+            ? spec.Hidden + 1 + (long)m * shape.OutputLength + shape.OutputLength
+            : (long)shape.Groups * (spec.Hidden * spec.Hidden + spec.Hidden);
+        long headParams = (long)spec.Hidden * classes + classes;
+        return new AdapterConfig
+        {
+            Method = AdapterConfig.MethodName(o.Kind), Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
+            SemanticTokens = m, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name,
+            TaskKind = task.Kind, Labels = data.Labels?.Names.ToArray(), Pooling = o.Pooling, Classes = classes,
+            Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = task.PrimaryMetric,
+            TrainableParameters = adapterParams + headParams, ModelParameters = spec.ParameterCount, Training = o,
+        };
+    }
+
+    private static Dictionary<string, NamedTensor> Tensors(TrainableParameters p, Engine.DeviceArray<float> buffer)
+    {
+        var host = p.Export(buffer);
+        return p.Infos.ToDictionary(i => i.Name, i => new NamedTensor(i.Shape, host[i.Name]));
+    }
+
+    private static void WriteAdapter(RunFolder run, SkTuningModel model, AdapterConfig config) =>
+        run.WriteAdapter(Tensors(model.Parameters, model.Parameters.Values), config.ModelHash, config.Method);
+
+    private static void WriteCheckpoint(RunFolder run, SkTuningModel model, TrainerState state)
+    {
+        var p = model.Parameters;
+        run.WriteCheckpoint(new TrainingCheckpoint<TrainerState>(Tensors(p, p.Values), Tensors(p, p.AdamM), Tensors(p, p.AdamV), state));
+    }
+
+    private static void WriteReport(RunFolder run, TrainingSetup setup, TrainResult result, RunHistory history)
+    {
+        var c = result.Config;
+        var o = c.Training;
+        run.WriteLearningCurve($"{c.Method} on {c.Task} ({c.Model})", history, c.PrimaryMetric);
+        run.WriteReport(new RunReport
+        {
+            Title = $"{c.Method} on {c.Task}",
+            Method = $"{c.Method}, {c.Mode.ToString().ToLowerInvariant()} mode, semantic text \"{c.SemanticText}\" ({c.SemanticTokens} tokens)",
+            Dataset = $"{c.Task}: {setup.Data.Train.Count:N0} train / {setup.Data.Dev.Count:N0} dev",
+            ModelName = c.Model,
+            ModelHash = c.ModelHash,
+            BestMetrics = result.Best,
+            BestStep = result.BestStep,
+            FinalMetrics = result.Final,
+            TrainableParameters = c.TrainableParameters,
+            ModelParameters = c.ModelParameters,
+            SecondsPerStep = result.SecondsPerStep,
+            TotalSeconds = result.TotalSeconds,
+            Steps = result.Steps,
+            Hyperparameters = new Dictionary<string, object?>
+            {
+                ["device"] = setup.Backend.Name, ["steps"] = o.Steps, ["batch_size"] = o.BatchSize, ["learning_rate"] = o.LearningRate,
+                ["warmup_steps"] = o.WarmupSteps, ["weight_decay"] = o.WeightDecay, ["max_grad_norm"] = o.MaxGradNorm,
+                ["dropout"] = o.Dropout, ["seed"] = o.Seed, ["eval_every"] = o.EvalEvery, ["patience"] = o.Patience, ["pooling"] = c.Pooling.ToString().ToLowerInvariant(),
+            },
+        });
+    }
+}
