@@ -7,5 +7,6 @@ var root = new RootCommand("SK-Tuning of frozen transformer models with hand-wri
     InspectCommand.Create(),
     EncodeCommand.Create(),
     BenchCommand.Create(),
+    TrainCommand.Create(),
 };
 return CliRunner.Run(root, args);

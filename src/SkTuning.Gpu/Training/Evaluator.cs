@@ -3,7 +3,7 @@ using SkTuning.Gpu.Data;
 namespace SkTuning.Gpu.Training;
 
 /// <summary>Predictions of a model over a dataset, in the dataset's order, with the mean loss.</summary>
-/// <param name="Loss">Mean loss over the batches (weighted by batch size).</param>
+/// <param name="Loss">Mean loss per example (token classification: the mean over each example's labelled tokens, averaged), from the same outputs.</param>
 /// <param name="Classes">Predicted class per example (classification).</param>
 /// <param name="Probabilities">Softmax probabilities per example (classification).</param>
 /// <param name="Values">Predicted value per example (regression).</param>
@@ -24,14 +24,6 @@ public static class Evaluator
         foreach (var indices in batches)
         {
             var batch = BatchBuilder.Build(data.Examples, indices, padId);
-            var targets = new HeadTargets(batch.Labels, batch.Values, batch.TokenLabels);
-            bool hasTargets = kind switch
-            {
-                TaskKind.Regression => batch.Values!.All(float.IsFinite),
-                TaskKind.TokenClassification => true,
-                _ => batch.Labels!.All(l => l >= 0),
-            };
-            if (hasTargets) lossSum += model.EvaluateLoss(batch.Tokens, targets) * indices.Length;
             var outputs = model.Predict(batch.Tokens);
             int T = batch.Tokens.SeqLen, S = model.SkipRows + T;
             for (int i = 0; i < indices.Length; i++)
@@ -41,6 +33,8 @@ public static class Evaluator
                 {
                     case TaskKind.Regression:
                         values[e] = outputs[i];
+                        double err = outputs[i] - data.Examples[e].Value;
+                        lossSum += err * err;
                         break;
                     case TaskKind.TokenClassification:
                         var starts = data.Examples[e].WordStarts ?? [];
@@ -49,11 +43,21 @@ public static class Evaluator
                         for (int w = 0; w < starts.Length && w < wordCount; w++)
                             labels[w] = ArgMax(outputs.AsSpan((i * S + model.SkipRows + starts[w]) * C, C));
                         words[e] = labels;
+                        var tokenLabels = data.Examples[e].TokenLabels;
+                        if (tokenLabels is not null)
+                        {
+                            double sum = 0; int count = 0;
+                            for (int t = 0; t < tokenLabels.Length; t++)
+                                if (tokenLabels[t] >= 0) { sum += CrossEntropy(outputs.AsSpan((i * S + model.SkipRows + t) * C, C), tokenLabels[t]); count++; }
+                            lossSum += count == 0 ? 0 : sum / count;
+                        }
                         break;
                     default:
                         var row = outputs.AsSpan(i * C, C);
                         classes[e] = ArgMax(row);
                         probs[e] = Softmax(row);
+                        int label = data.Examples[e].Label;
+                        if (label >= 0 && label < C) lossSum += CrossEntropy(row, label);
                         break;
                 }
             }
@@ -81,6 +85,14 @@ public static class Evaluator
         int best = 0;
         for (int c = 1; c < row.Length; c++) if (row[c] > row[best]) best = c;
         return best;
+    }
+
+    private static double CrossEntropy(ReadOnlySpan<float> logits, int label)
+    {
+        double max = double.NegativeInfinity, sum = 0;
+        foreach (var z in logits) max = Math.Max(max, z);
+        foreach (var z in logits) sum += Math.Exp(z - max);
+        return Math.Log(sum) + max - logits[label];
     }
 
     private static float[] Softmax(ReadOnlySpan<float> row)

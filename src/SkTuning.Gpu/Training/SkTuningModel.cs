@@ -84,10 +84,6 @@ public sealed class SkTuningModel : IDisposable
         return loss;
     }
 
-    /// <summary>Loss without dropout or gradients (evaluation).</summary>
-    public float EvaluateLoss(TokenBatch batch, HeadTargets targets) =>
-        Head.Loss(Parameters, Run(batch, training: false, 0), batch, PromptRows, targets, training: false, 0, default);
-
     /// <summary>Head outputs on the host: logits [B, C], values [B, 1], or token logits [B·(m_p+T), C].</summary>
     public float[] Predict(TokenBatch batch) => Head.Predict(Parameters, Run(batch, training: false, 0), batch, PromptRows);
 

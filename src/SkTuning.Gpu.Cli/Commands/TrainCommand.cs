@@ -1,0 +1,90 @@
+using System.CommandLine;
+using System.Globalization;
+using SkTuning.Gpu.Data;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Training;
+
+namespace SkTuning.Gpu.Cli;
+
+/// <summary><c>sktune train</c>: SK-Tuning on a task, from one command — the project's main job.</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var device = CommonOptions.Device();
+        var data = DataOptions.Create();
+        var method = new Option<string>("--method") { Description = "sk-prefix or sk-prompt", DefaultValueFactory = _ => "sk-prefix" };
+        method.AcceptOnlyFromAmong("sk-prefix", "sk-prompt");
+        var mode = new Option<string>("--mode") { Description = "adapter mode: token, pooled, or per-layer (sk-prefix)", DefaultValueFactory = _ => "token" };
+        mode.AcceptOnlyFromAmong("token", "pooled", "per-layer");
+        var source = new Option<string>("--prompt-source") { Description = "sk-prompt source states: last or embedding", DefaultValueFactory = _ => "last" };
+        source.AcceptOnlyFromAmong("last", "embedding");
+        var text = new Option<string?>("--text") { Description = "the semantic text (default: one per task)" };
+        var pooling = new Option<string>("--pooling") { Description = "sequence pooling: mean or cls", DefaultValueFactory = _ => "mean" };
+        pooling.AcceptOnlyFromAmong("mean", "cls");
+        var d = new TrainOptions();
+        var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d.Steps };
+        var batch = new Option<int>("--batch") { Description = "examples per step", DefaultValueFactory = _ => d.BatchSize };
+        var lr = new Option<float>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => d.LearningRate };
+        var warmup = new Option<int>("--warmup") { Description = "warmup steps", DefaultValueFactory = _ => d.WarmupSteps };
+        var decay = new Option<float>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => d.WeightDecay };
+        var clip = new Option<float>("--clip") { Description = "max global gradient norm", DefaultValueFactory = _ => d.MaxGradNorm };
+        var dropout = new Option<float>("--dropout") { Description = "dropout on prefix/prompt and head", DefaultValueFactory = _ => d.Dropout };
+        var seed = new Option<int>("--seed") { Description = "seed of init, data order and dropout", DefaultValueFactory = _ => d.Seed };
+        var evalEvery = new Option<int>("--eval-every") { Description = "evaluate on dev every N steps", DefaultValueFactory = _ => d.EvalEvery };
+        var patience = new Option<int>("--patience") { Description = "early stop after N evaluations without improvement (0 = off)", DefaultValueFactory = _ => d.Patience };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "also checkpoint every N steps (0 = at evaluations)", DefaultValueFactory = _ => d.CheckpointEvery };
+        var output = new Option<string?>("--out") { Description = "run folder (default runs/TASK-METHOD)" };
+        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
+        {
+            model, device, method, mode, source, text, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
+            checkpointEvery, output, resume,
+        };
+        data.AddTo(command);
+        command.SetAction(CliRunner.Guard(parse =>
+        {
+            var (task, taskData) = data.Load(parse);
+            string methodName = parse.GetValue(method)!;
+            var options = new TrainOptions
+            {
+                Kind = methodName == "sk-prompt" ? AdapterKind.Prompt : AdapterKind.Prefix,
+                Mode = parse.GetValue(mode) switch { "pooled" => AdapterMode.Pooled, "per-layer" => AdapterMode.PerLayer, _ => AdapterMode.Token },
+                PromptSource = parse.GetValue(source) == "embedding" ? PromptSource.Embedding : PromptSource.Last,
+                SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
+                Pooling = parse.GetValue(pooling) == "cls" ? Pooling.Cls : Pooling.Mean,
+                Steps = Positive(parse.GetValue(steps), "--steps"), BatchSize = Positive(parse.GetValue(batch), "--batch"),
+                LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
+                MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
+                EvalEvery = Positive(parse.GetValue(evalEvery), "--eval-every"), Patience = parse.GetValue(patience),
+                CheckpointEvery = parse.GetValue(checkpointEvery),
+            };
+            if (options.Dropout is < 0 or >= 1) throw new SkTuningException($"--dropout {options.Dropout}: must be in [0, 1)");
+            if (!(options.LearningRate > 0)) throw new SkTuningException($"--lr {options.LearningRate}: must be positive");
+            string outDir = parse.GetValue(output) ?? Path.Combine("runs", $"{task.Name}-{methodName}");
+            string modelName = parse.GetValue(model)!;
+            CliRunner.Log($"loading {modelName}");
+            var frozen = FrozenModel.Load(modelName);
+            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            var progress = new ProgressPrinter();
+            var result = Trainer.Train(new TrainingSetup(frozen, modelName, task, taskData, backend, outDir), options,
+                parse.GetValue(resume), CliRunner.Log, progress.Report);
+            progress.Finish();
+            var ic = CultureInfo.InvariantCulture;
+            string Metrics(IReadOnlyDictionary<string, double> m) => string.Join(", ", m.Where(kv => kv.Key != "loss").Select(kv => string.Create(ic, $"{kv.Key} {kv.Value:F4}")));
+            Console.WriteLine($"run      {Path.GetFullPath(outDir)}");
+            Console.WriteLine($"method   {result.Config.Method} ({result.Config.Mode.ToString().ToLowerInvariant()}), \"{result.Config.SemanticText}\"");
+            Console.WriteLine(string.Create(ic, $"trainable {result.Config.TrainableParameters:N0} parameters ({100.0 * result.Config.TrainableParameters / result.Config.ModelParameters:F2}% of the model)"));
+            Console.WriteLine($"best     {Metrics(result.Best)} (step {result.BestStep}, saved in adapter.safetensors)");
+            Console.WriteLine($"final    {Metrics(result.Final)} (step {result.Steps})");
+            Console.WriteLine(string.Create(ic, $"time     {result.TotalSeconds:F0} s, {result.SecondsPerStep:F3} s/step on {backend.Name}"));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static int Positive(int value, string name) =>
+        value > 0 ? value : throw new SkTuningException($"{name} {value}: must be positive");
+}
