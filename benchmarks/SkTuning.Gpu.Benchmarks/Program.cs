@@ -1,1 +1,6 @@
-Console.WriteLine("bench");
+using BenchmarkDotNet.Running;
+
+// BenchmarkDotNet suites: run all with `dotnet run -c Release --project benchmarks/SkTuning.Gpu.Benchmarks -- --filter '*'`,
+// or one with a filter such as '*Gemm*'. Each suite pairs a fast kernel with its baseline (Baseline = true) so the
+// summary's Ratio column is the speed-up measured in the same run.
+BenchmarkSwitcher.FromAssembly(typeof(SkTuning.Gpu.Benchmarks.GemmBenchmarks).Assembly).Run(args);

@@ -8,5 +8,8 @@ var root = new RootCommand("SK-Tuning of frozen transformer models with hand-wri
     EncodeCommand.Create(),
     BenchCommand.Create(),
     TrainCommand.Create(),
+    EvalCommand.Create(),
+    PredictCommand.Create(),
+    DeviceCheckCommand.Create(),
 };
 return CliRunner.Run(root, args);

@@ -23,14 +23,14 @@ internal sealed class DataOptions
         foreach (var o in new Option[] { _task, _data, _train, _dev, _textColumn, _pairColumn, _labelColumn, _kind, _noHeader }) command.Options.Add(o);
     }
 
-    public (TaskSpec Task, TaskData Data) Load(ParseResult parse)
+    public (TaskSpec Task, TaskData Data, CustomTaskOptions? Custom) Load(ParseResult parse)
     {
         var name = parse.GetValue(_task)!;
         TaskSpec task;
         if (name == "custom")
         {
             var train = parse.GetValue(_train) ?? throw new SkTuningException("--task custom needs --train-file");
-            task = TaskCatalog.Custom(new CustomTaskOptions
+            var options = new CustomTaskOptions
             {
                 TrainFile = train,
                 DevFile = parse.GetValue(_dev),
@@ -45,13 +45,14 @@ internal sealed class DataOptions
                     "classification" => TaskKind.Classification,
                     var k => throw new SkTuningException($"--kind {k}: expected classification, regression or token-classification"),
                 },
-            });
-            return (task, task.Load(Path.GetDirectoryName(Path.GetFullPath(train))!));
+            };
+            task = TaskCatalog.Custom(options);
+            return (task, task.Load(Path.GetDirectoryName(Path.GetFullPath(train))!), options);
         }
         if (!TaskCatalog.Names.Contains(name))
             throw new SkTuningException($"--task {name}: unknown; expected {string.Join(", ", TaskCatalog.Names)} or custom");
         task = TaskCatalog.Get(name);
         var root = DataLocator.Resolve(parse.GetValue(_data));
-        return (task, task.Load(root));
+        return (task, task.Load(root), null);
     }
 }

@@ -22,9 +22,11 @@ internal static class TrainCommand
         var source = new Option<string>("--prompt-source") { Description = "sk-prompt source states: last or embedding", DefaultValueFactory = _ => "last" };
         source.AcceptOnlyFromAmong("last", "embedding");
         var text = new Option<string?>("--text") { Description = "the semantic text (default: one per task)" };
+        var d = new TrainOptions();
+        var init = new Option<string>("--init") { Description = "adapter start: random, or model (the frozen model's own key/value maps; identity for sk-prompt)", DefaultValueFactory = _ => d.Init == AdapterInit.Model ? "model" : "random" };
+        init.AcceptOnlyFromAmong("random", "model");
         var pooling = new Option<string>("--pooling") { Description = "sequence pooling: mean or cls", DefaultValueFactory = _ => "mean" };
         pooling.AcceptOnlyFromAmong("mean", "cls");
-        var d = new TrainOptions();
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d.Steps };
         var batch = new Option<int>("--batch") { Description = "examples per step", DefaultValueFactory = _ => d.BatchSize };
         var lr = new Option<float>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => d.LearningRate };
@@ -40,13 +42,13 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
         var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
         {
-            model, device, method, mode, source, text, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
+            model, device, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
             checkpointEvery, output, resume,
         };
         data.AddTo(command);
         command.SetAction(CliRunner.Guard(parse =>
         {
-            var (task, taskData) = data.Load(parse);
+            var (task, taskData, custom) = data.Load(parse);
             string methodName = parse.GetValue(method)!;
             var options = new TrainOptions
             {
@@ -55,6 +57,7 @@ internal static class TrainCommand
                 PromptSource = parse.GetValue(source) == "embedding" ? PromptSource.Embedding : PromptSource.Last,
                 SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
                 Pooling = parse.GetValue(pooling) == "cls" ? Pooling.Cls : Pooling.Mean,
+                Init = parse.GetValue(init) == "model" ? AdapterInit.Model : AdapterInit.Random,
                 Steps = Positive(parse.GetValue(steps), "--steps"), BatchSize = Positive(parse.GetValue(batch), "--batch"),
                 LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
                 MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
@@ -69,7 +72,7 @@ internal static class TrainCommand
             var frozen = FrozenModel.Load(modelName);
             using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
             var progress = new ProgressPrinter();
-            var result = Trainer.Train(new TrainingSetup(frozen, modelName, task, taskData, backend, outDir), options,
+            var result = Trainer.Train(new TrainingSetup(frozen, modelName, task, taskData, backend, outDir, custom), options,
                 parse.GetValue(resume), CliRunner.Log, progress.Report);
             progress.Finish();
             var ic = CultureInfo.InvariantCulture;

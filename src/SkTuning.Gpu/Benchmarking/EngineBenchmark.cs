@@ -34,7 +34,7 @@ public static class EngineBenchmark
         var spec = model.Spec;
         if (seq > spec.MaxPositions) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxPositions} positions");
         var rng = new Random(1234);
-        var tokens = RandomBatch(rng, batch, seq, spec.VocabSize);
+        var (tokens, ortInputs) = Inputs(spec, batch, seq);
         int d = spec.Hidden, L = spec.Layers;
         var rows = new List<BenchRow>();
 
@@ -45,7 +45,7 @@ public static class EngineBenchmark
         double ort;
         using (var session = OrtSessions.Create(model.Source.OnnxPath, log: log))
         {
-            var inputs = OrtInputs(session, tokens);
+            var inputs = ortInputs.Where(i => session.InputMetadata.ContainsKey(i.Name)).ToList();
             ort = Median(iterations, () => { using var _ = session.Run(inputs, ["last_hidden_state"]); });
         }
         double forwardGflop = ForwardFlops(spec, batch, seq, prefix) / 1e9;
@@ -127,26 +127,32 @@ public static class EngineBenchmark
         return a;
     }
 
-    private static TokenBatch RandomBatch(Random rng, int batch, int seq, int vocab)
+    /// <summary>
+    /// A full (unpadded) batch of random token ids, as the engine's <see cref="TokenBatch"/> and as ONNX Runtime's
+    /// inputs (input_ids, attention_mask, token_type_ids) — the same tokens for both.
+    /// </summary>
+    public static (TokenBatch Tokens, List<NamedOnnxValue> OrtInputs) Inputs(ModelSpec spec, int batch, int seq)
     {
+        var rng = new Random(1234);
         var ids = new int[batch * seq];
-        for (int i = 0; i < ids.Length; i++) ids[i] = i % seq == 0 ? 101 : rng.Next(1000, vocab);
+        int first = Math.Min(1000, spec.VocabSize / 2), cls = Math.Min(101, spec.VocabSize - 1);
+        for (int i = 0; i < ids.Length; i++) ids[i] = i % seq == 0 ? cls : rng.Next(first, spec.VocabSize);
         var mask = new float[batch * seq];
         Array.Fill(mask, 1f);
-        return new TokenBatch(batch, seq, ids, new int[batch * seq], mask);
-    }
-
-    private static List<NamedOnnxValue> OrtInputs(InferenceSession session, TokenBatch t)
-    {
-        var inputs = new List<NamedOnnxValue>();
-        foreach (var name in session.InputMetadata.Keys)
+        var tokens = new TokenBatch(batch, seq, ids, new int[batch * seq], mask);
+        DenseTensor<long> T(Func<int, long> f)
         {
-            var data = new long[t.Batch * t.SeqLen];
-            for (int i = 0; i < data.Length; i++)
-                data[i] = name switch { "input_ids" => t.Ids[i], "attention_mask" => (long)t.Mask[i], _ => t.Types[i] };
-            inputs.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(data, [t.Batch, t.SeqLen])));
+            var data = new long[batch * seq];
+            for (int i = 0; i < data.Length; i++) data[i] = f(i);
+            return new DenseTensor<long>(data, [batch, seq]);
         }
-        return inputs;
+        var inputs = new List<NamedOnnxValue>
+        {
+            NamedOnnxValue.CreateFromTensor("input_ids", T(i => ids[i])),
+            NamedOnnxValue.CreateFromTensor("attention_mask", T(_ => 1)),
+            NamedOnnxValue.CreateFromTensor("token_type_ids", T(_ => 0)),
+        };
+        return (tokens, inputs);
     }
 
     /// <summary>Median seconds of <paramref name="iterations"/> runs after two warm-up runs.</summary>

@@ -77,8 +77,8 @@ public static class ModelCatalog
         try
         {
             var assembly = context.LoadFromAssemblyPath(dll);
-            CopyResource(assembly, entry.ResourcePrefix + "vocab.txt", vocabPath);
-            CopyResource(assembly, entry.ResourcePrefix + "model.onnx", onnxPath);
+            CopyResource(assembly, dll, entry.ResourcePrefix + "vocab.txt", vocabPath);
+            CopyResource(assembly, dll, entry.ResourcePrefix + "model.onnx", onnxPath);
         }
         finally
         {
@@ -87,10 +87,10 @@ public static class ModelCatalog
         return new ModelSource(name, onnxPath, dir);
     }
 
-    private static void CopyResource(Assembly assembly, string resource, string path)
+    private static void CopyResource(Assembly assembly, string dll, string resource, string path)
     {
         using var stream = assembly.GetManifestResourceStream(resource)
-            ?? throw new SkTuningException($"{assembly.Location}: no embedded resource {resource}");
+            ?? throw new SkTuningException($"{dll}: no embedded resource {resource}");
         AtomicFile.Write(path, s => stream.CopyTo(s));
     }
 }

@@ -16,9 +16,10 @@ public static class ExampleEncoder
     /// <param name="examples">The examples, untokenized.</param>
     /// <param name="kind">Which target to read from each example.</param>
     /// <param name="maxTokens">Token budget per example, special tokens included (the model's positions minus any the caller reserves).</param>
+    /// <param name="requireTargets">False for unlabelled inputs (prediction): missing labels are allowed.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxTokens"/> cannot hold the special tokens and one token per text.</exception>
     /// <exception cref="SkTuningException">An example lacks its target or has an empty text (the message names its source).</exception>
-    public static EncodedDataset Encode(TextTokenizer tokenizer, IReadOnlyList<TextExample> examples, TaskKind kind, int maxTokens)
+    public static EncodedDataset Encode(TextTokenizer tokenizer, IReadOnlyList<TextExample> examples, TaskKind kind, int maxTokens, bool requireTargets = true)
     {
         var layout = Layout.Of(tokenizer);
         int needed = kind == TaskKind.TokenClassification || examples.All(e => e.TextPair is null) ? layout.SingleSpecials + 1 : layout.PairSpecials + 2;
@@ -31,7 +32,7 @@ public static class ExampleEncoder
             var e = examples[i];
             try
             {
-                encoded[i] = kind == TaskKind.TokenClassification ? EncodeWords(tokenizer, layout, e, maxTokens) : EncodeText(tokenizer, layout, e, kind, maxTokens);
+                encoded[i] = kind == TaskKind.TokenClassification ? EncodeWords(tokenizer, layout, e, maxTokens) : EncodeText(tokenizer, layout, e, kind, maxTokens, requireTargets);
             }
             catch (SkTuningException x) when (e.Source.Length > 0 && !x.Message.StartsWith(e.Source, StringComparison.Ordinal))
             {
@@ -42,10 +43,10 @@ public static class ExampleEncoder
         return new EncodedDataset(encoded, truncated);
     }
 
-    private static EncodedExample EncodeText(TextTokenizer tokenizer, Layout layout, TextExample e, TaskKind kind, int max)
+    private static EncodedExample EncodeText(TextTokenizer tokenizer, Layout layout, TextExample e, TaskKind kind, int max, bool requireTargets)
     {
-        if (kind == TaskKind.Classification && e.Label < 0) throw new SkTuningException("no class label");
-        if (kind == TaskKind.Regression && !double.IsFinite(e.Value)) throw new SkTuningException($"regression target {e.Value} is not a finite number");
+        if (requireTargets && kind == TaskKind.Classification && e.Label < 0) throw new SkTuningException("no class label");
+        if (requireTargets && kind == TaskKind.Regression && !double.IsFinite(e.Value)) throw new SkTuningException($"regression target {e.Value} is not a finite number");
         var full = tokenizer.Encode(e.Text, e.TextPair);
         var (ids, types) = full.Length <= max ? (full.Ids, full.TypeIds)
             : e.TextPair is null ? TruncateSingle(full, layout, max) : TruncatePair(full, layout, max);

@@ -103,9 +103,36 @@ public sealed class SemanticAdapter : IDisposable
     private string GroupName(int g) =>
         Shape.Kind == AdapterKind.Prompt ? "adapter" : $"adapter.layer{g / 2}.{(g % 2 == 0 ? "key" : "value")}";
 
-    /// <summary>Fills the tensors like torch's Linear default: U(−1/√fan_in, 1/√fan_in).</summary>
-    public void Initialize(TrainableParameters p, Random rng)
+    /// <summary>
+    /// Initializes the tensors. <see cref="AdapterInit.Random"/>: torch's Linear default, U(−1/√fan_in, 1/√fan_in).
+    /// <see cref="AdapterInit.Model"/> (token and per-layer modes): the frozen model's own maps, so training starts from
+    /// the semantic text's real attention keys/values (prefix: layer l's W_k, W_v and biases) or its own hidden states
+    /// (prompt: identity) — as if the text itself were prepended.
+    /// </summary>
+    public void Initialize(TrainableParameters p, Random rng, AdapterInit init = AdapterInit.Random, Import.ModelWeights? model = null)
     {
+        if (init == AdapterInit.Model && Shape.Mode != AdapterMode.Pooled)
+        {
+            int d = Shape.Dim;
+            for (int g = 0; g < Shape.Groups; g++)
+            {
+                float[] weight, bias;
+                if (Shape.Kind == AdapterKind.Prompt)
+                {
+                    weight = new float[d * d];
+                    for (int i = 0; i < d; i++) weight[i * d + i] = 1f;
+                    bias = new float[d];
+                }
+                else
+                {
+                    var layer = (model ?? throw new ArgumentNullException(nameof(model), "model init needs the frozen weights")).Layers[g / 2];
+                    (weight, bias) = g % 2 == 0 ? (layer.Wk, layer.Bk) : (layer.Wv, layer.Bv);
+                }
+                p.Set(p[GroupName(g) + ".weight"], weight);
+                p.Set(p[GroupName(g) + ".bias"], bias);
+            }
+            return;
+        }
         foreach (var (name, _) in Tensors())
         {
             var info = p[name];
@@ -174,6 +201,15 @@ public sealed class SemanticAdapter : IDisposable
         foreach (var s in _sources) s.Dispose();
         _raw.Dispose(); _output.Dispose(); _dRaw.Dispose(); _pooled.Dispose(); _dPooled.Dispose();
     }
+}
+
+/// <summary>How the adapter's weights start.</summary>
+public enum AdapterInit
+{
+    /// <summary>torch's Linear default.</summary>
+    Random,
+    /// <summary>The frozen model's own key/value maps (prefix) or the identity (prompt): the text as if prepended.</summary>
+    Model,
 }
 
 /// <summary>Parameter initializers.</summary>

@@ -10,6 +10,7 @@ namespace SkTuning.Gpu.Training;
 public sealed class SkTuningModel : IDisposable
 {
     private readonly TransformerEngine _engine;
+    private readonly ModelWeights _weights;
     private DeviceArray<float>? _dHidden, _dInjection;
 
     /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
@@ -22,6 +23,7 @@ public sealed class SkTuningModel : IDisposable
     {
         Backend = backend;
         _engine = new TransformerEngine(backend, spec, weights);
+        _weights = weights;
         Adapter = adapter;
         Head = head;
         var tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors());
@@ -41,11 +43,11 @@ public sealed class SkTuningModel : IDisposable
     /// <summary>All trainable tensors.</summary>
     public TrainableParameters Parameters { get; }
 
-    /// <summary>Random initialization of adapter and head (deterministic in the seed).</summary>
-    public void Initialize(int seed)
+    /// <summary>Initializes adapter and head (deterministic in the seed).</summary>
+    public void Initialize(int seed, AdapterInit init = AdapterInit.Random)
     {
         var rng = new Random(seed);
-        Adapter?.Initialize(Parameters, rng);
+        Adapter?.Initialize(Parameters, rng, init, _weights);
         Head.Initialize(Parameters, rng);
     }
 

@@ -18,6 +18,9 @@ public sealed record TrainOptions
     /// <summary>SK-Prompt source states: the last layer (default) or the embedding output.</summary>
     public PromptSource PromptSource { get; init; } = PromptSource.Last;
 
+    /// <summary>How the adapter starts: random, or from the frozen model's own maps.</summary>
+    public AdapterInit Init { get; init; } = AdapterInit.Random;
+
     /// <summary>The semantic text the frozen model reads zero-shot.</summary>
     public string SemanticText { get; init; } = "Classify the sentiment of the text as positive or negative.";
 

@@ -35,7 +35,9 @@ public sealed record TrainResult(AdapterConfig Config, IReadOnlyDictionary<strin
 /// <param name="Data">Its loaded data.</param>
 /// <param name="Backend">The engine backend.</param>
 /// <param name="OutDirectory">The run folder.</param>
-public sealed record TrainingSetup(FrozenModel Model, string ModelName, TaskSpec Task, TaskData Data, Backend Backend, string OutDirectory);
+/// <param name="CustomTask">For a custom task: how its data was read (saved so eval can read it again).</param>
+public sealed record TrainingSetup(FrozenModel Model, string ModelName, TaskSpec Task, TaskData Data, Backend Backend, string OutDirectory,
+    CustomTaskOptions? CustomTask = null);
 
 /// <summary>
 /// SK-Tuning's training loop: length-bucketed batches, AdamW with warmup and linear decay, global gradient-norm
@@ -101,7 +103,7 @@ public static class Trainer
         else
         {
             if (resume) log?.Invoke("no checkpoint in the run folder yet: starting from step 0");
-            model.Initialize(options.Seed);
+            model.Initialize(options.Seed, options.Init);
             run.WriteConfig(config);
         }
 
@@ -201,7 +203,7 @@ public static class Trainer
         return new AdapterConfig
         {
             Method = AdapterConfig.MethodName(o.Kind), Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
-            SemanticTokens = m, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name,
+            SemanticTokens = m, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name, CustomTask = setup.CustomTask,
             TaskKind = task.Kind, Labels = data.Labels?.Names.ToArray(), Pooling = o.Pooling, Classes = classes,
             Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = task.PrimaryMetric,
             TrainableParameters = adapterParams + headParams, ModelParameters = spec.ParameterCount, Training = o,

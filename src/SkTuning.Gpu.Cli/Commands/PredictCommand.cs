@@ -1,0 +1,58 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace SkTuning.Gpu.Cli;
+
+/// <summary><c>sktune predict</c>: predictions of a trained run for a text or a file of texts, as JSON lines.</summary>
+internal static class PredictCommand
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static Command Create()
+    {
+        var run = new Option<string>("--run") { Description = "run folder written by sktune train", Required = true };
+        var text = new Option<string?>("--text") { Description = "one text to classify" };
+        var pair = new Option<string?>("--pair") { Description = "the second sentence, for pair tasks" };
+        var file = new Option<string?>("--file") { Description = "a UTF-8 file with one text per line (pairs: text<TAB>pair)" };
+        var model = new Option<string?>("--model") { Description = "frozen model (default: the one the run was trained on)" };
+        var device = CommonOptions.Device();
+        var command = new Command("predict", "predict with a trained run; prints one JSON object per input") { run, text, pair, file, model, device };
+        command.SetAction(CliRunner.Guard(parse =>
+        {
+            var inputs = new List<(string Text, string? Pair)>();
+            if (parse.GetValue(text) is { } t) inputs.Add((t, parse.GetValue(pair)));
+            if (parse.GetValue(file) is { } path) inputs.AddRange(ReadLines(path));
+            if (inputs.Count == 0) throw new SkTuningException("give --text or --file");
+            using var tuner = SkTuner.Load(parse.GetValue(run)!, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log);
+            var predictions = tuner.Predict(inputs);
+            for (int i = 0; i < inputs.Count; i++)
+                Console.WriteLine(JsonSerializer.Serialize(new { text = inputs[i].Text, pair = inputs[i].Pair, prediction = predictions[i] }, Json));
+            return 0;
+        }));
+        return command;
+    }
+
+    private static IEnumerable<(string, string?)> ReadLines(string path)
+    {
+        if (!File.Exists(path)) throw new SkTuningException($"{path}: file not found");
+        var utf8 = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
+        string[] lines;
+        try { lines = File.ReadAllLines(path, utf8); }
+        catch (System.Text.DecoderFallbackException) { throw new SkTuningException($"{path}: invalid UTF-8"); }
+        var result = new List<(string, string?)>();
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (string.IsNullOrWhiteSpace(lines[i])) continue;
+            var parts = lines[i].Split('\t');
+            if (parts.Length > 2) throw new SkTuningException($"{path}:{i + 1}: expected text or text<TAB>pair, found {parts.Length} columns");
+            result.Add((parts[0], parts.Length == 2 ? parts[1] : null));
+        }
+        if (result.Count == 0) throw new SkTuningException($"{path}: no texts");
+        return result;
+    }
+}

@@ -1,0 +1,124 @@
+using SkTuning.Gpu.Data;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Onnx;
+using SkTuning.Gpu.Runs;
+using SkTuning.Gpu.Tests.Data;
+using SkTuning.Gpu.Training;
+
+namespace SkTuning.Gpu.Tests.Training;
+
+/// <summary>The training loop on a tiny fixture model and a small generated dataset: resume, eval and predict agree.</summary>
+public class TrainerTests
+{
+    private static readonly string[] Words = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "movie", "was", "very", "not", "plot", "acting"];
+
+    /// <summary>A fixture model folder (model.onnx + vocab.txt) and a custom sentiment-like dataset.</summary>
+    private static (FrozenModel Model, TaskSpec Task, TaskData Data, CustomTaskOptions Options) Fixture(TempDir dir)
+    {
+        var vocab = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "," }.Concat(Words).ToArray();
+        File.WriteAllLines(Path.Combine(dir.Path, "vocab.txt"), vocab);
+        FixtureModels.WriteBert(Path.Combine(dir.Path, "model.onnx"),
+            new BertFixtureOptions(Layers: 2, Hidden: 16, Heads: 2, FfnSize: 32, VocabSize: vocab.Length, MaxPositions: 24, Seed: 5));
+        var rng = new Random(8);
+        string Row(int label)
+        {
+            var pool = label == 1 ? Words[..4] : Words[4..8];
+            var words = Enumerable.Range(0, rng.Next(3, 8)).Select(i => i % 2 == 0 ? pool[rng.Next(pool.Length)] : Words[rng.Next(8, Words.Length)]);
+            return $"{string.Join(' ', words)}\t{label}";
+        }
+        File.WriteAllLines(Path.Combine(dir.Path, "train.tsv"), new[] { "sentence\tlabel" }.Concat(Enumerable.Range(0, 96).Select(i => Row(i % 2))));
+        File.WriteAllLines(Path.Combine(dir.Path, "dev.tsv"), new[] { "sentence\tlabel" }.Concat(Enumerable.Range(0, 30).Select(i => Row(i % 2))));
+        var options = new CustomTaskOptions { TrainFile = Path.Combine(dir.Path, "train.tsv"), DevFile = Path.Combine(dir.Path, "dev.tsv"), TextColumn = "sentence" };
+        var task = TaskCatalog.Custom(options);
+        return (FrozenModel.Load(dir.Path), task, task.Load(dir.Path), options);
+    }
+
+    private static TrainOptions Options(AdapterKind kind) => new()
+    {
+        Kind = kind, SemanticText = "good or bad", Steps = 12, BatchSize = 8, LearningRate = 5e-3f, WarmupSteps = 2, EvalEvery = 4, Seed = 3,
+    };
+
+    private static Dictionary<string, float[]> FinalWeights(string run) =>
+        RunFolder.Open(run).ReadCheckpoint<TrainerState>()!.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Data);
+
+    [Theory]
+    [InlineData(AdapterKind.Prefix)]
+    [InlineData(AdapterKind.Prompt)]
+    public void AStoppedRunResumesToTheSameWeightsAsAnUninterruptedOne(AdapterKind kind)
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        using var backend = new CpuBackend();
+        string whole = Path.Combine(dir.Path, "whole"), parts = Path.Combine(dir.Path, "parts");
+        var full = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, whole, custom), Options(kind), resume: false);
+        Assert.False(full.Stopped);
+        Assert.Equal(12, full.Steps);
+
+        var first = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, parts, custom), Options(kind), resume: false,
+            stopAfterCheckpoint: step => step == 4);
+        Assert.True(first.Stopped);
+        Assert.Equal(4, first.Steps);
+        var second = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, parts, custom), Options(kind), resume: true);
+        Assert.Equal(12, second.Steps);
+
+        var a = FinalWeights(whole);
+        var b = FinalWeights(parts);
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var name in a.Keys) Assert.Equal(a[name], b[name]);
+        Assert.Equal(full.Best, second.Best);
+        Assert.Equal(RunFolder.Open(whole).ReadHistory().Points.Select(p => p.Step), RunFolder.Open(parts).ReadHistory().Points.Select(p => p.Step));
+    }
+
+    [Fact]
+    public void TheSavedRunReproducesItsBestDevMetricsAndPredictAgreesWithEval()
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        string run = Path.Combine(dir.Path, "run");
+        TrainResult result;
+        using (var backend = new CpuBackend())
+            result = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, run, custom), Options(AdapterKind.Prefix), resume: false);
+        Assert.True(File.Exists(Path.Combine(run, "report.md")));
+        Assert.True(File.Exists(Path.Combine(run, "learning_curve.svg")));
+        Assert.Contains(result.Config.TrainableParameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture),
+            File.ReadAllText(Path.Combine(run, "report.md")));
+
+        using var tuner = SkTuner.Load(run, device: "cpu");
+        var metrics = tuner.Evaluate(task, data, data.Dev, out var predictions);
+        foreach (var (name, value) in result.Best) Assert.Equal(value, metrics[name]);
+        var predicted = tuner.Predict(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
+        Assert.Equal(predictions.Classes, predicted.Select(p => p.ClassId!.Value).ToArray());
+        Assert.All(predicted, p => Assert.Equal(1f, p.Probabilities!.Sum(), 3));
+        // The same tuner answers from several threads at once.
+        Parallel.For(0, 4, _ => Assert.Equal(predicted[0].Label, tuner.Predict(data.Dev[0].Text).Label));
+    }
+
+    [Fact]
+    public void ADivergingRunStopsWithTheStepNamed()
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        using var backend = new CpuBackend();
+        var e = Assert.Throws<SkTuningException>(() => Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, Path.Combine(dir.Path, "run"), custom),
+            Options(AdapterKind.Prefix) with { LearningRate = 1e30f, WarmupSteps = 0, MaxGradNorm = 1e30f }, resume: false));
+        Assert.Matches(@"^step \d+: the training loss is (NaN|∞|-∞|Infinity)", e.Message);
+    }
+
+    [Fact]
+    public void AnAdapterTrainedOnAnotherModelIsRejected()
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        string run = Path.Combine(dir.Path, "run");
+        using (var backend = new CpuBackend())
+            Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, run, custom), Options(AdapterKind.Prefix) with { Steps = 2, EvalEvery = 2 }, resume: false);
+        using var other = new TempDir();
+        File.Copy(Path.Combine(dir.Path, "vocab.txt"), Path.Combine(other.Path, "vocab.txt"));
+        FixtureModels.WriteBert(Path.Combine(other.Path, "model.onnx"),
+            new BertFixtureOptions(Layers: 2, Hidden: 16, Heads: 2, FfnSize: 32, VocabSize: File.ReadAllLines(Path.Combine(dir.Path, "vocab.txt")).Length, MaxPositions: 24, Seed: 6));
+        var e = Assert.Throws<SkTuningException>(() => SkTuner.Load(run, other.Path, "cpu"));
+        Assert.Contains("adapter.safetensors", e.Message);
+        Assert.Contains("trained on model", e.Message);
+    }
+}
