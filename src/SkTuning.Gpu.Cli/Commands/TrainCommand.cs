@@ -17,7 +17,7 @@ internal static class TrainCommand
         var data = DataOptions.Create();
         var method = new Option<string>("--method") { Description = "sk-prefix or sk-prompt", DefaultValueFactory = _ => "sk-prefix" };
         method.AcceptOnlyFromAmong("sk-prefix", "sk-prompt");
-        var mode = new Option<string>("--mode") { Description = "adapter mode: token, pooled, or per-layer (sk-prefix)", DefaultValueFactory = _ => "token" };
+        var mode = new Option<string>("--mode") { Description = "adapter mode: per-layer (sk-prefix), token or pooled (default: per-layer for sk-prefix, token for sk-prompt)" };
         mode.AcceptOnlyFromAmong("token", "pooled", "per-layer");
         var source = new Option<string>("--prompt-source") { Description = "sk-prompt source states: last or embedding", DefaultValueFactory = _ => "last" };
         source.AcceptOnlyFromAmong("last", "embedding");
@@ -53,7 +53,13 @@ internal static class TrainCommand
             var options = new TrainOptions
             {
                 Kind = methodName == "sk-prompt" ? AdapterKind.Prompt : AdapterKind.Prefix,
-                Mode = parse.GetValue(mode) switch { "pooled" => AdapterMode.Pooled, "per-layer" => AdapterMode.PerLayer, _ => AdapterMode.Token },
+                Mode = parse.GetValue(mode) switch
+                {
+                    "pooled" => AdapterMode.Pooled,
+                    "per-layer" => AdapterMode.PerLayer,
+                    "token" => AdapterMode.Token,
+                    _ => methodName == "sk-prompt" ? AdapterMode.Token : d.Mode,
+                },
                 PromptSource = parse.GetValue(source) == "embedding" ? PromptSource.Embedding : PromptSource.Last,
                 SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
                 Pooling = parse.GetValue(pooling) == "cls" ? Pooling.Cls : Pooling.Mean,
@@ -66,7 +72,7 @@ internal static class TrainCommand
             };
             if (options.Dropout is < 0 or >= 1) throw new SkTuningException($"--dropout {options.Dropout}: must be in [0, 1)");
             if (!(options.LearningRate > 0)) throw new SkTuningException($"--lr {options.LearningRate}: must be positive");
-            string outDir = parse.GetValue(output) ?? Path.Combine("runs", $"{task.Name}-{methodName}");
+            string outDir = parse.GetValue(output) ?? DefaultOut(task.Name, methodName, parse.GetValue(resume));
             string modelName = parse.GetValue(model)!;
             CliRunner.Log($"loading {modelName}");
             var frozen = FrozenModel.Load(modelName);
@@ -86,6 +92,16 @@ internal static class TrainCommand
             return 0;
         }));
         return command;
+    }
+
+    // runs/TASK-METHOD, or the first free runs/TASK-METHOD-N, so rerunning the README command starts a new run
+    // (with --resume: the latest existing one).
+    private static string DefaultOut(string task, string method, bool resume)
+    {
+        string Name(int n) => Path.Combine("runs", n == 1 ? $"{task}-{method}" : $"{task}-{method}-{n}");
+        int i = 1;
+        while (Runs.RunFolder.IsRunFolder(Name(i))) i++;
+        return resume ? Name(Math.Max(1, i - 1)) : Name(i);
     }
 
     private static int Positive(int value, string name) =>

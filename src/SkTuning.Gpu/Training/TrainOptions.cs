@@ -4,8 +4,8 @@ namespace SkTuning.Gpu.Training;
 
 /// <summary>
 /// Everything that defines a training run. Defaults are the ones chosen on SST-2 with MiniLM (README,
-/// "Defaults"): AdamW lr 2e-3, weight decay 0.01, warmup 50 steps then linear decay to 0, batch 32, dropout 0.1,
-/// gradient-norm clipping at 1.
+/// "Defaults"): SK-Prefix in per-layer mode started from the frozen model's own key/value maps, 2000 steps of 32,
+/// AdamW lr 2e-3, weight decay 0.01, warmup 50 steps then linear decay to 0, dropout 0.1, gradient-norm clip 1.
 /// </summary>
 public sealed record TrainOptions
 {
@@ -13,13 +13,13 @@ public sealed record TrainOptions
     public AdapterKind Kind { get; init; } = AdapterKind.Prefix;
 
     /// <summary>Adapter mode.</summary>
-    public AdapterMode Mode { get; init; } = AdapterMode.Token;
+    public AdapterMode Mode { get; init; } = AdapterMode.PerLayer;
 
     /// <summary>SK-Prompt source states: the last layer (default) or the embedding output.</summary>
     public PromptSource PromptSource { get; init; } = PromptSource.Last;
 
     /// <summary>How the adapter starts: random, or from the frozen model's own maps.</summary>
-    public AdapterInit Init { get; init; } = AdapterInit.Random;
+    public AdapterInit Init { get; init; } = AdapterInit.Model;
 
     /// <summary>The semantic text the frozen model reads zero-shot.</summary>
     public string SemanticText { get; init; } = "Classify the sentiment of the text as positive or negative.";
@@ -28,7 +28,7 @@ public sealed record TrainOptions
     public Pooling Pooling { get; init; } = Pooling.Mean;
 
     /// <summary>Training steps (optimizer updates).</summary>
-    public int Steps { get; init; } = 1500;
+    public int Steps { get; init; } = 2000;
 
     /// <summary>Examples per step.</summary>
     public int BatchSize { get; init; } = 32;

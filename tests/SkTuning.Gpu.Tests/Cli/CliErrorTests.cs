@@ -82,3 +82,62 @@ public class CliErrorTests
             Assert.Contains(line, r.Stdout);
     }
 }
+
+/// <summary>Bad training/eval input through the CLI: one line with file (and line), exit code 2.</summary>
+public class CliTrainErrorTests
+{
+    private static void AssertOneLineError(CliProcess.Result r, params string[] fragments)
+    {
+        Assert.Equal(2, r.ExitCode);
+        var lines = CliProcess.ErrorLines(r);
+        Assert.Single(lines);
+        foreach (var f in fragments) Assert.Contains(f, lines[0]);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
+    public void ARowWithAMissingColumn()
+    {
+        using var dir = new TempDir();
+        var train = dir.Write("train.tsv", "text\tlabel\ngood movie\t1\nbad movie\n");
+        AssertOneLineError(CliProcess.Run("train", "--task", "custom", "--train-file", train, "--steps", "1", "--out", Path.Combine(dir.Path, "run")),
+            "train.tsv:3", "column");
+    }
+
+    [Fact]
+    public void ADevLabelNotSeenInTraining()
+    {
+        using var dir = new TempDir();
+        var train = dir.Write("train.tsv", "text\tlabel\ngood movie\tpos\nbad movie\tneg\n");
+        var dev = dir.Write("dev.tsv", "text\tlabel\nfine movie\tneutral\n");
+        AssertOneLineError(CliProcess.Run("train", "--task", "custom", "--train-file", train, "--dev-file", dev, "--steps", "1", "--out", Path.Combine(dir.Path, "run")),
+            "dev.tsv:2", "neutral");
+    }
+
+    [Fact]
+    public void InvalidUtf8()
+    {
+        using var dir = new TempDir();
+        var train = dir.WriteBytes("train.tsv", [.. "text\tlabel\ngood\t1\n"u8, 0xC3, 0x28, .. "\t0\n"u8]);
+        AssertOneLineError(CliProcess.Run("train", "--task", "custom", "--train-file", train, "--steps", "1", "--out", Path.Combine(dir.Path, "run")),
+            "train.tsv:3", "UTF-8");
+    }
+
+    [Fact]
+    public void AnEmptyFile()
+    {
+        using var dir = new TempDir();
+        var train = dir.Write("train.tsv", "");
+        AssertOneLineError(CliProcess.Run("train", "--task", "custom", "--train-file", train, "--steps", "1", "--out", Path.Combine(dir.Path, "run")),
+            "train.tsv", "no examples");
+    }
+
+    [Fact]
+    public void AnUnreadableRunFolder()
+    {
+        using var dir = new TempDir();
+        AssertOneLineError(CliProcess.Run("eval", "--run", dir.Path), dir.Path, "not a run folder");
+        File.WriteAllText(Path.Combine(dir.Path, "adapter_config.json"), "{ not json");
+        AssertOneLineError(CliProcess.Run("predict", "--run", dir.Path, "--text", "hello"), "adapter_config.json");
+    }
+}
