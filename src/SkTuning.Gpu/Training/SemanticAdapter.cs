@@ -42,11 +42,13 @@ public sealed record AdapterShape(AdapterKind Kind, AdapterMode Mode, int Tokens
 /// prompt vectors or per-layer prefixes, with dropout in training. One instance serves the whole batch — the
 /// prefix is computed once per step, not per example.
 /// </summary>
-public sealed class SemanticAdapter : IDisposable
+public sealed class SemanticAdapter : IAdapter
 {
     private readonly Backend _backend;
     private readonly DeviceArray<float>[] _sources;
     private readonly DeviceArray<float> _raw, _output, _dRaw, _pooled, _dPooled;
+    private readonly AdapterInit _init;
+    private readonly Import.ModelWeights? _model;
     private ulong _seed;
     private bool _training;
 
@@ -55,8 +57,15 @@ public sealed class SemanticAdapter : IDisposable
     /// <param name="shape">Its sizes.</param>
     /// <param name="sources">Token and pooled modes: one [m, d] matrix; per-layer mode: L matrices, the states entering each layer.</param>
     /// <param name="dropout">Dropout probability on the output in training (0.1 in the paper's setting).</param>
-    public SemanticAdapter(Backend backend, AdapterShape shape, IReadOnlyList<float[]> sources, float dropout = 0.1f)
+    /// <param name="init">How the weights start (see <see cref="Initialize"/>).</param>
+    /// <param name="model">The frozen weights, needed by <see cref="AdapterInit.Model"/>.</param>
+    public SemanticAdapter(Backend backend, AdapterShape shape, IReadOnlyList<float[]> sources, float dropout = 0.1f,
+        AdapterInit init = AdapterInit.Random, Import.ModelWeights? model = null)
     {
+        if (init == AdapterInit.Model && shape.Kind == AdapterKind.Prefix && shape.Mode != AdapterMode.Pooled && model is null)
+            throw new ArgumentNullException(nameof(model), "model init of a prefix needs the frozen weights");
+        _init = init;
+        _model = model;
         if (shape.Mode == AdapterMode.PerLayer && shape.Kind != AdapterKind.Prefix)
             throw new ArgumentException("per-layer mode is an SK-Prefix mode");
         int expected = shape.Mode == AdapterMode.PerLayer ? shape.Layers : 1;
@@ -77,6 +86,15 @@ public sealed class SemanticAdapter : IDisposable
 
     /// <summary>The adapter's sizes.</summary>
     public AdapterShape Shape { get; }
+
+    /// <inheritdoc />
+    public AdapterKind Kind => Shape.Kind;
+
+    /// <inheritdoc />
+    public int Tokens => Shape.Tokens;
+
+    /// <inheritdoc />
+    public int OutputLength => Shape.OutputLength;
 
     /// <summary>Dropout probability on the output in training.</summary>
     public float Dropout { get; }
@@ -109,9 +127,9 @@ public sealed class SemanticAdapter : IDisposable
     /// the semantic text's real attention keys/values (prefix: layer l's W_k, W_v and biases) or its own hidden states
     /// (prompt: identity) — as if the text itself were prepended.
     /// </summary>
-    public void Initialize(TrainableParameters p, Random rng, AdapterInit init = AdapterInit.Random, Import.ModelWeights? model = null)
+    public void Initialize(TrainableParameters p, Random rng)
     {
-        if (init == AdapterInit.Model && Shape.Mode != AdapterMode.Pooled)
+        if (_init == AdapterInit.Model && Shape.Mode != AdapterMode.Pooled)
         {
             int d = Shape.Dim;
             for (int g = 0; g < Shape.Groups; g++)
@@ -125,7 +143,7 @@ public sealed class SemanticAdapter : IDisposable
                 }
                 else
                 {
-                    var layer = (model ?? throw new ArgumentNullException(nameof(model), "model init needs the frozen weights")).Layers[g / 2];
+                    var layer = _model!.Layers[g / 2];
                     (weight, bias) = g % 2 == 0 ? (layer.Wk, layer.Bk) : (layer.Wv, layer.Bv);
                 }
                 p.Set(p[GroupName(g) + ".weight"], weight);

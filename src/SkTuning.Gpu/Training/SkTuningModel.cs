@@ -10,7 +10,6 @@ namespace SkTuning.Gpu.Training;
 public sealed class SkTuningModel : IDisposable
 {
     private readonly TransformerEngine _engine;
-    private readonly ModelWeights _weights;
     private DeviceArray<float>? _dHidden, _dInjection;
 
     /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
@@ -19,23 +18,22 @@ public sealed class SkTuningModel : IDisposable
     /// <param name="weights">Its weights.</param>
     /// <param name="adapter">The semantic adapter, or null for a head-only linear probe.</param>
     /// <param name="head">The task head.</param>
-    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, SemanticAdapter? adapter, TaskHead head)
+    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, IAdapter? adapter, TaskHead head)
     {
         Backend = backend;
         _engine = new TransformerEngine(backend, spec, weights);
-        _weights = weights;
         Adapter = adapter;
         Head = head;
         var tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors());
         Parameters = new TrainableParameters(backend, tensors);
-        _dInjection = adapter is null ? null : backend.Allocate(adapter.Shape.OutputLength);
+        _dInjection = adapter is null ? null : backend.Allocate(adapter.OutputLength);
     }
 
     /// <summary>The backend.</summary>
     public Backend Backend { get; }
 
     /// <summary>The adapter (null for a linear probe).</summary>
-    public SemanticAdapter? Adapter { get; }
+    public IAdapter? Adapter { get; }
 
     /// <summary>The head.</summary>
     public TaskHead Head { get; }
@@ -44,19 +42,19 @@ public sealed class SkTuningModel : IDisposable
     public TrainableParameters Parameters { get; }
 
     /// <summary>Initializes adapter and head (deterministic in the seed).</summary>
-    public void Initialize(int seed, AdapterInit init = AdapterInit.Random)
+    public void Initialize(int seed)
     {
         var rng = new Random(seed);
-        Adapter?.Initialize(Parameters, rng, init, _weights);
+        Adapter?.Initialize(Parameters, rng);
         Head.Initialize(Parameters, rng);
     }
 
-    private int PromptRows => Adapter?.Shape.Kind == AdapterKind.Prompt ? Adapter.Shape.Tokens : 0;
+    private int PromptRows => Adapter?.Kind == AdapterKind.Prompt ? Adapter.Tokens : 0;
 
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
         var injection = Adapter?.Forward(Parameters, training, seed) ?? default;
-        return Adapter?.Shape.Kind == AdapterKind.Prompt
+        return Adapter?.Kind == AdapterKind.Prompt
             ? _engine.Forward(batch, prompt: injection)
             : _engine.Forward(batch, prefix: injection);
     }
@@ -80,7 +78,7 @@ public sealed class SkTuningModel : IDisposable
         if (!float.IsFinite(loss) || Adapter is null) return loss;
         var dInjection = _dInjection!.All;
         Backend.Zero(dInjection);
-        if (Adapter.Shape.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
+        if (Adapter.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
         else _engine.Backward(dHidden, dPrefix: dInjection);
         Adapter.Backward(Parameters, dInjection);
         return loss;

@@ -103,7 +103,7 @@ public static class Trainer
         else
         {
             if (resume) log?.Invoke("no checkpoint in the run folder yet: starting from step 0");
-            model.Initialize(options.Seed, options.Init);
+            model.Initialize(options.Seed);
             run.WriteConfig(config);
         }
 

@@ -25,14 +25,14 @@ public static class TunedModelBuilder
     /// <summary>Builds the model of <paramref name="config"/> on <paramref name="backend"/> (parameters uninitialized).</summary>
     public static SkTuningModel Build(FrozenModel model, AdapterConfig config, Backend backend, Action<string>? log)
     {
-        SemanticAdapter? adapter = null;
+        IAdapter? adapter = null;
         if (config.AdapterKind is { } kind)
         {
             var sources = SourceStates(model, kind, config.Mode, config.PromptSource, config.SemanticText, log, out int m);
             if (m != config.SemanticTokens)
                 throw new SkTuningException($"semantic text encodes to {m} tokens, the run says {config.SemanticTokens}: tokenizer changed?");
             adapter = new SemanticAdapter(backend, new AdapterShape(kind, config.Mode, m, model.Spec.Hidden, model.Spec.Layers), sources,
-                config.Training.Dropout);
+                config.Training.Dropout, config.Training.Init, model.Weights);
         }
         var head = new TaskHead(backend, config.TaskKind, config.Pooling, model.Spec.Hidden, config.Classes, config.Training.Dropout);
         return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head);
