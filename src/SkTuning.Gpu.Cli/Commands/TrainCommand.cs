@@ -52,7 +52,7 @@ internal static class TrainCommand
             string methodName = parse.GetValue(method)!;
             var options = new TrainOptions
             {
-                Kind = methodName == "sk-prompt" ? AdapterKind.Prompt : AdapterKind.Prefix,
+                Method = methodName,
                 Mode = parse.GetValue(mode) switch
                 {
                     "pooled" => AdapterMode.Pooled,

@@ -12,6 +12,9 @@ public abstract class Backend : IDisposable
     /// <summary>"cpu" or "cuda" (or "ilgpu-cpu" for the simulator used in tests).</summary>
     public abstract string Name { get; }
 
+    /// <summary>Bytes of device memory this backend's arrays hold (weights, activations, parameters, scratch).</summary>
+    public MemoryMeter Memory { get; } = new();
+
     /// <summary>A zeroed float array.</summary>
     public abstract DeviceArray<float> Allocate(int length);
 

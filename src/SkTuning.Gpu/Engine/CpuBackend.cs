@@ -11,7 +11,7 @@ public sealed class CpuBackend : Backend
     private sealed class HostArray<T>(int length) : DeviceArray<T>(length) where T : unmanaged
     {
         public readonly T[] Data = new T[length];
-        public override void Dispose() { }
+        public override void Dispose() => Release();
     }
 
     private static Span<float> S(DeviceView<float> v) =>
@@ -21,10 +21,10 @@ public sealed class CpuBackend : Backend
         v.IsEmpty ? Span<int>.Empty : ((HostArray<int>)v.Array!).Data.AsSpan(v.Offset, v.Length);
 
     /// <inheritdoc />
-    public override DeviceArray<float> Allocate(int length) => new HostArray<float>(length);
+    public override DeviceArray<float> Allocate(int length) => new HostArray<float>(length).Metered(Memory);
 
     /// <inheritdoc />
-    public override DeviceArray<int> AllocateInts(int length) => new HostArray<int>(length);
+    public override DeviceArray<int> AllocateInts(int length) => new HostArray<int>(length).Metered(Memory);
 
     /// <inheritdoc />
     public override void Upload(ReadOnlySpan<float> source, DeviceView<float> target) => source.CopyTo(Checked(S(target), source.Length));

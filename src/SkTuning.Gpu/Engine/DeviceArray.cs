@@ -4,8 +4,25 @@ namespace SkTuning.Gpu.Engine;
 /// <typeparam name="T">float for tensors, int for token ids.</typeparam>
 public abstract class DeviceArray<T> : IDisposable where T : unmanaged
 {
+    private MemoryMeter? _meter;
+
     /// <summary>Creates the array record.</summary>
     protected DeviceArray(int length) => Length = length;
+
+    /// <summary>Counts this array's bytes in <paramref name="meter"/> until it is released.</summary>
+    internal DeviceArray<T> Metered(MemoryMeter meter)
+    {
+        _meter = meter;
+        meter.Add((long)Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        return this;
+    }
+
+    /// <summary>Stops counting this array (call from <see cref="Dispose"/>).</summary>
+    protected void Release()
+    {
+        _meter?.Add(-(long)Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        _meter = null;
+    }
 
     /// <summary>Number of elements.</summary>
     public int Length { get; }
@@ -32,5 +49,27 @@ public readonly record struct DeviceView<T>(DeviceArray<T>? Array, int Offset, i
         if (offset < 0 || length < 0 || offset + length > Length)
             throw new ArgumentOutOfRangeException(nameof(offset), $"slice [{offset}, {offset + length}) of a view of {Length}");
         return new DeviceView<T>(Array, Offset + offset, length);
+    }
+}
+
+/// <summary>Bytes a backend has allocated: now, and the peak since the last <see cref="ResetPeak"/>.</summary>
+public sealed class MemoryMeter
+{
+    private long _current, _peak;
+
+    /// <summary>Bytes allocated and not yet released.</summary>
+    public long Current => Interlocked.Read(ref _current);
+
+    /// <summary>The most bytes allocated at once since the last reset.</summary>
+    public long Peak => Interlocked.Read(ref _peak);
+
+    /// <summary>Starts a new peak measurement from the current level.</summary>
+    public void ResetPeak() => Interlocked.Exchange(ref _peak, Current);
+
+    internal void Add(long bytes)
+    {
+        long now = Interlocked.Add(ref _current, bytes);
+        long peak;
+        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak) { }
     }
 }

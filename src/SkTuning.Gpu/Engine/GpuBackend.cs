@@ -33,7 +33,11 @@ public sealed class GpuBackend : Backend
     private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
     {
         public readonly MemoryBuffer1D<T, Stride1D.Dense> Buffer = buffer;
-        public override void Dispose() => Buffer.Dispose();
+        public override void Dispose()
+        {
+            Buffer.Dispose();
+            Release();
+        }
     }
 
     private static ArrayView<float> V(DeviceView<float> v) =>
@@ -47,7 +51,7 @@ public sealed class GpuBackend : Backend
     {
         var buffer = _device.Accelerator.Allocate1D<float>(Math.Max(length, 1));
         buffer.MemSetToZero();
-        return new DeviceBuffer<float>(buffer);
+        return new DeviceBuffer<float>(buffer).Metered(Memory);
     }
 
     /// <inheritdoc />
@@ -55,7 +59,7 @@ public sealed class GpuBackend : Backend
     {
         var buffer = _device.Accelerator.Allocate1D<int>(Math.Max(length, 1));
         buffer.MemSetToZero();
-        return new DeviceBuffer<int>(buffer);
+        return new DeviceBuffer<int>(buffer).Metered(Memory);
     }
 
     /// <inheritdoc />

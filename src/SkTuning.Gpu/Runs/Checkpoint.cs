@@ -26,6 +26,7 @@ public sealed record TrainingCheckpoint<TState>(
 /// <param name="EvaluationsWithoutImprovement">The early-stopping counter.</param>
 /// <param name="ElapsedSeconds">Training time so far, carried across resumes.</param>
 /// <param name="ExamplesSeen">Training examples consumed so far.</param>
+/// <param name="EvaluationSeconds">Part of <paramref name="ElapsedSeconds"/> spent evaluating on dev.</param>
 public sealed record TrainerState(
     long Step,
     int Epoch,
@@ -36,4 +37,5 @@ public sealed record TrainerState(
     long BestStep,
     int EvaluationsWithoutImprovement,
     double ElapsedSeconds,
-    long ExamplesSeen = 0);
+    long ExamplesSeen = 0,
+    double EvaluationSeconds = 0);

@@ -77,6 +77,4 @@ public sealed record AdapterConfig
         _ => null,
     };
 
-    /// <summary>The method name of an adapter kind.</summary>
-    public static string MethodName(AdapterKind kind) => kind == SkTuning.Gpu.Training.AdapterKind.Prefix ? "sk-prefix" : "sk-prompt";
 }

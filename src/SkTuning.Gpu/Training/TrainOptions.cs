@@ -9,8 +9,15 @@ namespace SkTuning.Gpu.Training;
 /// </summary>
 public sealed record TrainOptions
 {
-    /// <summary>The method: sk-prefix or sk-prompt.</summary>
-    public AdapterKind Kind { get; init; } = AdapterKind.Prefix;
+    /// <summary>The method: sk-prefix, sk-prompt, or a baseline (linear, prompt, prefix, ptuning-v2, lora, full).</summary>
+    public string Method { get; init; } = "sk-prefix";
+
+    /// <summary>For SK methods: prompt (sk-prompt) or prefix (sk-prefix).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public AdapterKind Kind => Method == "sk-prompt" ? AdapterKind.Prompt : AdapterKind.Prefix;
+
+    /// <summary>Baselines' virtual tokens / prefix length (0 = the semantic text's length, so methods compare at the same m).</summary>
+    public int Tokens { get; init; }
 
     /// <summary>Adapter mode.</summary>
     public AdapterMode Mode { get; init; } = AdapterMode.PerLayer;

@@ -22,7 +22,7 @@ public sealed record TrainProgress(long Step, int TotalSteps, double Loss, doubl
 /// <param name="BestStep">Step of the best evaluation.</param>
 /// <param name="Final">Dev metrics of the last step's weights.</param>
 /// <param name="Steps">Steps done.</param>
-/// <param name="SecondsPerStep">Mean training time per step.</param>
+/// <param name="SecondsPerStep">Mean training time per step (dev evaluations excluded).</param>
 /// <param name="TotalSeconds">Training time (evaluations included), across resumes.</param>
 /// <param name="Stopped">True when the run was stopped early by the caller (it can be resumed).</param>
 public sealed record TrainResult(AdapterConfig Config, IReadOnlyDictionary<string, double> Best, long BestStep,
@@ -142,6 +142,7 @@ public static class Trainer
             IReadOnlyDictionary<string, double>? devMetrics = null;
             if (evaluate)
             {
+                var evalClock = Stopwatch.StartNew();
                 var predictions = Evaluator.Predict(model, dev, data.Dev, EvalBatchSize, tokenizer.PadId);
                 var metrics = Evaluator.Score(task, data, data.Dev, predictions);
                 metrics["loss"] = predictions.Loss;
@@ -155,11 +156,17 @@ public static class Trainer
                     WriteAdapter(run, model, config);
                 }
                 else state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
+                state = state with { EvaluationSeconds = state.EvaluationSeconds + evalClock.Elapsed.TotalSeconds };
             }
-            if (evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0))
+            bool checkpointNow = evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0);
+            // The learning curve gets a training-loss point five times per evaluation interval (saved with the next checkpoint).
+            if (checkpointNow || step % Math.Max(1, options.EvalEvery / 5) == 0)
             {
                 history.Add(new CurvePoint(step, state.ExamplesSeen, lossSum / Math.Max(1, lossCount), lr, elapsed, devMetrics));
                 lossSum = 0; lossCount = 0;
+            }
+            if (checkpointNow)
+            {
                 state = state with { ElapsedSeconds = elapsed };
                 WriteCheckpoint(run, model, state);
                 run.WriteHistory(history);
@@ -178,7 +185,7 @@ public static class Trainer
         history.Final = lastDev;
         run.WriteHistory(history);
         var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,
-            lastDev ?? new Dictionary<string, double>(), state.Step, total / Math.Max(1, state.Step), total, stopped);
+            lastDev ?? new Dictionary<string, double>(), state.Step, (total - state.EvaluationSeconds) / Math.Max(1, state.Step), total, stopped);
         if (!stopped) WriteReport(run, setup, result, history);
         return result;
     }
@@ -190,19 +197,15 @@ public static class Trainer
     {
         var (frozen, task, data) = (setup.Model, setup.Task, setup.Data);
         var spec = frozen.Spec;
-        int m = 0;
-        if (o.Kind == AdapterKind.Prompt && o.Mode == AdapterMode.PerLayer)
+        if (o.Method == "sk-prompt" && o.Mode == AdapterMode.PerLayer)
             throw new SkTuningException("--mode per-layer is an SK-Prefix mode; SK-Prompt takes token or pooled");
-        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Mode, o.PromptSource, o.SemanticText, log, out m);
+        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Mode, o.PromptSource, o.SemanticText, log, out int m);
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
-        var shape = new AdapterShape(o.Kind, o.Mode, m, spec.Hidden, spec.Layers);
-        long adapterParams = o.Mode == AdapterMode.Pooled
-            ? spec.Hidden + 1 + (long)m * shape.OutputLength + shape.OutputLength
-            : (long)shape.Groups * (spec.Hidden * spec.Hidden + spec.Hidden);
+        long adapterParams = TunedModelBuilder.AdapterParameterCount(o, spec, m);
         long headParams = (long)spec.Hidden * classes + classes;
         return new AdapterConfig
         {
-            Method = AdapterConfig.MethodName(o.Kind), Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
+            Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
             SemanticTokens = m, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name, CustomTask = setup.CustomTask,
             TaskKind = task.Kind, Labels = data.Labels?.Names.ToArray(), Pooling = o.Pooling, Classes = classes,
             Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = task.PrimaryMetric,

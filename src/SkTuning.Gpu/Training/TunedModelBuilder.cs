@@ -22,6 +22,25 @@ public static class TunedModelBuilder
         return [states.Last];
     }
 
+    /// <summary>Trainable values of the method's adapter (the head not included), from its formula.</summary>
+    /// <exception cref="SkTuningException">An unknown method.</exception>
+    public static long AdapterParameterCount(TrainOptions o, ModelSpec spec, int semanticTokens)
+    {
+        long d = spec.Hidden;
+        switch (o.Method)
+        {
+            case "linear":
+                return 0;
+            case "sk-prefix" or "sk-prompt":
+                var shape = new AdapterShape(o.Kind, o.Mode, semanticTokens, spec.Hidden, spec.Layers);
+                return o.Mode == AdapterMode.Pooled
+                    ? d + 1 + (long)semanticTokens * shape.OutputLength + shape.OutputLength
+                    : shape.Groups * (d * d + d);
+            default:
+                throw new SkTuningException($"method '{o.Method}' is not available (methods: sk-prefix, sk-prompt, linear)");
+        }
+    }
+
     /// <summary>Builds the model of <paramref name="config"/> on <paramref name="backend"/> (parameters uninitialized).</summary>
     public static SkTuningModel Build(FrozenModel model, AdapterConfig config, Backend backend, Action<string>? log)
     {
@@ -34,6 +53,8 @@ public static class TunedModelBuilder
             adapter = new SemanticAdapter(backend, new AdapterShape(kind, config.Mode, m, model.Spec.Hidden, model.Spec.Layers), sources,
                 config.Training.Dropout, config.Training.Init, model.Weights);
         }
+        else if (config.Method != "linear")
+            throw new SkTuningException($"method '{config.Method}' is not available (methods: sk-prefix, sk-prompt, linear)");
         var head = new TaskHead(backend, config.TaskKind, config.Pooling, model.Spec.Hidden, config.Classes, config.Training.Dropout);
         return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head);
     }

@@ -36,7 +36,7 @@ public class TrainerTests
 
     private static TrainOptions Options(AdapterKind kind) => new()
     {
-        Kind = kind, SemanticText = "good or bad", Steps = 12, BatchSize = 8, LearningRate = 5e-3f, WarmupSteps = 2, EvalEvery = 4, Seed = 3,
+        Method = kind == AdapterKind.Prompt ? "sk-prompt" : "sk-prefix", Mode = kind == AdapterKind.Prompt ? AdapterMode.Token : AdapterMode.PerLayer, SemanticText = "good or bad", Steps = 12, BatchSize = 8, LearningRate = 5e-3f, WarmupSteps = 2, EvalEvery = 4, Seed = 3,
     };
 
     private static Dictionary<string, float[]> FinalWeights(string run) =>
