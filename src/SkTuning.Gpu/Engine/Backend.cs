@@ -67,6 +67,12 @@ public abstract class Backend : IDisposable
     /// <summary>dx += GELU'(x)·dy.</summary>
     public abstract void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx);
 
+    /// <summary>y = tanh(x).</summary>
+    public abstract void TanhForward(DeviceView<float> x, DeviceView<float> y);
+
+    /// <summary>dx += dy·(1 − y²), from the forward's output y.</summary>
+    public abstract void TanhBackward(DeviceView<float> dy, DeviceView<float> y, DeviceView<float> dx);
+
     /// <summary>y = a + b.</summary>
     public abstract void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y);
 

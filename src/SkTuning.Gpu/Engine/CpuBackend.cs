@@ -97,6 +97,12 @@ public sealed class CpuBackend : Backend
     public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(S(dy), S(x), S(dx));
 
     /// <inheritdoc />
+    public override void TanhForward(DeviceView<float> x, DeviceView<float> y) => Tanh.Forward(S(x), S(y));
+
+    /// <inheritdoc />
+    public override void TanhBackward(DeviceView<float> dy, DeviceView<float> y, DeviceView<float> dx) => Tanh.Backward(S(dy), S(y), S(dx));
+
+    /// <inheritdoc />
     public override void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y) => Residual.Forward(S(a), S(b), S(y));
 
     /// <inheritdoc />

@@ -145,6 +145,12 @@ public sealed class GpuBackend : Backend
     public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(_device, V(dy), V(x), V(dx));
 
     /// <inheritdoc />
+    public override void TanhForward(DeviceView<float> x, DeviceView<float> y) => Tanh.Forward(_device, V(x), V(y));
+
+    /// <inheritdoc />
+    public override void TanhBackward(DeviceView<float> dy, DeviceView<float> y, DeviceView<float> dx) => Tanh.Backward(_device, V(dy), V(y), V(dx));
+
+    /// <inheritdoc />
     public override void Add(DeviceView<float> a, DeviceView<float> b, DeviceView<float> y) => Residual.Forward(_device, V(a), V(b), V(y));
 
     /// <inheritdoc />

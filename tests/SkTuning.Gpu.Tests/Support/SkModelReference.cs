@@ -36,6 +36,14 @@ internal static class SkModelReference
             }
             if (shape.Kind == AdapterKind.Prompt) prompt = output; else prefix = output;
         }
+        return Loss(w, batch, prompt, prefix, kind, classes, targets, p);
+    }
+
+    /// <summary>The loss from a given prompt [m, d] or prefix [L, 2, m, d] (empty when absent) through the frozen model and head.</summary>
+    public static double Loss(ModelWeights w, TokenBatch batch, double[] prompt, double[] prefix,
+        TaskKind kind, int classes, HeadTargets targets, IReadOnlyDictionary<string, double[]> p)
+    {
+        int d = w.Spec.Hidden;
         var hidden = EngineReference.Forward(w, batch, prompt, prefix);
         int skip = prompt.Length / d, B = batch.Batch, T = batch.SeqLen, S = skip + T, C = kind == TaskKind.Regression ? 1 : classes;
         var W = p["head.weight"]; var bias = p["head.bias"];
