@@ -23,6 +23,9 @@ public sealed record AdapterConfig
     /// <summary>m, its length in tokens.</summary>
     public required int SemanticTokens { get; init; }
 
+    /// <summary>The adapter's rows: m for SK methods, the virtual tokens / prefix length of baselines.</summary>
+    public required int Tokens { get; init; }
+
     /// <summary>The --model the run used (catalog name or path).</summary>
     public required string Model { get; init; }
 

@@ -19,6 +19,12 @@ public sealed record TrainOptions
     /// <summary>Baselines' virtual tokens / prefix length (0 = the semantic text's length, so methods compare at the same m).</summary>
     public int Tokens { get; init; }
 
+    /// <summary>Prompt tuning's init: the semantic text's embedding outputs (PEFT's TEXT init), sampled vocabulary, or random.</summary>
+    public Baselines.PromptInit PromptInit { get; init; } = Baselines.PromptInit.Text;
+
+    /// <summary>Prefix tuning's reparameterization width h.</summary>
+    public int PrefixHidden { get; init; } = Baselines.PrefixTuningAdapter.DefaultHidden;
+
     /// <summary>Adapter mode.</summary>
     public AdapterMode Mode { get; init; } = AdapterMode.PerLayer;
 

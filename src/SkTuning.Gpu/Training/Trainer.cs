@@ -199,17 +199,20 @@ public static class Trainer
         var spec = frozen.Spec;
         if (o.Method == "sk-prompt" && o.Mode == AdapterMode.PerLayer)
             throw new SkTuningException("--mode per-layer is an SK-Prefix mode; SK-Prompt takes token or pooled");
-        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Mode, o.PromptSource, o.SemanticText, log, out int m);
+        var method = Baselines.MethodCatalog.Get(o.Method);
+        if (!method.Supported) throw new SkTuningException($"method '{o.Method}' is not supported yet ({method.Description})");
+        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Method.StartsWith("sk-", StringComparison.Ordinal) ? o.Mode : AdapterMode.Token,
+            o.PromptSource, o.SemanticText, log, out int m);
+        int tokens = o.Method.StartsWith("sk-", StringComparison.Ordinal) || o.Tokens <= 0 ? m : o.Tokens;
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
-        long adapterParams = TunedModelBuilder.AdapterParameterCount(o, spec, m);
-        long headParams = (long)spec.Hidden * classes + classes;
+        long trainable = Baselines.MethodCatalog.TrainableParameterCount(o.Method, spec, tokens, classes, TunedModelBuilder.Options(o));
         return new AdapterConfig
         {
             Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
-            SemanticTokens = m, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name, CustomTask = setup.CustomTask,
+            SemanticTokens = m, Tokens = tokens, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name, CustomTask = setup.CustomTask,
             TaskKind = task.Kind, Labels = data.Labels?.Names.ToArray(), Pooling = o.Pooling, Classes = classes,
             Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = task.PrimaryMetric,
-            TrainableParameters = adapterParams + headParams, ModelParameters = spec.ParameterCount, Training = o,
+            TrainableParameters = trainable, ModelParameters = spec.ParameterCount, Training = o,
         };
     }
 

@@ -1,5 +1,7 @@
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
+using SkTuning.Gpu.Training.Baselines;
 
 namespace SkTuning.Gpu.Training;
 
@@ -22,40 +24,48 @@ public static class TunedModelBuilder
         return [states.Last];
     }
 
-    /// <summary>Trainable values of the method's adapter (the head not included), from its formula.</summary>
-    /// <exception cref="SkTuningException">An unknown method.</exception>
-    public static long AdapterParameterCount(TrainOptions o, ModelSpec spec, int semanticTokens)
-    {
-        long d = spec.Hidden;
-        switch (o.Method)
-        {
-            case "linear":
-                return 0;
-            case "sk-prefix" or "sk-prompt":
-                var shape = new AdapterShape(o.Kind, o.Mode, semanticTokens, spec.Hidden, spec.Layers);
-                return o.Mode == AdapterMode.Pooled
-                    ? d + 1 + (long)semanticTokens * shape.OutputLength + shape.OutputLength
-                    : shape.Groups * (d * d + d);
-            default:
-                throw new SkTuningException($"method '{o.Method}' is not available (methods: sk-prefix, sk-prompt, linear)");
-        }
-    }
-
     /// <summary>Builds the model of <paramref name="config"/> on <paramref name="backend"/> (parameters uninitialized).</summary>
     public static SkTuningModel Build(FrozenModel model, AdapterConfig config, Backend backend, Action<string>? log)
     {
-        IAdapter? adapter = null;
+        var o = config.Training;
+        IReadOnlyList<float[]>? states = null;
         if (config.AdapterKind is { } kind)
         {
-            var sources = SourceStates(model, kind, config.Mode, config.PromptSource, config.SemanticText, log, out int m);
+            states = SourceStates(model, kind, config.Mode, config.PromptSource, config.SemanticText, log, out int m);
             if (m != config.SemanticTokens)
                 throw new SkTuningException($"semantic text encodes to {m} tokens, the run says {config.SemanticTokens}: tokenizer changed?");
-            adapter = new SemanticAdapter(backend, new AdapterShape(kind, config.Mode, m, model.Spec.Hidden, model.Spec.Layers), sources,
-                config.Training.Dropout, config.Training.Init, model.Weights);
         }
-        else if (config.Method != "linear")
-            throw new SkTuningException($"method '{config.Method}' is not available (methods: sk-prefix, sk-prompt, linear)");
+        else if (config.Method == "prompt" && o.PromptInit == PromptInit.Text)
+            states = SourceStates(model, AdapterKind.Prompt, AdapterMode.Token, PromptSource.Embedding, config.SemanticText, log, out _);
+        else if (config.Method == "prompt" && o.PromptInit == PromptInit.Vocabulary)
+            states = [VocabularyRows(model, config.Tokens, o.Seed)];
+        var adapter = MethodCatalog.CreateAdapter(config.Method, backend, model.Weights, config.Tokens, Options(o), states);
         var head = new TaskHead(backend, config.TaskKind, config.Pooling, model.Spec.Hidden, config.Classes, config.Training.Dropout);
         return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head);
+    }
+
+    /// <summary>The catalog's options from the training options.</summary>
+    public static MethodOptions Options(TrainOptions o) => new()
+    {
+        Dropout = o.Dropout, Mode = o.Mode, Init = o.Init, PromptInit = o.PromptInit, PrefixHidden = o.PrefixHidden,
+    };
+
+    /// <summary>
+    /// Prompt tuning's vocabulary init: the embedding-layer outputs (word + position + type embedding, then the embedding
+    /// LayerNorm) of <paramref name="count"/> tokens sampled from the vocabulary (seeded; ids past the first 1000, which
+    /// BERT vocabularies reserve for special and unused tokens, when the vocabulary is that large).
+    /// </summary>
+    public static float[] VocabularyRows(FrozenModel model, int count, int seed)
+    {
+        var spec = model.Spec;
+        var rng = new Random(seed);
+        int first = spec.VocabSize > 2000 ? 1000 : 0;
+        var ids = Enumerable.Range(0, count).Select(_ => rng.Next(first, spec.VocabSize)).ToArray();
+        var sum = new float[count * spec.Hidden];
+        var e = model.Weights.Embeddings;
+        Embedding.Forward(ids, new int[count], e.Word, e.Position, e.TokenType, sum, 1, count, spec.Hidden);
+        var rows = new float[sum.Length];
+        LayerNorm.Forward(sum, e.NormGamma, e.NormBeta, rows, new float[count], new float[count], count, spec.Hidden, spec.Epsilon);
+        return rows;
     }
 }
