@@ -10,7 +10,7 @@ internal sealed class Activations : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 
-    public Activations(Backend backend, ModelSpec spec, ForwardShape capacity)
+    public Activations(Backend backend, ModelSpec spec, ForwardShape capacity, int loraRank = 0)
     {
         Capacity = capacity;
         int d = spec.Hidden, F = spec.FfnSize, tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
@@ -28,6 +28,12 @@ internal sealed class Activations : IDisposable
                 A(rows * F), A(rows * F), A(rows * d), A(rows), A(rows));
         DX = A(rows * d); DR = A(rows * d); DH = A(rows * d);
         DFfn = A(rows * F); DFfnAct = A(rows * F); DQkv = A(rows * 3 * d);
+        if (loraRank > 0)
+        {
+            LoraT = new DeviceArray<float>[2 * spec.Layers];
+            for (int i = 0; i < LoraT.Length; i++) LoraT[i] = A(rows * loraRank);
+            LoraX = A(rows * d); LoraU = A(rows * d); LoraDT = A(rows * loraRank);
+        }
     }
 
     public ForwardShape Capacity { get; }
@@ -50,6 +56,13 @@ internal sealed class Activations : IDisposable
     public DeviceArray<float> DFfn { get; }
     public DeviceArray<float> DFfnAct { get; }
     public DeviceArray<float> DQkv { get; }
+
+    // LoRA (allocated only when the engine has LoRA): t = dropout(x)·A [rows, r] per layer and target (2l: query,
+    // 2l + 1: value), saved for the backward; scratch for dropout(x) / d(dropout(x)) [rows, d], u = t·B / du [rows, d], dt [rows, r].
+    public DeviceArray<float>[] LoraT { get; } = [];
+    public DeviceArray<float>? LoraX { get; }
+    public DeviceArray<float>? LoraU { get; }
+    public DeviceArray<float>? LoraDT { get; }
 
     public void Dispose()
     {

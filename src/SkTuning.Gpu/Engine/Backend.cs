@@ -43,6 +43,19 @@ public abstract class Backend : IDisposable
     public abstract void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
         DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim);
 
+    /// <summary>
+    /// Backward of <see cref="EmbeddingForward"/>: scatter-adds dOutput [B·T, d] into the table gradients
+    /// (dWte[ids] +=, dWpe[t] +=, dWtt[types] +=); an empty gradient view is skipped.
+    /// </summary>
+    public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
+        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim);
+
+    /// <summary>matrix[r, column0 + c] += scale·block[r, c]: adds a [rows, width] block into columns of a [rows, columns] matrix.</summary>
+    public abstract void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale);
+
+    /// <summary>dBlock[r, c] += scale·dMatrix[r, column0 + c]: the backward of <see cref="AddColumnBlock"/> (a strided extract).</summary>
+    public abstract void ColumnBlockBackward(DeviceView<float> dMatrix, DeviceView<float> dBlock, int rows, int width, int columns, int column0, float scale);
+
     /// <summary>y[B, m+T, d] = [prompt; x[b]] for every example.</summary>
     public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim);
 

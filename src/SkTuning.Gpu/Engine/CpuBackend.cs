@@ -58,6 +58,19 @@ public sealed class CpuBackend : Backend
         Embedding.Forward(S(ids), S(types), S(wte), S(wpe), S(wtt), S(output), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
+        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
+        Embedding.Backward(S(ids), S(types), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
+        ColumnBlock.Forward(S(block), S(matrix), rows, width, columns, column0, scale);
+
+    /// <inheritdoc />
+    public override void ColumnBlockBackward(DeviceView<float> dMatrix, DeviceView<float> dBlock, int rows, int width, int columns, int column0, float scale) =>
+        ColumnBlock.Backward(S(dMatrix), S(dBlock), rows, width, columns, column0, scale);
+
+    /// <inheritdoc />
     public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
         Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim);
 

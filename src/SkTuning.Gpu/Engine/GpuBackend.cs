@@ -106,6 +106,19 @@ public sealed class GpuBackend : Backend
         Embedding.Forward(_device, V(ids), V(types), V(wte), V(wpe), V(wtt), V(output), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
+        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
+        Embedding.Backward(_device, V(ids), V(types), V(dOutput), V(dWte), V(dWpe), V(dWtt), batch, seqLen, dim);
+
+    /// <inheritdoc />
+    public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
+        ColumnBlock.Forward(_device, V(block), V(matrix), rows, width, columns, column0, scale);
+
+    /// <inheritdoc />
+    public override void ColumnBlockBackward(DeviceView<float> dMatrix, DeviceView<float> dBlock, int rows, int width, int columns, int column0, float scale) =>
+        ColumnBlock.Backward(_device, V(dMatrix), V(dBlock), rows, width, columns, column0, scale);
+
+    /// <inheritdoc />
     public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
         Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim);
 

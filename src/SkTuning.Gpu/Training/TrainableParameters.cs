@@ -62,6 +62,9 @@ public sealed class TrainableParameters : IDisposable
     /// <summary>A tensor by name.</summary>
     public ParameterInfo this[string name] => _byName[name];
 
+    /// <summary>True when a tensor of that name is registered.</summary>
+    public bool Contains(string name) => _byName.ContainsKey(name);
+
     /// <summary>The value view of a tensor.</summary>
     public DeviceView<float> Value(ParameterInfo p) => Values.Slice(p.Offset, p.Length);
 

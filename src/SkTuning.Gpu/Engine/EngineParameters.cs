@@ -1,0 +1,207 @@
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Training;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>
+/// LoRA on the query and value projections: <c>q = x·Wq + bq + (α/r)·dropout(x)·A_q·B_q</c>, likewise v, with
+/// A [d, r] and B [r, d] trainable and the model's weights frozen.
+/// </summary>
+/// <param name="Rank">r ≥ 1.</param>
+/// <param name="Alpha">α; the update is scaled by α/r.</param>
+/// <param name="Dropout">Drop probability on the LoRA input x in training, in [0, 1).</param>
+public sealed record LoraOptions(int Rank, float Alpha, float Dropout)
+{
+    /// <summary>α/r.</summary>
+    public float Scale => Alpha / Rank;
+
+    /// <summary>Throws unless the rank is positive and the dropout in [0, 1).</summary>
+    /// <exception cref="ArgumentException">An option is out of range (the message names it).</exception>
+    public void Validate()
+    {
+        if (Rank < 1) throw new ArgumentException($"LoRA rank must be at least 1, got {Rank}");
+        if (!(Dropout >= 0f && Dropout < 1f)) throw new ArgumentException($"LoRA dropout must be in [0, 1), got {Dropout}");
+        if (!float.IsFinite(Alpha)) throw new ArgumentException($"LoRA alpha must be finite, got {Alpha}");
+    }
+}
+
+/// <summary>The names of one layer's weight tensors under full fine-tuning.</summary>
+/// <param name="QkvWeight">Fused q|k|v projection [d, 3d].</param>
+/// <param name="QkvBias">Fused q|k|v bias [3d].</param>
+/// <param name="AttentionOutputWeight">Attention output projection [d, d].</param>
+/// <param name="AttentionOutputBias">Attention output bias [d].</param>
+/// <param name="AttentionNormGamma">LayerNorm after the attention residual, γ [d].</param>
+/// <param name="AttentionNormBeta">LayerNorm after the attention residual, β [d].</param>
+/// <param name="FfnUpWeight">FFN input projection [d, F].</param>
+/// <param name="FfnUpBias">FFN input bias [F].</param>
+/// <param name="FfnDownWeight">FFN output projection [F, d].</param>
+/// <param name="FfnDownBias">FFN output bias [d].</param>
+/// <param name="OutputNormGamma">LayerNorm after the FFN residual, γ [d].</param>
+/// <param name="OutputNormBeta">LayerNorm after the FFN residual, β [d].</param>
+public sealed record LayerTensorNames(
+    string QkvWeight, string QkvBias, string AttentionOutputWeight, string AttentionOutputBias,
+    string AttentionNormGamma, string AttentionNormBeta, string FfnUpWeight, string FfnUpBias,
+    string FfnDownWeight, string FfnDownBias, string OutputNormGamma, string OutputNormBeta);
+
+/// <summary>
+/// The transformer's trainable tensors for the two baselines that train inside the model: full fine-tuning (every
+/// weight, <see cref="WeightTensors"/>) and LoRA on query/value (<see cref="LoraTensors"/>). A trainer registers these
+/// next to the head's tensors in one <see cref="TrainableParameters"/>, initializes them (<see cref="CopyPretrained"/>,
+/// <see cref="InitializeLora"/>) and builds the engine on them; one fused AdamW step then updates everything.
+/// </summary>
+public static class EngineParameters
+{
+    /// <summary>Word embeddings [V, d].</summary>
+    public const string WordEmbeddings = "embeddings.word";
+
+    /// <summary>Position embeddings [P, d].</summary>
+    public const string PositionEmbeddings = "embeddings.position";
+
+    /// <summary>Token-type embeddings [Tt, d].</summary>
+    public const string TokenTypeEmbeddings = "embeddings.token_type";
+
+    /// <summary>Embedding LayerNorm γ [d].</summary>
+    public const string EmbeddingNormGamma = "embeddings.norm.gamma";
+
+    /// <summary>Embedding LayerNorm β [d].</summary>
+    public const string EmbeddingNormBeta = "embeddings.norm.beta";
+
+    /// <summary>Layer <paramref name="layer"/>'s tensor names, e.g. <c>layer0.qkv.weight</c>, <c>layer0.output.norm.beta</c>.</summary>
+    public static LayerTensorNames LayerNames(int layer)
+    {
+        var p = $"layer{layer}.";
+        return new LayerTensorNames(p + "qkv.weight", p + "qkv.bias", p + "attention.output.weight", p + "attention.output.bias",
+            p + "attention.norm.gamma", p + "attention.norm.beta", p + "ffn.up.weight", p + "ffn.up.bias",
+            p + "ffn.down.weight", p + "ffn.down.bias", p + "output.norm.gamma", p + "output.norm.beta");
+    }
+
+    /// <summary>LoRA tensor names of layer <paramref name="layer"/>: <c>layer{l}.lora.{query|value}.{a|b}</c>.</summary>
+    public static (string QueryA, string QueryB, string ValueA, string ValueB) LoraNames(int layer) =>
+        ($"layer{layer}.lora.query.a", $"layer{layer}.lora.query.b", $"layer{layer}.lora.value.a", $"layer{layer}.lora.value.b");
+
+    private static void CheckBert(ModelSpec spec)
+    {
+        if (spec.Family != ModelFamily.Bert)
+            throw new SkTuningException($"the engine runs BERT-family models; this one is {spec.Family}");
+    }
+
+    /// <summary>
+    /// Every weight of the transformer (the pooler excluded: no head uses it), named and shaped as the engine uses
+    /// them (matrices [in, out]; q, k, v fused as <c>layer{l}.qkv.weight</c> [d, 3d], columns q | k | v).
+    /// </summary>
+    public static IEnumerable<(string Name, int[] Shape)> WeightTensors(ModelSpec spec)
+    {
+        CheckBert(spec);
+        int d = spec.Hidden, F = spec.FfnSize;
+        yield return (WordEmbeddings, [spec.VocabSize, d]);
+        yield return (PositionEmbeddings, [spec.MaxPositions, d]);
+        yield return (TokenTypeEmbeddings, [spec.TypeVocabSize, d]);
+        yield return (EmbeddingNormGamma, [d]);
+        yield return (EmbeddingNormBeta, [d]);
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            var n = LayerNames(l);
+            yield return (n.QkvWeight, [d, 3 * d]);
+            yield return (n.QkvBias, [3 * d]);
+            yield return (n.AttentionOutputWeight, [d, d]);
+            yield return (n.AttentionOutputBias, [d]);
+            yield return (n.AttentionNormGamma, [d]);
+            yield return (n.AttentionNormBeta, [d]);
+            yield return (n.FfnUpWeight, [d, F]);
+            yield return (n.FfnUpBias, [F]);
+            yield return (n.FfnDownWeight, [F, d]);
+            yield return (n.FfnDownBias, [d]);
+            yield return (n.OutputNormGamma, [d]);
+            yield return (n.OutputNormBeta, [d]);
+        }
+    }
+
+    /// <summary>The frozen model's weights as host tensors named like <see cref="WeightTensors"/> (q, k, v fused).</summary>
+    public static Dictionary<string, float[]> PretrainedTensors(ModelWeights weights)
+    {
+        CheckBert(weights.Spec);
+        var e = weights.Embeddings;
+        var result = new Dictionary<string, float[]>
+        {
+            [WordEmbeddings] = e.Word, [PositionEmbeddings] = e.Position, [TokenTypeEmbeddings] = e.TokenType,
+            [EmbeddingNormGamma] = e.NormGamma, [EmbeddingNormBeta] = e.NormBeta,
+        };
+        for (int l = 0; l < weights.Layers.Count; l++)
+        {
+            var w = weights.Layers[l];
+            var n = LayerNames(l);
+            result[n.QkvWeight] = w.FusedQkvWeight();
+            result[n.QkvBias] = w.FusedQkvBias();
+            result[n.AttentionOutputWeight] = w.Wo;
+            result[n.AttentionOutputBias] = w.Bo;
+            result[n.AttentionNormGamma] = w.AttentionNormGamma;
+            result[n.AttentionNormBeta] = w.AttentionNormBeta;
+            result[n.FfnUpWeight] = w.W1;
+            result[n.FfnUpBias] = w.B1;
+            result[n.FfnDownWeight] = w.W2;
+            result[n.FfnDownBias] = w.B2;
+            result[n.OutputNormGamma] = w.OutputNormGamma;
+            result[n.OutputNormBeta] = w.OutputNormBeta;
+        }
+        return result;
+    }
+
+    /// <summary>Uploads the pretrained weights into <paramref name="p"/>'s values (every <see cref="WeightTensors"/> entry must be registered).</summary>
+    /// <exception cref="SkTuningException">A tensor is not registered.</exception>
+    /// <exception cref="ArgumentException">A registered tensor has another size.</exception>
+    public static void CopyPretrained(ModelWeights weights, TrainableParameters p)
+    {
+        foreach (var (name, data) in PretrainedTensors(weights))
+        {
+            if (!p.Contains(name)) throw new SkTuningException($"full fine-tuning: tensor '{name}' is not registered (register EngineParameters.WeightTensors)");
+            p.Set(p[name], data);
+        }
+    }
+
+    /// <summary>LoRA's trainable tensors: per layer A [d, r] and B [r, d] for the query and for the value projection.</summary>
+    public static IEnumerable<(string Name, int[] Shape)> LoraTensors(ModelSpec spec, int rank)
+    {
+        CheckBert(spec);
+        if (rank < 1) throw new ArgumentException($"LoRA rank must be at least 1, got {rank}", nameof(rank));
+        int d = spec.Hidden;
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            var (qa, qb, va, vb) = LoraNames(l);
+            yield return (qa, [d, rank]);
+            yield return (qb, [rank, d]);
+            yield return (va, [d, rank]);
+            yield return (vb, [rank, d]);
+        }
+    }
+
+    /// <summary>
+    /// PEFT's LoRA initialization: A uniform in ±1/√d (kaiming-uniform with a = √5 on fan-in d), B zero, so the
+    /// model starts exactly as the frozen one. Deterministic in <paramref name="rng"/>.
+    /// </summary>
+    public static void InitializeLora(ModelSpec spec, int rank, TrainableParameters p, Random rng)
+    {
+        int d = spec.Hidden;
+        double bound = 1 / Math.Sqrt(d);
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            var (qa, qb, va, vb) = LoraNames(l);
+            foreach (var a in new[] { qa, va })
+            {
+                var host = new float[d * rank];
+                for (int i = 0; i < host.Length; i++) host[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
+                p.Set(p[a], host);
+            }
+            foreach (var b in new[] { qb, vb }) p.Set(p[b], new float[rank * d]);
+        }
+    }
+
+    /// <summary>
+    /// Values trained inside the model by full fine-tuning: the model's parameter count without the pooler (which no
+    /// head uses). The trainer adds the head's tensors.
+    /// </summary>
+    public static long FullParameterCount(ModelSpec spec) =>
+        spec.ParameterCount - (spec.HasPooler ? (long)spec.Hidden * spec.Hidden + spec.Hidden : 0);
+
+    /// <summary>Values trained inside the model by LoRA: 2·L·2·r·d (A and B for query and value). The trainer adds the head's tensors.</summary>
+    public static long LoraParameterCount(ModelSpec spec, int rank) => 2L * spec.Layers * 2 * rank * spec.Hidden;
+}
