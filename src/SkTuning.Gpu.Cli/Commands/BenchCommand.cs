@@ -4,6 +4,7 @@ using System.Text.Json;
 using SkTuning.Gpu.Benchmarking;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Training;
 
 namespace SkTuning.Gpu.Cli;
 
@@ -19,14 +20,22 @@ internal static class BenchCommand
         var prefix = new Option<int>("--prefix") { Description = "SK-Prefix length m", DefaultValueFactory = _ => 12 };
         var iterations = new Option<int>("--iterations") { Description = "timed runs per row (median)", DefaultValueFactory = _ => 7 };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of the table" };
+        var methods = new Option<string?>("--methods") { Description = "instead: time one training step per method (comma-separated, or 'all')" };
         var command = new Command("bench", "time the engine against ONNX Runtime's forward at the same shape")
-            { model, device, batch, seq, prefix, iterations, json };
+            { model, device, batch, seq, prefix, iterations, json, methods };
         command.SetAction(CliRunner.Guard(parse =>
         {
             int b = parse.GetValue(batch), t = parse.GetValue(seq), m = parse.GetValue(prefix), n = parse.GetValue(iterations);
             if (b <= 0 || t <= 0 || m < 0 || n <= 0) throw new SkTuningException($"--batch {b} --seq {t} --prefix {m} --iterations {n}: sizes must be positive");
             var frozen = FrozenModel.Load(parse.GetValue(model)!);
             using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            if (parse.GetValue(methods) is { } list)
+            {
+                var names = list == "all" ? MethodDefaults.Methods.ToArray() : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                var steps = MethodBenchmark.Run(frozen, backend, names, b, t, n, CliRunner.Log);
+                PrintMethods(steps, frozen, backend.Name, b, t, n, parse.GetValue(json));
+                return 0;
+            }
             var report = EngineBenchmark.Run(frozen, backend, b, t, m, n, CliRunner.Log);
             if (parse.GetValue(json))
             {
@@ -37,6 +46,26 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    private static void PrintMethods(IReadOnlyList<MethodStep> steps, FrozenModel model, string device, int b, int t, int n, bool json)
+    {
+        if (json)
+        {
+            var options = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+            Console.WriteLine(JsonSerializer.Serialize(new { model = model.Source.Name, device, batch = b, seq = t, iterations = n, methods = steps }, options));
+            return;
+        }
+        var ic = CultureInfo.InvariantCulture;
+        var full = steps.FirstOrDefault(s => s.Method == "full" && s.Error is null);
+        Console.WriteLine($"{model.Source.Name} on {device}: one training step per method, B={b} T={t}, median of {n}");
+        Console.WriteLine($"{"method",-12} {"step",10} {"trainable",12} {"peak mem",10}  vs full fine-tuning");
+        foreach (var s in steps)
+        {
+            if (s.Error is not null) { Console.WriteLine($"{s.Method,-12} failed: {s.Error}"); continue; }
+            string ratio = full is null ? "" : string.Create(ic, $"{full.Seconds / s.Seconds:F2}x faster");
+            Console.WriteLine(string.Create(ic, $"{s.Method,-12} {s.Seconds * 1e3,8:F0}ms {s.TrainableParameters,12:N0} {s.PeakBytes / 1048576.0,7:F0} MiB  {ratio}"));
+        }
     }
 
     private static void Print(BenchReport r)

@@ -10,6 +10,7 @@ namespace SkTuning.Gpu.Training;
 public sealed class SkTuningModel : IDisposable
 {
     private readonly TransformerEngine _engine;
+    private readonly ModelWeights _weights;
     private DeviceArray<float>? _dHidden, _dInjection;
 
     /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
@@ -18,14 +19,21 @@ public sealed class SkTuningModel : IDisposable
     /// <param name="weights">Its weights.</param>
     /// <param name="adapter">The semantic adapter, or null for a head-only linear probe.</param>
     /// <param name="head">The task head.</param>
-    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, IAdapter? adapter, TaskHead head)
+    /// <param name="tuning">Whether the transformer itself trains: frozen (default), every weight, or LoRA on query/value.</param>
+    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, IAdapter? adapter, TaskHead head, EngineTuning? tuning = null)
     {
         Backend = backend;
-        _engine = new TransformerEngine(backend, spec, weights);
         Adapter = adapter;
         Head = head;
-        var tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors());
+        _weights = weights;
+        Tuning = tuning ?? EngineTuning.Frozen;
+        var engineTensors = Tuning.Full ? EngineParameters.WeightTensors(spec)
+            : Tuning.Lora is { } lora ? EngineParameters.LoraTensors(spec, lora.Rank) : [];
+        var tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors()).Concat(engineTensors);
         Parameters = new TrainableParameters(backend, tensors);
+        _engine = Tuning.Full ? new TransformerEngine(backend, spec, Parameters)
+            : Tuning.Lora is { } options ? new TransformerEngine(backend, spec, weights, Parameters, options)
+            : new TransformerEngine(backend, spec, weights);
         _dInjection = adapter is null ? null : backend.Allocate(adapter.OutputLength);
     }
 
@@ -38,6 +46,9 @@ public sealed class SkTuningModel : IDisposable
     /// <summary>The head.</summary>
     public TaskHead Head { get; }
 
+    /// <summary>Whether and how the transformer's own weights train.</summary>
+    public EngineTuning Tuning { get; }
+
     /// <summary>All trainable tensors.</summary>
     public TrainableParameters Parameters { get; }
 
@@ -47,6 +58,8 @@ public sealed class SkTuningModel : IDisposable
         var rng = new Random(seed);
         Adapter?.Initialize(Parameters, rng);
         Head.Initialize(Parameters, rng);
+        if (Tuning.Full) EngineParameters.CopyPretrained(_weights, Parameters);
+        if (Tuning.Lora is { } lora) EngineParameters.InitializeLora(_engine.Spec, lora.Rank, Parameters, rng);
     }
 
     private int PromptRows => Adapter?.Kind == AdapterKind.Prompt ? Adapter.Tokens : 0;
@@ -55,8 +68,8 @@ public sealed class SkTuningModel : IDisposable
     {
         var injection = Adapter?.Forward(Parameters, training, seed) ?? default;
         return Adapter?.Kind == AdapterKind.Prompt
-            ? _engine.Forward(batch, prompt: injection)
-            : _engine.Forward(batch, prefix: injection);
+            ? _engine.Forward(batch, prompt: injection, training: training, seed: seed)
+            : _engine.Forward(batch, prefix: injection, training: training, seed: seed);
     }
 
     /// <summary>
@@ -75,7 +88,13 @@ public sealed class SkTuningModel : IDisposable
         var dHidden = _dHidden.Slice(0, hidden.Length);
         Backend.Zero(dHidden);
         float loss = Head.Loss(Parameters, hidden, batch, PromptRows, targets, training: true, seed ^ 0x5DEECE66DUL, dHidden);
-        if (!float.IsFinite(loss) || Adapter is null) return loss;
+        if (!float.IsFinite(loss)) return loss;
+        if (Adapter is null)
+        {
+            // Linear probe: nothing below the head trains. Full fine-tuning and LoRA: the engine's backward fills their gradients.
+            if (_engine.TrainsWeights || Tuning.Lora is not null) _engine.Backward(dHidden);
+            return loss;
+        }
         var dInjection = _dInjection!.All;
         Backend.Zero(dInjection);
         if (Adapter.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
@@ -100,4 +119,19 @@ public sealed class SkTuningModel : IDisposable
         Adapter?.Dispose();
         _engine.Dispose();
     }
+}
+
+/// <summary>Whether the transformer's own weights train alongside the adapter and head.</summary>
+/// <param name="Full">Every weight trains (full fine-tuning).</param>
+/// <param name="Lora">LoRA on the query and value maps, or null.</param>
+public sealed record EngineTuning(bool Full, LoraOptions? Lora)
+{
+    /// <summary>The frozen model (SK-Tuning and the prompt/prefix baselines).</summary>
+    public static EngineTuning Frozen { get; } = new(false, null);
+
+    /// <summary>Full fine-tuning.</summary>
+    public static EngineTuning AllWeights { get; } = new(true, null);
+
+    /// <summary>LoRA with the given options.</summary>
+    public static EngineTuning WithLora(LoraOptions options) => new(false, options);
 }

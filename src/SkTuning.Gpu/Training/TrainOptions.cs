@@ -22,6 +22,15 @@ public sealed record TrainOptions
     /// <summary>Prompt tuning's init: the semantic text's embedding outputs (PEFT's TEXT init), sampled vocabulary, or random.</summary>
     public Baselines.PromptInit PromptInit { get; init; } = Baselines.PromptInit.Text;
 
+    /// <summary>LoRA rank r (query and value maps).</summary>
+    public int LoraRank { get; init; } = 8;
+
+    /// <summary>LoRA scale numerator α (updates scaled by α/r).</summary>
+    public float LoraAlpha { get; init; } = 16f;
+
+    /// <summary>LoRA dropout on the layer input.</summary>
+    public float LoraDropout { get; init; } = 0.1f;
+
     /// <summary>Prefix tuning's reparameterization width h.</summary>
     public int PrefixHidden { get; init; } = Baselines.PrefixTuningAdapter.DefaultHidden;
 

@@ -195,23 +195,35 @@ public static class Trainer
 
     private static AdapterConfig NewConfig(TrainingSetup setup, TrainOptions o, Action<string>? log)
     {
-        var (frozen, task, data) = (setup.Model, setup.Task, setup.Data);
+        var (task, data) = (setup.Task, setup.Data);
+        int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
+        return Configure(setup.Model, setup.ModelName, task.Name, task.Kind, task.PrimaryMetric, data.Labels?.Names.ToArray(), classes,
+            setup.CustomTask, o, log);
+    }
+
+    /// <summary>
+    /// The configuration of a new run: resolves the method, encodes the semantic text zero-shot (for m), and counts the
+    /// trainable parameters from the method's formula.
+    /// </summary>
+    /// <exception cref="SkTuningException">An unknown or unsupported method, or a mode the method does not have.</exception>
+    public static AdapterConfig Configure(FrozenModel frozen, string modelName, string taskName, TaskKind kind, string primaryMetric,
+        string[]? labels, int classes, CustomTaskOptions? custom, TrainOptions o, Action<string>? log = null)
+    {
         var spec = frozen.Spec;
         if (o.Method == "sk-prompt" && o.Mode == AdapterMode.PerLayer)
             throw new SkTuningException("--mode per-layer is an SK-Prefix mode; SK-Prompt takes token or pooled");
         var method = Baselines.MethodCatalog.Get(o.Method);
         if (!method.Supported) throw new SkTuningException($"method '{o.Method}' is not supported yet ({method.Description})");
-        TunedModelBuilder.SourceStates(frozen, o.Kind, o.Method.StartsWith("sk-", StringComparison.Ordinal) ? o.Mode : AdapterMode.Token,
-            o.PromptSource, o.SemanticText, log, out int m);
-        int tokens = o.Method.StartsWith("sk-", StringComparison.Ordinal) || o.Tokens <= 0 ? m : o.Tokens;
-        int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
+        bool semantic = o.Method.StartsWith("sk-", StringComparison.Ordinal);
+        TunedModelBuilder.SourceStates(frozen, o.Kind, semantic ? o.Mode : AdapterMode.Token, o.PromptSource, o.SemanticText, log, out int m);
+        int tokens = semantic || o.Tokens <= 0 ? m : o.Tokens;
         long trainable = Baselines.MethodCatalog.TrainableParameterCount(o.Method, spec, tokens, classes, TunedModelBuilder.Options(o));
         return new AdapterConfig
         {
             Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
-            SemanticTokens = m, Tokens = tokens, Model = setup.ModelName, ModelHash = frozen.Hash, Task = task.Name, CustomTask = setup.CustomTask,
-            TaskKind = task.Kind, Labels = data.Labels?.Names.ToArray(), Pooling = o.Pooling, Classes = classes,
-            Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = task.PrimaryMetric,
+            SemanticTokens = m, Tokens = tokens, Model = modelName, ModelHash = frozen.Hash, Task = taskName, CustomTask = custom,
+            TaskKind = kind, Labels = labels, Pooling = o.Pooling, Classes = classes,
+            Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = primaryMetric,
             TrainableParameters = trainable, ModelParameters = spec.ParameterCount, Training = o,
         };
     }

@@ -41,13 +41,19 @@ public static class TunedModelBuilder
             states = [VocabularyRows(model, config.Tokens, o.Seed)];
         var adapter = MethodCatalog.CreateAdapter(config.Method, backend, model.Weights, config.Tokens, Options(o), states);
         var head = new TaskHead(backend, config.TaskKind, config.Pooling, model.Spec.Hidden, config.Classes, config.Training.Dropout);
-        return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head);
+        var tuning = config.Method switch
+        {
+            "full" => EngineTuning.AllWeights,
+            "lora" => EngineTuning.WithLora(new LoraOptions(o.LoraRank, o.LoraAlpha, o.LoraDropout)),
+            _ => EngineTuning.Frozen,
+        };
+        return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head, tuning);
     }
 
     /// <summary>The catalog's options from the training options.</summary>
     public static MethodOptions Options(TrainOptions o) => new()
     {
-        Dropout = o.Dropout, Mode = o.Mode, Init = o.Init, PromptInit = o.PromptInit, PrefixHidden = o.PrefixHidden,
+        Dropout = o.Dropout, Mode = o.Mode, Init = o.Init, PromptInit = o.PromptInit, PrefixHidden = o.PrefixHidden, LoraRank = o.LoraRank,
     };
 
     /// <summary>

@@ -94,6 +94,35 @@ public class TrainerTests
         Parallel.For(0, 4, _ => Assert.Equal(predicted[0].Label, tuner.Predict(data.Dev[0].Text).Label));
     }
 
+    [Theory]
+    [InlineData("sk-prefix")]
+    [InlineData("sk-prompt")]
+    [InlineData("prompt")]
+    [InlineData("prefix")]
+    [InlineData("ptuning-v2")]
+    [InlineData("lora")]
+    [InlineData("linear")]
+    [InlineData("full")]
+    public void EveryMethodTrainsAndItsParameterCountMatchesItsTensors(string method)
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        using var backend = new CpuBackend();
+        var options = MethodDefaults.For(method, Options(AdapterKind.Prefix) with { Steps = 24, EvalEvery = 12 });
+        string run = Path.Combine(dir.Path, method);
+        var result = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, run, custom), options, resume: false);
+        Assert.Equal(24, result.Steps);
+        var history = RunFolder.Open(run).ReadHistory().Points;
+        Assert.All(history, p => Assert.True(double.IsFinite(p.TrainLoss), $"{method}: loss {p.TrainLoss} at step {p.Step}"));
+        var saved = RunFolder.Open(run).ReadAdapter().Tensors;
+        Assert.Equal(result.Config.TrainableParameters, saved.Values.Sum(t => t.ElementCount));
+        // Training moved the weights away from their initial values (learning itself is shown on real data by `sktune compare`).
+        using var fresh = TunedModelBuilder.Build(model, result.Config, backend, null);
+        fresh.Initialize(options.Seed);
+        var initial = fresh.Parameters.Export(fresh.Parameters.Values);
+        Assert.Contains(saved, kv => !kv.Value.Data.SequenceEqual(initial[kv.Key]));
+    }
+
     [Fact]
     public void ADivergingRunStopsWithTheStepNamed()
     {

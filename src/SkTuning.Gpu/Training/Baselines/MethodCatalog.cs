@@ -27,6 +27,9 @@ public sealed record MethodOptions
 
     /// <summary>prefix: h, the reparameterization MLP's hidden size.</summary>
     public int PrefixHidden { get; init; } = PrefixTuningAdapter.DefaultHidden;
+
+    /// <summary>LoRA rank r.</summary>
+    public int LoraRank { get; init; } = 8;
 }
 
 /// <summary>
@@ -45,8 +48,8 @@ public static class MethodCatalog
         new("prefix", AdapterKind.Prefix, true, "prefix tuning (Li & Liang): Embedding(n, d) → Linear(d, h) → Tanh → Linear(h, 2·L·d)"),
         new("ptuning-v2", AdapterKind.Prefix, true, "P-tuning v2: the per-layer prefix [L, 2, n, d] itself is trained"),
         new("linear", null, true, "linear probe: the head only"),
-        new("lora", null, false, "LoRA: rank-r updates of the query and value maps"),
-        new("full", null, false, "full fine-tuning: every weight"),
+        new("lora", null, true, "LoRA: rank-r updates of the query and value maps"),
+        new("full", null, true, "full fine-tuning: every weight"),
     ];
 
     /// <summary>The method names, in report order.</summary>
@@ -123,6 +126,8 @@ public static class MethodCatalog
             "prompt" => n * d,
             "prefix" => n * d + d * h + h + 2 * L * (h * d + d),
             "ptuning-v2" => 2 * L * n * d,
+            "lora" => EngineParameters.LoraParameterCount(spec, options.LoraRank),
+            "full" => EngineParameters.FullParameterCount(spec),
             _ => 0,
         };
         return adapter + HeadParameterCount(spec.Hidden, classes);
