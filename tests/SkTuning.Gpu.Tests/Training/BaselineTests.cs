@@ -130,7 +130,13 @@ public class BaselineTests
             var states = Enumerable.Range(0, mode == AdapterMode.PerLayer ? spec.Layers : 1).Select(_ => new float[n * spec.Hidden]).ToArray();
             using var adapter = MethodCatalog.CreateAdapter(method, backend, weights, n, options, states);
             using var head = new TaskHead(backend, classes == 1 ? TaskKind.Regression : TaskKind.Classification, Pooling.Mean, spec.Hidden, classes);
-            long tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors()).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+            var engineTensors = method switch
+            {
+                "lora" => EngineParameters.LoraTensors(spec, options.LoraRank),
+                "full" => EngineParameters.WeightTensors(spec),
+                _ => [],
+            };
+            long tensors = (adapter?.Tensors() ?? []).Concat(head.Tensors()).Concat(engineTensors).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
             Assert.Equal(tensors, MethodCatalog.TrainableParameterCount(method, spec, n, classes, options));
             Assert.Equal(MethodCatalog.Get(method).Kind, adapter?.Kind);
             if (adapter is not null)
@@ -146,23 +152,20 @@ public class BaselineTests
     [InlineData("sk-prefix", 1_774_080 + 770)]
     [InlineData("sk-prompt", 147_840 + 770)]
     [InlineData("linear", 770)]
+    [InlineData("lora", 2 * 6 * 2 * 8 * 384 + 770)] // LoRA = 2·L·2·r·d + head, r = 8
     public void MiniLmCountsAreAsWorkedOut(string method, long expected) =>
         Assert.Equal(expected, MethodCatalog.TrainableParameterCount(method, MiniLmSized.Value.Spec, 13, 2));
 
     [Fact]
-    public void ReservedAndUnknownMethodsFailClearly()
+    public void FullFineTuningCountsEveryWeightOfTheRealMiniLmButItsPooler() =>
+        Assert.Equal(22_713_216 - (384 * 384 + 384) + 770,
+            MethodCatalog.TrainableParameterCount("full", SkTuning.Gpu.Import.FrozenModel.Load("minilm").Spec, 13, 2));
+
+    [Fact]
+    public void UnknownMethodsFailClearly()
     {
         using var backend = new CpuBackend();
-        foreach (var name in new[] { "lora", "full" })
-        {
-            Assert.Contains(name, MethodCatalog.Names);
-            Assert.False(MethodCatalog.Get(name).Supported);
-            var ex = Assert.Throws<SkTuningException>(() => MethodCatalog.CreateAdapter(name, backend, TinyWeights.Value, 3, new MethodOptions()));
-            Assert.Contains("not supported yet", ex.Message);
-            Assert.Contains(name, ex.Message);
-            ex = Assert.Throws<SkTuningException>(() => MethodCatalog.TrainableParameterCount(name, TinyWeights.Value.Spec, 3, 2));
-            Assert.Contains("not supported yet", ex.Message);
-        }
+        Assert.All(MethodCatalog.All, m => Assert.True(m.Supported, m.Name));
         var unknown = Assert.Throws<SkTuningException>(() => MethodCatalog.Get("adapters"));
         Assert.Contains("sk-prefix", unknown.Message);
         Assert.Equal(["sk-prefix", "sk-prompt", "prompt", "prefix", "ptuning-v2", "linear", "lora", "full"], MethodCatalog.Names);
