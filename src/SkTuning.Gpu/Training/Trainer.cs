@@ -104,6 +104,13 @@ public static class Trainer
         {
             if (resume) log?.Invoke("no checkpoint in the run folder yet: starting from step 0");
             model.Initialize(options.Seed);
+            if (task.Kind == TaskKind.Regression)
+            {
+                // Start the regression head at the training targets' mean: with a zero bias, AdamW's small steps spend
+                // the first thousand steps just shifting the output towards it (STS-B's mean is 2.7 on 0..5).
+                float mean = (float)data.Train.Average(e => e.Value);
+                model.Parameters.Set(model.Parameters["head.bias"], [mean]);
+            }
             run.WriteConfig(config);
         }
 
