@@ -79,9 +79,6 @@ public sealed record TrainOptions
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
     public int Patience { get; init; } = 0;
 
-    /// <summary>Cap on the dev examples evaluated during training (0 = all); the final evaluation always uses all.</summary>
-    public int EvalLimit { get; init; } = 0;
-
     /// <summary>Write a resumable checkpoint every this many steps (0 = only at evaluations and the end).</summary>
     public int CheckpointEvery { get; init; } = 0;
 }

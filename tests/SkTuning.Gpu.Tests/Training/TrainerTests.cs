@@ -124,6 +124,19 @@ public class TrainerTests
     }
 
     [Fact]
+    public void EarlyStoppingEndsTheRunAfterPatienceEvaluationsWithoutImprovement()
+    {
+        using var dir = new TempDir();
+        var (model, task, data, custom) = Fixture(dir);
+        using var backend = new CpuBackend();
+        // With a zero learning rate nothing improves after the first evaluation.
+        var result = Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, Path.Combine(dir.Path, "run"), custom),
+            Options(AdapterKind.Prefix) with { LearningRate = 0f, Steps = 40, EvalEvery = 4, Patience = 2 }, resume: false);
+        Assert.Equal(12, result.Steps);
+        Assert.Equal(4, result.BestStep);
+    }
+
+    [Fact]
     public void ADivergingRunStopsWithTheStepNamed()
     {
         using var dir = new TempDir();
