@@ -141,14 +141,11 @@ public static class DeviceCheck
     private static double TrainingStepTime(Backend backend, ModelWeights weights, TokenBatch tokens, int m, int iterations)
     {
         using var model = StepModel(backend, weights, m);
-        var p = model.Parameters;
         int step = 0;
         return EngineBenchmark.Median(iterations, () =>
         {
             model.ForwardBackward(tokens, Targets(tokens), seed: (ulong)step);
-            double norm = Math.Sqrt(backend.SumOfSquares(p.Gradients.All));
-            backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
-                new Kernels.AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, ++step, Kernels.GradientNorm.ClipScale(norm, 1)));
+            model.OptimizerStep(1e-3f, 0.01f, 1f, ++step);
             backend.Synchronize();
         });
     }

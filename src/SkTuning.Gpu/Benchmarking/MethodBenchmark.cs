@@ -1,7 +1,6 @@
 using SkTuning.Gpu.Data;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
-using SkTuning.Gpu.Kernels;
 using SkTuning.Gpu.Training;
 
 namespace SkTuning.Gpu.Benchmarking;
@@ -37,15 +36,12 @@ public static class MethodBenchmark
                 backend.Memory.ResetPeak();
                 using var tuned = TunedModelBuilder.Build(model, config, backend, null);
                 tuned.Initialize(o.Seed);
-                var p = tuned.Parameters;
                 int step = 0;
                 double seconds = EngineBenchmark.Median(iterations, () =>
                 {
                     step++;
                     tuned.ForwardBackward(tokens, targets, (ulong)step);
-                    double norm = Math.Sqrt(backend.SumOfSquares(p.Gradients.All));
-                    backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
-                        new AdamWStep(o.LearningRate, 0.9f, 0.999f, 1e-8f, o.WeightDecay, step, GradientNorm.ClipScale(norm, o.MaxGradNorm)));
+                    tuned.OptimizerStep(o.LearningRate, o.WeightDecay, o.MaxGradNorm, step);
                     backend.Synchronize();
                 });
                 results.Add(new MethodStep(method, seconds, config.TrainableParameters, backend.Memory.Peak, null));

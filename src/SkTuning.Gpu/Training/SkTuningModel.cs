@@ -103,6 +103,20 @@ public sealed class SkTuningModel : IDisposable
         return loss;
     }
 
+    /// <summary>
+    /// One fused AdamW update of every trainable tensor from the gradients of the last <see cref="ForwardBackward"/>,
+    /// after scaling them to a global L2 norm of at most <paramref name="maxGradNorm"/>. Returns the norm before clipping.
+    /// </summary>
+    public double OptimizerStep(float learningRate, float weightDecay, float maxGradNorm, int step)
+    {
+        var p = Parameters;
+        double norm = Math.Sqrt(Backend.SumOfSquares(p.Gradients.All));
+        if (double.IsFinite(norm))
+            Backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
+                new Kernels.AdamWStep(learningRate, 0.9f, 0.999f, 1e-8f, weightDecay, step, Kernels.GradientNorm.ClipScale(norm, maxGradNorm)));
+        return norm;
+    }
+
     /// <summary>Head outputs on the host: logits [B, C], values [B, 1], or token logits [B·(m_p+T), C].</summary>
     public float[] Predict(TokenBatch batch) => Head.Predict(Parameters, Run(batch, training: false, 0), batch, PromptRows);
 

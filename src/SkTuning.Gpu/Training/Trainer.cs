@@ -114,7 +114,6 @@ public static class Trainer
             run.WriteConfig(config);
         }
 
-        var p = model.Parameters;
         var clock = Stopwatch.StartNew();
         double elapsedBefore = state.ElapsedSeconds, lossSum = 0;
         int lossCount = 0;
@@ -135,12 +134,10 @@ public static class Trainer
                 StepSeed(options.Seed, step));
             if (!float.IsFinite(loss))
                 throw new SkTuningException($"step {step}: the training loss is {loss}; lower --lr (now {options.LearningRate}) or check the data");
-            double norm = Math.Sqrt(backend.SumOfSquares(p.Gradients.All));
+            float lr = LearningRateSchedule.At((int)step, options.Steps, options.WarmupSteps, options.LearningRate);
+            double norm = model.OptimizerStep(lr, options.WeightDecay, options.MaxGradNorm, (int)step);
             if (!double.IsFinite(norm))
                 throw new SkTuningException($"step {step}: the gradient norm is {norm}; lower --lr (now {options.LearningRate})");
-            float lr = LearningRateSchedule.At((int)step, options.Steps, options.WarmupSteps, options.LearningRate);
-            backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
-                new AdamWStep(lr, 0.9f, 0.999f, 1e-8f, options.WeightDecay, (int)step, GradientNorm.ClipScale(norm, options.MaxGradNorm)));
             lossSum += loss; lossCount++; stepsThisSession++;
             state = state with { Step = step, DataPosition = state.DataPosition + 1, ExamplesSeen = state.ExamplesSeen + batch.Size };
             double elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
