@@ -42,3 +42,33 @@ public class MiniLmParityTests(ITestOutputHelper output)
         Assert.True(normwise <= 1e-4, $"max |diff| / max |ref| = {normwise:E2}");
     }
 }
+
+/// <summary>ArcticXs masks padding with float.MinValue instead of −10000: the engine must still match ONNX Runtime.</summary>
+public class ArcticXsParityTests
+{
+    [Fact]
+    public void CpuEngineMatchesOnnxRuntimeWithAFloatMinValueMask()
+    {
+        var model = FrozenModel.Load("arctic-xs");
+        Assert.Equal(float.MinValue, model.Spec.MaskValue);
+        var texts = new[] { "A man is playing a guitar.", "The stock market fell sharply today after the announcement.", "Hi." };
+        var batch = TokenBatch.FromSequences(texts.Select(t => model.Tokenizer.Encode(t)).Select(e => (e.Ids, e.TypeIds)).ToList(), model.Tokenizer.PadId);
+        using var backend = new CpuBackend();
+        using var engine = new TransformerEngine(backend, model.Spec, model.Weights);
+        var ours = backend.ToHost(engine.Forward(batch));
+        int b = batch.Batch, t = batch.SeqLen, d = model.Spec.Hidden;
+        long[,] L(Func<int, long> f) { var a = new long[b, t]; for (int i = 0; i < b * t; i++) a[i / t, i % t] = f(i); return a; }
+        var ort = OrtRunner.LastHiddenState(File.ReadAllBytes(model.Source.OnnxPath),
+            L(i => batch.Ids[i]), L(i => (long)batch.Mask[i]), L(i => batch.Types[i])).Data;
+        double maxAbs = 0, maxRef = 0;
+        for (int i = 0; i < b * t; i++)
+            if (batch.Mask[i] == 1f)
+                for (int j = 0; j < d; j++)
+                {
+                    Assert.True(float.IsFinite(ours[i * d + j]));
+                    maxAbs = Math.Max(maxAbs, Math.Abs(ours[i * d + j] - ort[i * d + j]));
+                    maxRef = Math.Max(maxRef, Math.Abs(ort[i * d + j]));
+                }
+        Assert.True(maxAbs / maxRef <= 1e-4, $"max |diff| / max |ref| = {maxAbs / maxRef:E2}");
+    }
+}
