@@ -24,7 +24,7 @@ public class MethodStepBenchmarks
 
     /// <summary>The method timed.</summary>
     [Params("full", "sk-prefix", "sk-prompt", "prefix", "prompt", "ptuning-v2", "lora", "linear")]
-    public string Method { get; set; } = "";
+    public string TuningMethod { get; set; } = "";
 
     [GlobalSetup]
     public void Setup()
@@ -33,7 +33,7 @@ public class MethodStepBenchmarks
         _backend = new CpuBackend();
         (_tokens, _) = EngineBenchmark.Inputs(_model.Spec, 32, 64);
         _targets = new HeadTargets(Classes: Enumerable.Range(0, 32).Select(i => i % 2).ToArray());
-        _options = MethodDefaults.For(Method, new TrainOptions { SemanticText = SemanticTexts.For("sst2") });
+        _options = MethodDefaults.For(TuningMethod, new TrainOptions { SemanticText = SemanticTexts.For("sst2") });
         var config = Trainer.Configure(_model, "minilm", "sst2", TaskKind.Classification, "accuracy", ["0", "1"], 2, null, _options);
         _tuned = TunedModelBuilder.Build(_model, config, _backend, null);
         _tuned.Initialize(_options.Seed);
