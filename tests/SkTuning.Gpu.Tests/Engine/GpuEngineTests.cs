@@ -1,3 +1,4 @@
+using SkTuning.Gpu.Benchmarking;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Kernels.Gpu;
@@ -71,8 +72,7 @@ public class GpuEngineTests
         using var gpu = new GpuBackend(GpuDevice.CreateCuda());
         var actual = ForwardBackward(gpu, model.Weights, batch, [], prefix, dHidden);
         // GPU transcendental approximations (ex2.approx) differ from the CPU's at ~1e-6 per op; 6 layers compound.
-        double Normwise(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max() / b.Max(Math.Abs);
-        Assert.True(Normwise(actual.Hidden, expected.Hidden) <= 1e-4, $"hidden {Normwise(actual.Hidden, expected.Hidden):E2}");
-        Assert.True(Normwise(actual.DPrefix, expected.DPrefix) <= 1e-3, $"prefix gradient {Normwise(actual.DPrefix, expected.DPrefix):E2}");
+        Assert.True(DeviceCheck.Normwise(actual.Hidden, expected.Hidden) <= 1e-4, $"hidden {DeviceCheck.Normwise(actual.Hidden, expected.Hidden):E2}");
+        Assert.True(DeviceCheck.Normwise(actual.DPrefix, expected.DPrefix) <= 1e-3, $"prefix gradient {DeviceCheck.Normwise(actual.DPrefix, expected.DPrefix):E2}");
     }
 }

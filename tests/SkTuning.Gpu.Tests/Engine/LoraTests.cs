@@ -1,3 +1,4 @@
+using SkTuning.Gpu.Benchmarking;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Kernels.Gpu;
@@ -146,7 +147,7 @@ public class LoraTests
         Assert.True(TestData.MaxRelError(actual.DPrompt, TestData.ToDouble(expected.DPrompt)) <= 1e-4);
         foreach (var (name, g) in expected.Gradients)
         {
-            double err = WeightGradientTests.Normwise(actual.Gradients[name], g), elementwise = TestData.MaxRelError(actual.Gradients[name], TestData.ToDouble(g));
+            double err = DeviceCheck.Normwise(actual.Gradients[name], g), elementwise = TestData.MaxRelError(actual.Gradients[name], TestData.ToDouble(g));
             Assert.True(err <= 1e-4 && elementwise <= 1e-3, $"{name}: simulator vs CPU {err:E2} normwise, {elementwise:E2} element-wise");
         }
     }

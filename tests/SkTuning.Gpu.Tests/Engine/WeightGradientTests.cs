@@ -1,3 +1,4 @@
+using SkTuning.Gpu.Benchmarking;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Kernels.Gpu;
@@ -73,30 +74,6 @@ public class WeightGradientTests
         return result.Order().ToArray();
     }
 
-    /// <summary>
-    /// Backend-vs-backend error of a gradient tensor: max |a − b| / max |b|. Weight gradients are sums over rows with
-    /// cancellation, so element-wise relative error on small entries measures float summation order, not correctness.
-    /// </summary>
-    internal static double Normwise(float[] actual, float[] expected)
-    {
-        double scale = expected.Max(x => Math.Abs((double)x)), worst = 0;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            if (!float.IsFinite(actual[i])) return double.PositiveInfinity;
-            worst = Math.Max(worst, Math.Abs((double)actual[i] - expected[i]));
-        }
-        return worst / Math.Max(scale, 1e-30);
-    }
-
-    internal static double CentralDifference(double[] x, int i, Func<double> f, double h = 1e-6)
-    {
-        double saved = x[i];
-        x[i] = saved + h; double plus = f();
-        x[i] = saved - h; double minus = f();
-        x[i] = saved;
-        return (plus - minus) / (2 * h);
-    }
-
     [Theory]
     [InlineData(0, 0)]
     [InlineData(2, 3)]
@@ -120,7 +97,7 @@ public class WeightGradientTests
         {
             var values = tensors[name];
             var idx = SampleIndices(rng, name, values.Length, spec, batch);
-            var fd = idx.Select(i => CentralDifference(values, i, Loss)).ToArray();
+            var fd = idx.Select(i => TestData.CentralDifference(values, i, Loss)).ToArray();
             var engine = idx.Select(i => got.Gradients[name][i]).ToArray();
             Assert.Contains(fd, g => g != 0); // the sample reaches the loss
             double err = TestData.MaxRelError(engine, fd);
@@ -171,7 +148,7 @@ public class WeightGradientTests
         var failures = new List<string>();
         foreach (var (name, g) in expected.Gradients)
         {
-            double err = Normwise(actual.Gradients[name], g), elementwise = TestData.MaxRelError(actual.Gradients[name], TestData.ToDouble(g));
+            double err = DeviceCheck.Normwise(actual.Gradients[name], g), elementwise = TestData.MaxRelError(actual.Gradients[name], TestData.ToDouble(g));
             if (!(err <= 1e-4 && elementwise <= 1e-3)) failures.Add($"{name}: {err:E2} normwise, {elementwise:E2} element-wise");
         }
         Assert.True(failures.Count == 0, "simulator vs CPU: " + string.Join("; ", failures));

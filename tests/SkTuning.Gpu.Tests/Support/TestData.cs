@@ -55,15 +55,38 @@ internal static class TestData
     public static double[] FiniteDifference(double[] x, Func<double> f, double h = 1e-6)
     {
         var g = new double[x.Length];
-        for (int i = 0; i < x.Length; i++)
-        {
-            double saved = x[i];
-            x[i] = saved + h; double plus = f();
-            x[i] = saved - h; double minus = f();
-            x[i] = saved;
-            g[i] = (plus - minus) / (2 * h);
-        }
+        for (int i = 0; i < x.Length; i++) g[i] = CentralDifference(x, i, f, h);
         return g;
+    }
+
+    /// <summary>(f(x + h·eᵢ) − f(x − h·eᵢ)) / 2h for one element (x restored).</summary>
+    public static double CentralDifference(double[] x, int i, Func<double> f, double h = 1e-6)
+    {
+        double saved = x[i];
+        x[i] = saved + h; double plus = f();
+        x[i] = saved - h; double minus = f();
+        x[i] = saved;
+        return (plus - minus) / (2 * h);
+    }
+
+    /// <summary>
+    /// Checks <paramref name="gradient"/> at ~<paramref name="samples"/> random entries of <paramref name="x"/> against central
+    /// finite differences of <paramref name="loss"/> (h = 1e-6): relative error (<see cref="MaxRelError(ReadOnlySpan{float}, ReadOnlySpan{double})"/>)
+    /// at most <paramref name="tolerance"/>.
+    /// </summary>
+    public static void AssertSampledGradient(string label, double[] x, float[] gradient, Func<double> loss, Random rng, double tolerance = 1e-3, int samples = 12)
+    {
+        var picks = Enumerable.Range(0, samples).Select(_ => rng.Next(x.Length)).Distinct().ToArray();
+        var fd = new double[picks.Length];
+        var got = new float[picks.Length];
+        for (int i = 0; i < picks.Length; i++)
+        {
+            fd[i] = CentralDifference(x, picks[i], loss);
+            got[i] = gradient[picks[i]];
+        }
+        double err = MaxRelError(got, fd);
+        Assert.True(err <= tolerance,
+            $"{label}: relative error {err:E2} (got {string.Join(",", got.Take(4))} vs {string.Join(",", fd.Take(4).Select(v => v.ToString("G4")))})");
     }
 
     /// <summary>A fixed random projection Σ w·y used to turn a tensor output into a scalar loss for gradient checks.</summary>

@@ -91,22 +91,7 @@ public class BaselineTests
         double reference = Loss();
         Assert.True(Math.Abs(reference - loss) <= 1e-4 * Math.Max(1, Math.Abs(reference)), $"loss {loss} vs reference {reference}");
         foreach (var info in model.Parameters.Infos)
-        {
-            var x = values[info.Name];
-            var picks = Enumerable.Range(0, 12).Select(_ => rng.Next(x.Length)).Distinct().ToArray();
-            var fd = new double[picks.Length]; var got = new float[picks.Length];
-            for (int i = 0; i < picks.Length; i++)
-            {
-                double saved = x[picks[i]];
-                x[picks[i]] = saved + 1e-6; double plus = Loss();
-                x[picks[i]] = saved - 1e-6; double minus = Loss();
-                x[picks[i]] = saved;
-                fd[i] = (plus - minus) / 2e-6;
-                got[i] = grads[info.Name][picks[i]];
-            }
-            double err = TestData.MaxRelError(got, fd);
-            Assert.True(err <= 1e-3, $"{method} {info.Name}: relative error {err:E2} (got {string.Join(",", got.Take(4))} vs {string.Join(",", fd.Take(4).Select(v => v.ToString("G4")))})");
-        }
+            TestData.AssertSampledGradient($"{method} {info.Name}", values[info.Name], grads[info.Name], Loss, rng);
     }
 
     public static TheoryData<string, AdapterMode> Methods()

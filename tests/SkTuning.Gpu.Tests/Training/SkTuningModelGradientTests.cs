@@ -52,21 +52,6 @@ public class SkTuningModelGradientTests
         double Loss() => SkModelReference.Loss(weights, batch, shape, sources64, task, classes, targets, values);
         Assert.True(Math.Abs(Loss() - loss) <= 1e-4 * Math.Max(1, Math.Abs(Loss())), $"loss {loss} vs reference {Loss()}");
         foreach (var info in model.Parameters.Infos)
-        {
-            var x = values[info.Name];
-            var picks = Enumerable.Range(0, 12).Select(_ => rng.Next(x.Length)).Distinct().ToArray();
-            var fd = new double[picks.Length]; var got = new float[picks.Length];
-            for (int i = 0; i < picks.Length; i++)
-            {
-                double saved = x[picks[i]];
-                x[picks[i]] = saved + 1e-6; double plus = Loss();
-                x[picks[i]] = saved - 1e-6; double minus = Loss();
-                x[picks[i]] = saved;
-                fd[i] = (plus - minus) / 2e-6;
-                got[i] = grads[info.Name][picks[i]];
-            }
-            double err = TestData.MaxRelError(got, fd);
-            Assert.True(err <= 1e-3, $"{info.Name}: relative error {err:E2} (got {string.Join(",", got.Take(4))} vs {string.Join(",", fd.Take(4).Select(v => v.ToString("G4")))})");
-        }
+            TestData.AssertSampledGradient($"{info.Name}", values[info.Name], grads[info.Name], Loss, rng);
     }
 }
