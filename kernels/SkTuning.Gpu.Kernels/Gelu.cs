@@ -99,7 +99,10 @@ public static class Gelu
     /// <see cref="Erf(float)"/> on 16 lanes (same polynomials, branch-free: both pieces computed and blended;
     /// <c>Vector512.Exp</c> instead of <c>MathF.Exp</c>, so results may differ from the scalar one in the last ulp).
     /// </summary>
-    public static Vector512<float> Erf(Vector512<float> x)
+    public static Vector512<float> Erf(Vector512<float> x) => Erf(x, Vector512.Exp(-(x * x)));
+
+    /// <summary><see cref="Erf(Vector512{float})"/> given <paramref name="expNegSquare"/> = e^(−x²), which GELU's derivative shares.</summary>
+    private static Vector512<float> Erf(Vector512<float> x, Vector512<float> expNegSquare)
     {
         var a = Vector512.Abs(x);
         var u = a * a;
@@ -115,7 +118,7 @@ public static class Gelu
         q = q * t + Vector512.Create(B7); q = q * t + Vector512.Create(B8); q = q * t + Vector512.Create(B9);
         q = q * t + Vector512.Create(B10); q = q * t + Vector512.Create(B11); q = q * t + Vector512.Create(B12);
         var one = Vector512<float>.One;
-        var mid = one - Vector512.Exp(-u) * q / Vector512.Max(a, one);
+        var mid = one - expNegSquare * q / Vector512.Max(a, one);
         var r = Vector512.ConditionalSelect(Vector512.LessThan(a, one), small,
             Vector512.ConditionalSelect(Vector512.LessThan(a, Vector512.Create(4f)), mid, one));
         r = Vector512.ConditionalSelect(Vector512.Equals(x, x), r, x);   // NaN stays NaN
@@ -126,9 +129,13 @@ public static class Gelu
     private static Vector512<float> Value(Vector512<float> x) =>
         Vector512.Create(0.5f) * x * (Vector512<float>.One + Erf(x * Vector512.Create(InvSqrt2F)));
 
-    private static Vector512<float> Derivative(Vector512<float> x) =>
-        Vector512.Create(0.5f) * (Vector512<float>.One + Erf(x * Vector512.Create(InvSqrt2F)))
-        + x * Vector512.Create(InvSqrt2PiF) * Vector512.Exp(Vector512.Create(-0.5f) * x * x);
+    // Φ(x) + x·φ(x): erf(x/√2) needs e^(−x²/2) too, so one Exp serves both terms.
+    private static Vector512<float> Derivative(Vector512<float> x)
+    {
+        var gauss = Vector512.Exp(Vector512.Create(-0.5f) * x * x);
+        return Vector512.Create(0.5f) * (Vector512<float>.One + Erf(x * Vector512.Create(InvSqrt2F), gauss))
+            + x * Vector512.Create(InvSqrt2PiF) * gauss;
+    }
 
     /// <summary>GELU of one float (CPU and ILGPU).</summary>
     public static float Value(float x) => 0.5f * x * (1f + Erf(x * InvSqrt2F));

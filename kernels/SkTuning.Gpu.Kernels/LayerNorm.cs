@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 using ILGPU;
 using ILGPU.Runtime;
@@ -107,19 +108,7 @@ public static class LayerNorm
         {
             var X = new OpsPtr<float>(px); var G = new OpsPtr<float>(pg); var Be = new OpsPtr<float>(pb);
             var Y = new OpsPtr<float>(py); var M = new OpsPtr<float>(pm); var S = new OpsPtr<float>(ps);
-            OpsParallel.For(rows, (long)rows * dim * 4, r =>
-            {
-                var xr = X.Span((long)r * dim, dim);
-                var yr = Y.Span((long)r * dim, dim);
-                float m = TensorPrimitives.Sum(xr) / dim;
-                TensorPrimitives.Subtract(xr, m, yr);
-                float v = TensorPrimitives.SumOfSquares(yr) / dim;
-                float s = 1f / MathF.Sqrt(v + eps);
-                TensorPrimitives.Multiply(yr, s, yr);
-                TensorPrimitives.FusedMultiplyAdd(yr, G.Span(0, dim), Be.Span(0, dim), yr);
-                M[r] = m;
-                S[r] = s;
-            });
+            OpsParallel.For(rows, (long)rows * dim * 4, r => ForwardRow(X, G, Be, Y, (long)r * dim, dim, eps, out M[r], out S[r]));
         }
     }
 
@@ -137,23 +126,7 @@ public static class LayerNorm
             var Dy = new OpsPtr<float>(pdy); var X = new OpsPtr<float>(px); var G = new OpsPtr<float>(pg);
             var M = new OpsPtr<float>(pm); var S = new OpsPtr<float>(ps); var Dx = new OpsPtr<float>(pdx);
             if (!dx.IsEmpty)
-            {
-                OpsParallel.For(rows, (long)rows * dim * 6, r =>
-                {
-                    Span<float> xh = dim <= 2048 ? stackalloc float[dim] : new float[dim];
-                    Span<float> g = dim <= 2048 ? stackalloc float[dim] : new float[dim];
-                    var dyr = Dy.Span((long)r * dim, dim);
-                    float s = S[r];
-                    TensorPrimitives.Subtract(X.Span((long)r * dim, dim), M[r], xh);
-                    TensorPrimitives.Multiply(xh, s, xh);
-                    TensorPrimitives.Multiply(dyr, G.Span(0, dim), g);
-                    float mg = TensorPrimitives.Sum(g) / dim, mgx = TensorPrimitives.Dot(g, xh) / dim;
-                    TensorPrimitives.MultiplyAdd(xh, -mgx, g, g);   // g − x̂·mean(g·x̂)
-                    TensorPrimitives.Subtract(g, mg, g);
-                    var dxr = Dx.Span((long)r * dim, dim);
-                    TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
-                });
-            }
+                OpsParallel.For(rows, (long)rows * dim * 6, r => InputGradientRow(Dy, X, G, Dx, (long)r * dim, dim, M[r], S[r]));
             if (dGamma.IsEmpty && dBeta.IsEmpty) return;
             var sums = new float[2 * dim];
             OpsParallel.ReduceRows(rows, 2 * dim, 3L * dim, sums, (start, end, acc) =>
@@ -172,6 +145,87 @@ public static class LayerNorm
             if (!dGamma.IsEmpty) TensorPrimitives.Add(dGamma, sums.AsSpan(0, dim), dGamma);
             if (!dBeta.IsEmpty) TensorPrimitives.Add(dBeta, sums.AsSpan(dim, dim), dBeta);
         }
+    }
+
+    /// <summary>One row of the forward: mean, then the variance of the centred row (two passes, as the reference), then y.</summary>
+    private static void ForwardRow(OpsPtr<float> x, OpsPtr<float> gamma, OpsPtr<float> beta, OpsPtr<float> y, long offset, int dim,
+        float eps, out float mean, out float rstd)
+    {
+        var xr = x.Span(offset, dim); var gr = gamma.Span(0, dim); var br = beta.Span(0, dim); var yr = y.Span(offset, dim);
+        bool simd = Vector512.IsHardwareAccelerated;
+        int vec = simd ? dim & ~15 : 0;
+        float sum = 0;
+        if (simd)
+        {
+            Vector512<float> acc = default;
+            for (int i = 0; i < vec; i += 16) acc += Vector512.Create<float>(xr.Slice(i, 16));
+            sum = Vector512.Sum(acc);
+        }
+        for (int i = vec; i < dim; i++) sum += xr[i];
+        float m = sum / dim, sq = 0;
+        if (simd)
+        {
+            var vm = Vector512.Create(m);
+            Vector512<float> acc = default;
+            for (int i = 0; i < vec; i += 16) { var c = Vector512.Create<float>(xr.Slice(i, 16)) - vm; acc += c * c; }
+            sq = Vector512.Sum(acc);
+        }
+        for (int i = vec; i < dim; i++) sq += (xr[i] - m) * (xr[i] - m);
+        float s = 1f / MathF.Sqrt(sq / dim + eps);
+        if (simd)
+        {
+            var vm = Vector512.Create(m); var vs = Vector512.Create(s);
+            for (int i = 0; i < vec; i += 16)
+                ((Vector512.Create<float>(xr.Slice(i, 16)) - vm) * vs * Vector512.Create<float>(gr.Slice(i, 16))
+                    + Vector512.Create<float>(br.Slice(i, 16))).CopyTo(yr.Slice(i, 16));
+        }
+        for (int i = vec; i < dim; i++) yr[i] = (xr[i] - m) * s * gr[i] + br[i];
+        mean = m;
+        rstd = s;
+    }
+
+    /// <summary>
+    /// One row of <c>dx += s·(g − mean(g) − x̂·mean(g·x̂))</c> with <c>g = dy·γ</c>, <c>x̂ = (x − μ)·s</c>: two fused passes
+    /// (sums, then the update) that recompute x̂ and g instead of storing them.
+    /// </summary>
+    private static void InputGradientRow(OpsPtr<float> dy, OpsPtr<float> x, OpsPtr<float> gamma, OpsPtr<float> dx, long offset,
+        int dim, float mean, float rstd)
+    {
+        var dyr = dy.Span(offset, dim); var xr = x.Span(offset, dim); var gr = gamma.Span(0, dim); var dxr = dx.Span(offset, dim);
+        float sumG = 0, sumGx = 0;
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vm = Vector512.Create(mean); var vs = Vector512.Create(rstd);
+            Vector512<float> accG = default, accGx = default;
+            for (; i + 16 <= dim; i += 16)
+            {
+                var g = Vector512.Create<float>(dyr.Slice(i, 16)) * Vector512.Create<float>(gr.Slice(i, 16));
+                accG += g;
+                accGx += g * ((Vector512.Create<float>(xr.Slice(i, 16)) - vm) * vs);
+            }
+            sumG = Vector512.Sum(accG); sumGx = Vector512.Sum(accGx);
+        }
+        for (int j = i; j < dim; j++)
+        {
+            float g = dyr[j] * gr[j];
+            sumG += g; sumGx += g * (xr[j] - mean) * rstd;
+        }
+        float mg = sumG / dim, mgx = sumGx / dim;
+        i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vm = Vector512.Create(mean); var vs = Vector512.Create(rstd);
+            var vmg = Vector512.Create(mg); var vmgx = Vector512.Create(mgx);
+            for (; i + 16 <= dim; i += 16)
+            {
+                var g = Vector512.Create<float>(dyr.Slice(i, 16)) * Vector512.Create<float>(gr.Slice(i, 16));
+                var xh = (Vector512.Create<float>(xr.Slice(i, 16)) - vm) * vs;
+                (Vector512.Create<float>(dxr.Slice(i, 16)) + vs * (g - vmg - xh * vmgx)).CopyTo(dxr.Slice(i, 16));
+            }
+        }
+        for (; i < dim; i++)
+            dxr[i] += rstd * (dyr[i] * gr[i] - mg - (xr[i] - mean) * rstd * mgx);
     }
 
     // ---------------------------------------------------------------- ILGPU
