@@ -254,8 +254,12 @@ public sealed class TransformerEngine : IDisposable
                 _backend.Gemm(GemmOp.TN, d, 3 * d, rows, x, dqkv, g.Wqkv, accumulate: true);
                 _backend.BiasBackward(dqkv, g.Bqkv, rows, 3 * d);
             }
-            _backend.Copy(dr, dx);
-            _backend.Gemm(GemmOp.NT, rows, d, 3 * d, dqkv, w.Wqkv, dx, accumulate: true);
+            // Below layer 0 only a prompt or the embedding tables (full fine-tuning) need d(loss)/dx: a prefix-only step skips it.
+            if (l > 0 || shape.PromptLen > 0 || _g is not null)
+            {
+                _backend.Copy(dr, dx);
+                _backend.Gemm(GemmOp.NT, rows, d, 3 * d, dqkv, w.Wqkv, dx, accumulate: true);
+            }
             if (_lora is not null) LoraBackward(l, rows, x, dqkv, dx);
         }
         if (shape.PromptLen > 0)
