@@ -133,4 +133,12 @@ public class CliTrainErrorTests
         File.WriteAllText(Path.Combine(dir.Path, "adapter_config.json"), "{ not json");
         AssertOneLineError(CliProcess.Run("predict", "--run", dir.Path, "--text", "hello"), "adapter_config.json");
     }
+
+    [Fact]
+    public void CompareWithABadSeedList()
+    {
+        using var dir = new TempDir();
+        AssertOneLineError(CliProcess.Run("compare", "--task", "sst2", "--seeds", "1,x", "--out", Path.Combine(dir.Path, "cmp")), "--seeds", "'x'");
+        AssertOneLineError(CliProcess.Run("compare", "--task", "sst2", "--seeds", "3,3", "--out", Path.Combine(dir.Path, "cmp")), "--seeds", "twice");
+    }
 }

@@ -14,7 +14,7 @@ public class TrainerTests
     private static readonly string[] Words = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "movie", "was", "very", "not", "plot", "acting"];
 
     /// <summary>A fixture model folder (model.onnx + vocab.txt) and a custom sentiment-like dataset.</summary>
-    private static (FrozenModel Model, TaskSpec Task, TaskData Data, CustomTaskOptions Options) Fixture(TempDir dir)
+    internal static (FrozenModel Model, TaskSpec Task, TaskData Data, CustomTaskOptions Options) Fixture(TempDir dir)
     {
         var vocab = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "," }.Concat(Words).ToArray();
         File.WriteAllLines(Path.Combine(dir.Path, "vocab.txt"), vocab);
