@@ -188,17 +188,14 @@ public static class Comparison
     public static string Markdown(string title, string metric, double? target, int steps, IReadOnlyList<MethodResult> rows, string command)
     {
         var ic = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"# {title}").AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"Same data, head, seed and budget ({steps} steps) for every method. Reproduce: `{command}`").AppendLine();
         string targetHeader = target is { } t ? string.Create(ic, $"steps / s to {metric} ≥ {t:F3}") : "steps / s to target";
-        sb.AppendLine($"| method | best dev {metric} (step) | final | {targetHeader} | trainable | % of model | s / step | peak memory |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|");
+        var sb = Table(title, $"Same data, head, seed and budget ({steps} steps) for every method. Reproduce: `{command}`",
+            ["method", $"best dev {metric} (step)", "final", targetHeader, "trainable", "% of model", "s / step", "peak memory"]);
         foreach (var r in rows)
         {
             if (r.Error is not null)
             {
-                sb.AppendLine($"| {r.Method} | failed: {r.Error.Replace("|", "\\|")} | | | | | | |");
+                FailedRow(sb, r.Method, r.Error, 8);
                 continue;
             }
             string toTarget = r.StepsToTarget is { } s ? string.Create(ic, $"{s} / {r.SecondsToTarget:F0} s") : "not reached";
@@ -214,18 +211,15 @@ public static class Comparison
         IReadOnlyList<SeededResult> rows, string command)
     {
         var ic = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine(ic, $"# {title}").AppendLine();
-        sb.AppendLine(ic, $"Same data, head and budget ({steps} steps) for every method, trained once per seed ({string.Join(", ", seeds)}); ")
-            .AppendLine(ic, $"mean ± sample standard deviation over the seeds. Reproduce: `{command}`").AppendLine();
         string targetHeader = target is { } t ? string.Create(ic, $"seeds reaching {metric} ≥ {t:F3} (mean steps / s)") : "seeds reaching the target";
-        sb.AppendLine($"| method | best dev {metric} | final | best per seed | {targetHeader} | trainable | % of model | s / step | peak memory |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        var sb = Table(title, $"Same data, head and budget ({steps} steps) for every method, trained once per seed ({string.Join(", ", seeds)}); " +
+            $"mean ± sample standard deviation over the seeds. Reproduce: `{command}`",
+            ["method", $"best dev {metric}", "final", "best per seed", targetHeader, "trainable", "% of model", "s / step", "peak memory"]);
         foreach (var r in rows)
         {
             if (r.Error is not null)
             {
-                sb.AppendLine($"| {r.Method} | failed: {r.Error.Replace("|", "\\|")} | | | | | | | |");
+                FailedRow(sb, r.Method, r.Error, 9);
                 continue;
             }
             string perSeed = string.Join(", ", r.Runs.Select(x => x.Error is null ? x.Best.ToString("F4", ic) : "failed"));
@@ -240,4 +234,16 @@ public static class Comparison
         sb.AppendLine().AppendLine("![mean learning curves](compare.svg)");
         return sb.ToString();
     }
+
+    private static StringBuilder Table(string title, string intro, IReadOnlyList<string> columns)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# {title}").AppendLine().AppendLine(intro).AppendLine();
+        sb.AppendLine("| " + string.Join(" | ", columns) + " |");
+        sb.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", columns.Count)));
+        return sb;
+    }
+
+    private static void FailedRow(StringBuilder sb, string method, string error, int columns) =>
+        sb.AppendLine($"| {method} | failed: {error.Replace("|", "\\|")} |" + string.Concat(Enumerable.Repeat(" |", columns - 2)));
 }
