@@ -56,11 +56,10 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 /// D_i = Σ_j P_ij·dP_ij, which equals rowsum(dO∘O). The prefix gradient is the sum over the batch:
 /// on the CPU every (b, h) writes its share into its own slice of a [B, m, d] partial buffer and the
 /// partials are added in order b = 0..B−1, so results are deterministic.</para>
-/// <para>Precision: the CPU path stores fp32 but computes in fp64 (fp32 inputs widened once per (b, h) into
-/// contiguous tiles; scores, softmax, P·V and the gradient products as register-blocked fp64 FMA tiles), which keeps it
-/// within 1e-4 of the fp64 reference at T = 64, m = 12. Pure fp32 accumulation was measured at 0.6–1.3e-4 there:
-/// fp32 scores/softmax perturb P by ~1e-7 relative, and the P-weighted sums over 64–76 terms round at the level of the
-/// 1e-3·max floor of the check. The GPU path accumulates in fp32.</para>
+/// <para>Precision: both paths compute in fp32 (the CPU one in register-blocked 16-lane tiles, with its own
+/// Cody–Waite exp), within 3e-4 of the fp64 reference at T = 64, m = 12 (measured 1.1–1.5e-4 against the 1e-3·max floor
+/// of the check: dS = P∘(dP − D) cancels). An fp64 version of the same tiles was 1.8x slower forward and 1.6x backward
+/// (7.1 → 3.6–4.9 ms and 9.8–11 → 6.1–6.4 ms per MiniLM layer at B = 32) for accuracy the fp32 model around it does not keep.</para>
 /// </remarks>
 public static class Attention
 {
@@ -268,9 +267,12 @@ public static class Attention
                     DOut = pdO, Qkv = pQkv, PreK = pK, PreV = pV, Probs = pProbs, DQkv = pdQkv,
                     PartK = pPart, PartV = pPart + partialLength,
                 };
-                if (Vector512.IsHardwareAccelerated) RunBackward<Simd512, Vector512<double>>(g, shape);
-                else if (Vector256.IsHardwareAccelerated) RunBackward<Simd256, Vector256<double>>(g, shape);
-                else RunBackward<Simd128, Vector128<double>>(g, shape);
+                switch (VectorBits)
+                {
+                    case 512: RunBackward<Simd512, Vector512<float>>(g, shape); break;
+                    case 256: RunBackward<Simd256, Vector256<float>>(g, shape); break;
+                    default: RunBackward<Simd128, Vector128<float>>(g, shape); break;
+                }
             }
             if (partials is not null)
             {
@@ -313,55 +315,64 @@ public static class Attention
     private static int Pad16(int n) => (n + 15) & ~15;
 
     /// <summary>Per-thread scratch arena (pinned, reused across calls): one (b, h) item's tiles, 64-byte aligned.</summary>
-    [ThreadStatic] private static double[]? t_arena;
+    [ThreadStatic] private static float[]? t_arena;
 
-    private static unsafe double* Arena(int doubles)
+    private static unsafe float* Arena(int floats)
     {
         var arena = t_arena;
-        if (arena is null || arena.Length < doubles + 8)
+        if (arena is null || arena.Length < floats + 16)
         {
-            arena = GC.AllocateArray<double>(doubles + 8, pinned: true);
+            arena = GC.AllocateArray<float>(floats + 16, pinned: true);
             t_arena = arena;
         }
         nint p = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(arena));
-        return (double*)((p + 63) & ~(nint)63);
+        return (float*)((p + 63) & ~(nint)63);
     }
+
+    /// <summary>Test hook: forces the 256- or 128-bit tiles (0 = the widest the machine accelerates).</summary>
+    internal static int ForceVectorBits { get; set; }
+
+    private static int VectorBits => ForceVectorBits != 0 ? ForceVectorBits
+        : Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
 
     private static unsafe void RunForward(Sources a, float* mask, float* output, float* probs, AttentionShape shape,
         float maskValue, bool causal)
     {
-        if (Vector512.IsHardwareAccelerated) RunForward<Simd512, Vector512<double>>(a, mask, output, probs, shape, maskValue, causal);
-        else if (Vector256.IsHardwareAccelerated) RunForward<Simd256, Vector256<double>>(a, mask, output, probs, shape, maskValue, causal);
-        else RunForward<Simd128, Vector128<double>>(a, mask, output, probs, shape, maskValue, causal);
+        switch (VectorBits)
+        {
+            case 512: RunForward<Simd512, Vector512<float>>(a, mask, output, probs, shape, maskValue, causal); break;
+            case 256: RunForward<Simd256, Vector256<float>>(a, mask, output, probs, shape, maskValue, causal); break;
+            default: RunForward<Simd128, Vector128<float>>(a, mask, output, probs, shape, maskValue, causal); break;
+        }
     }
 
-    private static unsafe void RunForward<TOps, TD>(Sources a, float* mask, float* output, float* probs, AttentionShape shape,
-        float maskValue, bool causal) where TOps : ISimd<TD> where TD : unmanaged
+    private static unsafe void RunForward<TOps, TV>(Sources a, float* mask, float* output, float* probs, AttentionShape shape,
+        float maskValue, bool causal) where TOps : ISimd<TV> where TV : unmanaged
     {
         nint nMask = (nint)mask, nOut = (nint)output, nProbs = (nint)probs;
         int H = shape.Heads;
         Parallel.For(0, shape.Batch * H, bh =>
-            ForwardHead<TOps, TD>(bh / H, bh % H, a, (float*)nMask, (float*)nOut, (float*)nProbs, shape, maskValue, causal));
+            ForwardHead<TOps, TV>(bh / H, bh % H, a, (float*)nMask, (float*)nOut, (float*)nProbs, shape, maskValue, causal));
     }
 
-    private static unsafe void RunBackward<TOps, TD>(GradArgs g, AttentionShape shape) where TOps : ISimd<TD> where TD : unmanaged
+    private static unsafe void RunBackward<TOps, TV>(GradArgs g, AttentionShape shape) where TOps : ISimd<TV> where TV : unmanaged
     {
         int H = shape.Heads;
-        Parallel.For(0, shape.Batch * H, bh => BackwardHead<TOps, TD>(bh / H, bh % H, g, shape));
+        Parallel.For(0, shape.Batch * H, bh => BackwardHead<TOps, TV>(bh / H, bh % H, g, shape));
     }
 
     /// <summary>
     /// One (b, h): gathers Kᵀ [dh, Sp] and V [S, dhp] (prefix rows first; Sp, dhp = S, dh padded to 16 with zeros),
-    /// scores = Q·Kᵀ, row softmax with the max shift, O = P·V; all in fp64 register-blocked tiles.
+    /// scores = Q·Kᵀ, row softmax with the max shift, O = P·V; all in register-blocked fp32 tiles.
     /// </summary>
-    private static unsafe void ForwardHead<TOps, TD>(int b, int h, in Sources a, float* mask, float* output, float* probs,
-        AttentionShape shape, float maskValue, bool causal) where TOps : ISimd<TD> where TD : unmanaged
+    private static unsafe void ForwardHead<TOps, TV>(int b, int h, in Sources a, float* mask, float* output, float* probs,
+        AttentionShape shape, float maskValue, bool causal) where TOps : ISimd<TV> where TV : unmanaged
     {
         int T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength, d = shape.Model, S = shape.Keys;
         int Sp = Pad16(S), dhp = Pad16(dh), w = TOps.Count;
         int col = h * dh;
-        double* kt = Arena(dh * Sp + S * dhp + T * Sp + T * dhp + 2 * Sp);
-        double* v = kt + dh * Sp, sc = v + S * dhp, o = sc + T * Sp, bias = o + T * dhp, maxBias = bias + Sp;
+        float* kt = Arena(dh * Sp + S * dhp + T * Sp + T * dhp + 2 * Sp);
+        float* v = kt + dh * Sp, sc = v + S * dhp, o = sc + T * Sp, bias = o + T * dhp, maxBias = bias + Sp;
 
         // Gather this head's keys (transposed) and values, prefix first; the additive key bias and its running max.
         for (int j = 0; j < S; j++)
@@ -380,30 +391,30 @@ public static class Attention
                 bias[j] = (1f - mask[b * T + j - m]) * maskValue;
             }
             for (int k = 0; k < dh; k++) kt[k * Sp + j] = kr[k];
-            WidenPadded(vr, v + j * dhp, dh, dhp);
+            CopyPadded(vr, v + j * dhp, dh, dhp);
             maxBias[j] = j == 0 ? bias[0] : Math.Max(maxBias[j - 1], bias[j]);
         }
         for (int j = S; j < Sp; j++) bias[j] = 0;
         if (Sp > S)
-            for (int k = 0; k < dh; k++) new Span<double>(kt + k * Sp + S, Sp - S).Clear();
+            for (int k = 0; k < dh; k++) new Span<float>(kt + k * Sp + S, Sp - S).Clear();
 
         // Raw scores [T, Sp] = Q·Kᵀ (queries read in place).
-        Gemm<TOps, TD, float>(a.Q + b * a.QExample + col, a.QRow, 1, kt, Sp, sc, Sp, T, Sp, dh);
+        Gemm<TOps, TV>(a.Q + b * a.QExample + col, a.QRow, 1, kt, Sp, sc, Sp, T, Sp, dh);
 
         // t = score·scale + (bias − max bias over the visible keys), −∞ past the visible keys; then t − max t.
         // Shifting by the bias max first keeps the large additive mask terms from swamping real scores (a fully
         // padded row still gets a proper softmax).
-        var vScale = TOps.Splat(1.0 / Math.Sqrt(dh));
+        var vScale = TOps.Splat(1f / MathF.Sqrt(dh));
         for (int i = 0; i < T; i++)
         {
             int allowed = causal ? m + i + 1 : S;
             var vShift = TOps.Splat(maxBias[allowed - 1]);
-            double* row = sc + i * Sp;
-            var vMax = TOps.Splat(double.NegativeInfinity);
+            float* row = sc + i * Sp;
+            var vMax = TOps.Splat(float.NegativeInfinity);
             for (int j = 0; j < Sp; j += w)
             {
                 var t = TOps.Fma(TOps.Load(row + j), vScale, TOps.Sub(TOps.Load(bias + j), vShift));
-                t = TOps.KeepBelow(t, j, allowed, double.NegativeInfinity);
+                t = TOps.KeepBelow(t, j, allowed, float.NegativeInfinity);
                 TOps.Store(row + j, t);
                 vMax = TOps.Max(vMax, t);
             }
@@ -415,28 +426,28 @@ public static class Attention
                 TOps.Store(row + j, e);
                 vSum = TOps.Add(vSum, e);
             }
-            var vInv = TOps.Splat(1.0 / TOps.Sum(vSum));
+            var vInv = TOps.Splat(1f / TOps.Sum(vSum));
             for (int j = 0; j < Sp; j += w) TOps.Store(row + j, TOps.Mul(TOps.Load(row + j), vInv));
-            NarrowStore(row, probs + (long)((b * H + h) * T + i) * S, S);
+            new ReadOnlySpan<float>(row, S).CopyTo(new Span<float>(probs + (long)((b * H + h) * T + i) * S, S));
         }
 
-        // O [T, dhp] = P·V with the fp64 P.
-        Gemm<TOps, TD, double>(sc, Sp, 1, v, dhp, o, dhp, T, dhp, S);
-        for (int i = 0; i < T; i++) NarrowStore(o + i * dhp, output + (b * T + i) * d + col, dh);
+        // O [T, dhp] = P·V.
+        Gemm<TOps, TV>(sc, Sp, 1, v, dhp, o, dhp, T, dhp, S);
+        for (int i = 0; i < T; i++) new ReadOnlySpan<float>(o + i * dhp, dh).CopyTo(new Span<float>(output + (b * T + i) * d + col, dh));
     }
 
     /// <summary>
     /// One (b, h): dP = dO·Vᵀ, D_i = Σ_j P_ij·dP_ij, dS = scale·P∘(dP − D), dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO, all in
-    /// fp64 register-blocked tiles. Token rows are added into dQkv; prefix rows go to this item's partial slice.
+    /// register-blocked fp32 tiles. Token rows are added into dQkv; prefix rows go to this item's fp64 partial slice.
     /// </summary>
-    private static unsafe void BackwardHead<TOps, TD>(int b, int h, in GradArgs g, AttentionShape shape)
-        where TOps : ISimd<TD> where TD : unmanaged
+    private static unsafe void BackwardHead<TOps, TV>(int b, int h, in GradArgs g, AttentionShape shape)
+        where TOps : ISimd<TV> where TV : unmanaged
     {
         int T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength, d = shape.Model, S = shape.Keys;
         int Sp = Pad16(S), dhp = Pad16(dh), w = TOps.Count;
         int col = h * dh;
-        double* vt = Arena(dh * Sp + 2 * T * Sp + 3 * S * dhp + 3 * T * dhp);
-        double* pp = vt + dh * Sp, ds = pp + T * Sp, kr = ds + T * Sp, qr = kr + S * dhp, dor = qr + T * dhp,
+        float* vt = Arena(dh * Sp + 2 * T * Sp + 3 * S * dhp + 3 * T * dhp);
+        float* pp = vt + dh * Sp, ds = pp + T * Sp, kr = ds + T * Sp, qr = kr + S * dhp, dor = qr + T * dhp,
             dq = dor + T * dhp, dk = dq + T * dhp, dv = dk + S * dhp;
 
         // Gather: Vᵀ [dh, Sp], K [S, dhp], Q and dO [T, dhp], P [T, Sp] (zero padding).
@@ -444,25 +455,25 @@ public static class Attention
         {
             float* ks = j < m ? g.PreK + j * d + col : g.Qkv + (b * T + j - m) * 3 * d + d + col;
             float* vs = j < m ? g.PreV + j * d + col : g.Qkv + (b * T + j - m) * 3 * d + 2 * d + col;
-            WidenPadded(ks, kr + j * dhp, dh, dhp);
+            CopyPadded(ks, kr + j * dhp, dh, dhp);
             for (int k = 0; k < dh; k++) vt[k * Sp + j] = vs[k];
         }
         if (Sp > S)
-            for (int k = 0; k < dh; k++) new Span<double>(vt + k * Sp + S, Sp - S).Clear();
+            for (int k = 0; k < dh; k++) new Span<float>(vt + k * Sp + S, Sp - S).Clear();
         for (int t = 0; t < T; t++)
         {
-            WidenPadded(g.Qkv + (b * T + t) * 3 * d + col, qr + t * dhp, dh, dhp);
-            WidenPadded(g.DOut + (b * T + t) * d + col, dor + t * dhp, dh, dhp);
-            WidenPadded(g.Probs + (long)((b * H + h) * T + t) * S, pp + t * Sp, S, Sp);
+            CopyPadded(g.Qkv + (b * T + t) * 3 * d + col, qr + t * dhp, dh, dhp);
+            CopyPadded(g.DOut + (b * T + t) * d + col, dor + t * dhp, dh, dhp);
+            CopyPadded(g.Probs + (long)((b * H + h) * T + t) * S, pp + t * Sp, S, Sp);
         }
 
         // dP [T, Sp] = dO·Vᵀ.
-        Gemm<TOps, TD, double>(dor, dhp, 1, vt, Sp, ds, Sp, T, Sp, dh);
+        Gemm<TOps, TV>(dor, dhp, 1, vt, Sp, ds, Sp, T, Sp, dh);
         // dS = scale·P∘(dP − D) in place (P = 0 in the padding, so it contributes nothing to D).
-        var vScale = TOps.Splat(1.0 / Math.Sqrt(dh));
+        var vScale = TOps.Splat(1f / MathF.Sqrt(dh));
         for (int i = 0; i < T; i++)
         {
-            double* p = pp + i * Sp, row = ds + i * Sp;
+            float* p = pp + i * Sp, row = ds + i * Sp;
             var vD = TOps.Zero;
             for (int j = 0; j < Sp; j += w) vD = TOps.Fma(TOps.Load(p + j), TOps.Load(row + j), vD);
             vD = TOps.Splat(TOps.Sum(vD));
@@ -471,9 +482,9 @@ public static class Attention
         }
 
         // dQ [T, dhp] = dS·K; dK [S, dhp] = dSᵀ·Q; dV [S, dhp] = Pᵀ·dO (transposed A operands read with strides).
-        Gemm<TOps, TD, double>(ds, Sp, 1, kr, dhp, dq, dhp, T, dhp, S);
-        Gemm<TOps, TD, double>(ds, 1, Sp, qr, dhp, dk, dhp, S, dhp, T);
-        Gemm<TOps, TD, double>(pp, 1, Sp, dor, dhp, dv, dhp, S, dhp, T);
+        Gemm<TOps, TV>(ds, Sp, 1, kr, dhp, dq, dhp, T, dhp, S);
+        Gemm<TOps, TV>(ds, 1, Sp, qr, dhp, dk, dhp, S, dhp, T);
+        Gemm<TOps, TV>(pp, 1, Sp, dor, dhp, dv, dhp, S, dhp, T);
 
         for (int t = 0; t < T; t++)
         {
@@ -484,62 +495,35 @@ public static class Attention
         }
         // This (b, h) owns columns col..col+dh of rows j of partial slice b: plain writes, no races.
         for (int j = 0; j < m; j++)
-        {
-            new ReadOnlySpan<double>(dk + j * dhp, dh).CopyTo(new Span<double>(g.PartK + (b * m + j) * d + col, dh));
-            new ReadOnlySpan<double>(dv + j * dhp, dh).CopyTo(new Span<double>(g.PartV + (b * m + j) * d + col, dh));
-        }
-    }
-
-    /// <summary>dst[0..n) = src widened to fp64, dst[n..padded) = 0.</summary>
-    private static unsafe void WidenPadded(float* src, double* dst, int n, int padded)
-    {
-        int k = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; k + 16 <= n; k += 16)
+            for (int k = 0; k < dh; k++)
             {
-                var (lo, hi) = Vector512.Widen(Vector512.Load(src + k));
-                lo.Store(dst + k);
-                hi.Store(dst + k + 8);
+                g.PartK[(b * m + j) * d + col + k] = dk[j * dhp + k];
+                g.PartV[(b * m + j) * d + col + k] = dv[j * dhp + k];
             }
-        for (; k < n; k++) dst[k] = src[k];
-        for (; k < padded; k++) dst[k] = 0;
     }
 
-    /// <summary>dst[0..n) = src rounded to fp32.</summary>
-    private static unsafe void NarrowStore(double* src, float* dst, int n)
+    /// <summary>dst[0..n) = src, dst[n..padded) = 0.</summary>
+    private static unsafe void CopyPadded(float* src, float* dst, int n, int padded)
     {
-        int k = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; k + 16 <= n; k += 16)
-                Vector512.Narrow(Vector512.Load(src + k), Vector512.Load(src + k + 8)).Store(dst + k);
-        for (; k < n; k++) dst[k] = (float)src[k];
+        new ReadOnlySpan<float>(src, n).CopyTo(new Span<float>(dst, n));
+        if (padded > n) new Span<float>(dst + n, padded - n).Clear();
     }
 
-    /// <summary>y += x, added in fp64 and rounded once.</summary>
-    private static unsafe void AddInto(double* x, float* y, int n)
+    /// <summary>y += x.</summary>
+    private static unsafe void AddInto(float* x, float* y, int n)
     {
-        int k = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; k + 16 <= n; k += 16)
-            {
-                var (lo, hi) = Vector512.Widen(Vector512.Load(y + k));
-                Vector512.Narrow(lo + Vector512.Load(x + k), hi + Vector512.Load(x + k + 8)).Store(y + k);
-            }
-        for (; k < n; k++) y[k] = (float)(y[k] + x[k]);
+        var ys = new Span<float>(y, n);
+        System.Numerics.Tensors.TensorPrimitives.Add(ys, new ReadOnlySpan<float>(x, n), ys);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe double Element<TA>(TA* p) where TA : unmanaged =>
-        typeof(TA) == typeof(float) ? *(float*)p : *(double*)p;
 
     /// <summary>
-    /// C [M, N] = A [M, K] · B [K, N] in fp64 (FMA), overwriting C. A (fp32 or fp64) is read at a + r·ars + k·aks, so a
-    /// transposed or strided operand needs no copy; B and C are row-major fp64 with row strides ldb, ldc. N must be a
-    /// multiple of 16. Tiles of 4 rows × 4 (or 2) vectors keep 16 (8) accumulators in registers and load each B row
-    /// once per 4 rows of A. Summation order is fixed (k = 0..K−1 per element), so results are deterministic.
+    /// C [M, N] = A [M, K] · B [K, N] in fp32 (FMA), overwriting C. A is read at a + r·ars + k·aks, so a transposed or
+    /// strided operand needs no copy; B and C are row-major with row strides ldb, ldc. N must be a multiple of 16.
+    /// Tiles of 4 rows × 4, 2 or 1 vectors keep up to 16 accumulators in registers and load each B row once per 4 rows
+    /// of A. Summation order is fixed (k = 0..K−1 per element), so results are deterministic.
     /// </summary>
-    private static unsafe void Gemm<TOps, TD, TA>(TA* a, nint ars, nint aks, double* b, nint ldb, double* c, nint ldc,
-        int M, int N, int K) where TOps : ISimd<TD> where TD : unmanaged where TA : unmanaged
+    private static unsafe void Gemm<TOps, TV>(float* a, nint ars, nint aks, float* b, nint ldb, float* c, nint ldc,
+        int M, int N, int K) where TOps : ISimd<TV> where TV : unmanaged
     {
         int w = TOps.Count, j = 0;
         for (; j + 4 * w <= N; j += 4 * w)
@@ -547,26 +531,26 @@ public static class Attention
             int i = 0;
             for (; i + 4 <= M; i += 4)
             {
-                TA* pa = a + i * ars;
-                double* pb = b + j;
-                TD c00 = TOps.Zero, c01 = TOps.Zero, c02 = TOps.Zero, c03 = TOps.Zero;
-                TD c10 = TOps.Zero, c11 = TOps.Zero, c12 = TOps.Zero, c13 = TOps.Zero;
-                TD c20 = TOps.Zero, c21 = TOps.Zero, c22 = TOps.Zero, c23 = TOps.Zero;
-                TD c30 = TOps.Zero, c31 = TOps.Zero, c32 = TOps.Zero, c33 = TOps.Zero;
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c00 = TOps.Zero, c01 = TOps.Zero, c02 = TOps.Zero, c03 = TOps.Zero;
+                TV c10 = TOps.Zero, c11 = TOps.Zero, c12 = TOps.Zero, c13 = TOps.Zero;
+                TV c20 = TOps.Zero, c21 = TOps.Zero, c22 = TOps.Zero, c23 = TOps.Zero;
+                TV c30 = TOps.Zero, c31 = TOps.Zero, c32 = TOps.Zero, c33 = TOps.Zero;
                 for (int k = 0; k < K; k++)
                 {
-                    TD b0 = TOps.Load(pb), b1 = TOps.Load(pb + w), b2 = TOps.Load(pb + 2 * w), b3 = TOps.Load(pb + 3 * w);
-                    TD x = TOps.Splat(Element(pa));
+                    TV b0 = TOps.Load(pb), b1 = TOps.Load(pb + w), b2 = TOps.Load(pb + 2 * w), b3 = TOps.Load(pb + 3 * w);
+                    TV x = TOps.Splat(*pa);
                     c00 = TOps.Fma(x, b0, c00); c01 = TOps.Fma(x, b1, c01); c02 = TOps.Fma(x, b2, c02); c03 = TOps.Fma(x, b3, c03);
-                    x = TOps.Splat(Element(pa + ars));
+                    x = TOps.Splat(pa[ars]);
                     c10 = TOps.Fma(x, b0, c10); c11 = TOps.Fma(x, b1, c11); c12 = TOps.Fma(x, b2, c12); c13 = TOps.Fma(x, b3, c13);
-                    x = TOps.Splat(Element(pa + 2 * ars));
+                    x = TOps.Splat(pa[2 * ars]);
                     c20 = TOps.Fma(x, b0, c20); c21 = TOps.Fma(x, b1, c21); c22 = TOps.Fma(x, b2, c22); c23 = TOps.Fma(x, b3, c23);
-                    x = TOps.Splat(Element(pa + 3 * ars));
+                    x = TOps.Splat(pa[3 * ars]);
                     c30 = TOps.Fma(x, b0, c30); c31 = TOps.Fma(x, b1, c31); c32 = TOps.Fma(x, b2, c32); c33 = TOps.Fma(x, b3, c33);
                     pa += aks; pb += ldb;
                 }
-                double* pc = c + i * ldc + j;
+                float* pc = c + i * ldc + j;
                 TOps.Store(pc, c00); TOps.Store(pc + w, c01); TOps.Store(pc + 2 * w, c02); TOps.Store(pc + 3 * w, c03); pc += ldc;
                 TOps.Store(pc, c10); TOps.Store(pc + w, c11); TOps.Store(pc + 2 * w, c12); TOps.Store(pc + 3 * w, c13); pc += ldc;
                 TOps.Store(pc, c20); TOps.Store(pc + w, c21); TOps.Store(pc + 2 * w, c22); TOps.Store(pc + 3 * w, c23); pc += ldc;
@@ -574,43 +558,43 @@ public static class Attention
             }
             for (; i < M; i++)
             {
-                TA* pa = a + i * ars;
-                double* pb = b + j;
-                TD c0 = TOps.Zero, c1 = TOps.Zero, c2 = TOps.Zero, c3 = TOps.Zero;
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c0 = TOps.Zero, c1 = TOps.Zero, c2 = TOps.Zero, c3 = TOps.Zero;
                 for (int k = 0; k < K; k++)
                 {
-                    TD x = TOps.Splat(Element(pa));
+                    TV x = TOps.Splat(*pa);
                     c0 = TOps.Fma(x, TOps.Load(pb), c0); c1 = TOps.Fma(x, TOps.Load(pb + w), c1);
                     c2 = TOps.Fma(x, TOps.Load(pb + 2 * w), c2); c3 = TOps.Fma(x, TOps.Load(pb + 3 * w), c3);
                     pa += aks; pb += ldb;
                 }
-                double* pc = c + i * ldc + j;
+                float* pc = c + i * ldc + j;
                 TOps.Store(pc, c0); TOps.Store(pc + w, c1); TOps.Store(pc + 2 * w, c2); TOps.Store(pc + 3 * w, c3);
             }
         }
-        for (; j < N; j += 2 * w)
+        for (; j + 2 * w <= N; j += 2 * w)
         {
             int i = 0;
             for (; i + 4 <= M; i += 4)
             {
-                TA* pa = a + i * ars;
-                double* pb = b + j;
-                TD c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero;
-                TD c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero;
+                TV c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
                 for (int k = 0; k < K; k++)
                 {
-                    TD b0 = TOps.Load(pb), b1 = TOps.Load(pb + w);
-                    TD x = TOps.Splat(Element(pa));
+                    TV b0 = TOps.Load(pb), b1 = TOps.Load(pb + w);
+                    TV x = TOps.Splat(*pa);
                     c00 = TOps.Fma(x, b0, c00); c01 = TOps.Fma(x, b1, c01);
-                    x = TOps.Splat(Element(pa + ars));
+                    x = TOps.Splat(pa[ars]);
                     c10 = TOps.Fma(x, b0, c10); c11 = TOps.Fma(x, b1, c11);
-                    x = TOps.Splat(Element(pa + 2 * ars));
+                    x = TOps.Splat(pa[2 * ars]);
                     c20 = TOps.Fma(x, b0, c20); c21 = TOps.Fma(x, b1, c21);
-                    x = TOps.Splat(Element(pa + 3 * ars));
+                    x = TOps.Splat(pa[3 * ars]);
                     c30 = TOps.Fma(x, b0, c30); c31 = TOps.Fma(x, b1, c31);
                     pa += aks; pb += ldb;
                 }
-                double* pc = c + i * ldc + j;
+                float* pc = c + i * ldc + j;
                 TOps.Store(pc, c00); TOps.Store(pc + w, c01); pc += ldc;
                 TOps.Store(pc, c10); TOps.Store(pc + w, c11); pc += ldc;
                 TOps.Store(pc, c20); TOps.Store(pc + w, c21); pc += ldc;
@@ -618,177 +602,192 @@ public static class Attention
             }
             for (; i < M; i++)
             {
-                TA* pa = a + i * ars;
-                double* pb = b + j;
-                TD c0 = TOps.Zero, c1 = TOps.Zero;
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c0 = TOps.Zero, c1 = TOps.Zero;
                 for (int k = 0; k < K; k++)
                 {
-                    TD x = TOps.Splat(Element(pa));
+                    TV x = TOps.Splat(*pa);
                     c0 = TOps.Fma(x, TOps.Load(pb), c0); c1 = TOps.Fma(x, TOps.Load(pb + w), c1);
                     pa += aks; pb += ldb;
                 }
                 TOps.Store(c + i * ldc + j, c0); TOps.Store(c + i * ldc + j + w, c1);
             }
         }
-    }
-
-    // e^x = 2^n·e^r, n = round(x·log2 e), r = x − n·ln 2 (Cody–Waite split, |r| ≤ ln2/2), e^r by its degree-12 Taylor
-    // polynomial (truncation error < 2e-16 relative). TensorPrimitives.Exp(double) is several times slower here, most of
-    // all on the masked −10000 / −∞ scores, which take its scalar fix-up path.
-    private const double ExpLog2E = 1.4426950408889634, ExpLn2Hi = 6.93147180369123816490e-01, ExpLn2Lo = 1.90821492927058770002e-10;
-    private const double ExpC3 = 1.0 / 6, ExpC4 = 1.0 / 24, ExpC5 = 1.0 / 120, ExpC6 = 1.0 / 720, ExpC7 = 1.0 / 5040,
-        ExpC8 = 1.0 / 40320, ExpC9 = 1.0 / 362880, ExpC10 = 1.0 / 3628800, ExpC11 = 1.0 / 39916800, ExpC12 = 1.0 / 479001600;
-
-    /// <summary>The few fp64 vector operations the CPU tiles need, for one vector width (JIT-specialized per struct).</summary>
-    private unsafe interface ISimd<TD> where TD : unmanaged
-    {
-        /// <summary>Lanes; 16 must be a multiple of 2·Count.</summary>
-        static abstract int Count { get; }
-        static abstract TD Zero { get; }
-        static abstract TD Load(double* p);
-        static abstract void Store(double* p, TD v);
-        static abstract TD Splat(double x);
-        /// <summary>a·b + c, one rounding.</summary>
-        static abstract TD Fma(TD a, TD b, TD c);
-        static abstract TD Add(TD a, TD b);
-        static abstract TD Sub(TD a, TD b);
-        static abstract TD Mul(TD a, TD b);
-        static abstract TD Max(TD a, TD b);
-        /// <summary>Lanes whose index first + lane is below limit keep v, the others become fill.</summary>
-        static abstract TD KeepBelow(TD v, int first, int limit, double fill);
-        static abstract double Sum(TD v);
-        static abstract double MaxAcross(TD v);
-        /// <summary>e^x for x ≤ 0 (−∞ allowed), ~1 ulp; results below e^−708 are flushed to 0.</summary>
-        static abstract TD ExpNonPositive(TD x);
-    }
-
-    private readonly unsafe struct Simd512 : ISimd<Vector512<double>>
-    {
-        public static int Count => Vector512<double>.Count;
-        public static Vector512<double> Zero => Vector512<double>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Load(double* p) => Vector512.Load(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(double* p, Vector512<double> v) => v.Store(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Splat(double x) => Vector512.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Fma(Vector512<double> a, Vector512<double> b, Vector512<double> c) => Vector512.FusedMultiplyAdd(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Add(Vector512<double> a, Vector512<double> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Sub(Vector512<double> a, Vector512<double> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Mul(Vector512<double> a, Vector512<double> b) => a * b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Max(Vector512<double> a, Vector512<double> b) => Vector512.Max(a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<double> KeepBelow(Vector512<double> v, int first, int limit, double fill) =>
-            Vector512.ConditionalSelect(Vector512.LessThan(Vector512<long>.Indices + Vector512.Create((long)first), Vector512.Create((long)limit)).AsDouble(),
-                v, Vector512.Create(fill));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double Sum(Vector512<double> v) => Vector512.Sum(v);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<double> ExpNonPositive(Vector512<double> x)
+        for (; j < N; j += w)
         {
-            x = Vector512.Max(x, Vector512.Create(-745.0));
+            int i = 0;
+            for (; i + 4 <= M; i += 4)
+            {
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c0 = TOps.Zero, c1 = TOps.Zero, c2 = TOps.Zero, c3 = TOps.Zero;
+                for (int k = 0; k < K; k++)
+                {
+                    TV b0 = TOps.Load(pb);
+                    c0 = TOps.Fma(TOps.Splat(*pa), b0, c0); c1 = TOps.Fma(TOps.Splat(pa[ars]), b0, c1);
+                    c2 = TOps.Fma(TOps.Splat(pa[2 * ars]), b0, c2); c3 = TOps.Fma(TOps.Splat(pa[3 * ars]), b0, c3);
+                    pa += aks; pb += ldb;
+                }
+                float* pc = c + i * ldc + j;
+                TOps.Store(pc, c0); TOps.Store(pc + ldc, c1); TOps.Store(pc + 2 * ldc, c2); TOps.Store(pc + 3 * ldc, c3);
+            }
+            for (; i < M; i++)
+            {
+                float* pa = a + i * ars;
+                float* pb = b + j;
+                TV c0 = TOps.Zero;
+                for (int k = 0; k < K; k++)
+                {
+                    c0 = TOps.Fma(TOps.Splat(*pa), TOps.Load(pb), c0);
+                    pa += aks; pb += ldb;
+                }
+                TOps.Store(c + i * ldc + j, c0);
+            }
+        }
+    }
+
+    // e^x = 2^n·e^r, n = round(x·log2 e), r = x − n·ln 2 (Cody–Waite split, |r| ≤ ln2/2), e^r by its degree-7 Taylor
+    // polynomial (truncation error < 3e-9 relative, below float's 6e-8). Vector Exp from the BCL is several times slower
+    // here, most of all on the masked −10000 / −∞ scores, which take its fix-up path.
+    private const float ExpLog2E = 1.44269504f, ExpLn2Hi = 0.693359375f, ExpLn2Lo = -2.12194440e-4f;
+    private const float ExpC2 = 1f / 2, ExpC3 = 1f / 6, ExpC4 = 1f / 24, ExpC5 = 1f / 120, ExpC6 = 1f / 720, ExpC7 = 1f / 5040;
+
+    /// <summary>The few fp32 vector operations the CPU tiles need, for one vector width (JIT-specialized per struct).</summary>
+    private unsafe interface ISimd<TV> where TV : unmanaged
+    {
+        /// <summary>Lanes; 16 must be a multiple of Count.</summary>
+        static abstract int Count { get; }
+        static abstract TV Zero { get; }
+        static abstract TV Load(float* p);
+        static abstract void Store(float* p, TV v);
+        static abstract TV Splat(float x);
+        /// <summary>a·b + c, one rounding.</summary>
+        static abstract TV Fma(TV a, TV b, TV c);
+        static abstract TV Add(TV a, TV b);
+        static abstract TV Sub(TV a, TV b);
+        static abstract TV Mul(TV a, TV b);
+        static abstract TV Max(TV a, TV b);
+        /// <summary>Lanes whose index first + lane is below limit keep v, the others become fill.</summary>
+        static abstract TV KeepBelow(TV v, int first, int limit, float fill);
+        static abstract float Sum(TV v);
+        static abstract float MaxAcross(TV v);
+        /// <summary>e^x for x ≤ 0 (−∞ allowed), ~1 ulp; results below e^−87 are flushed to 0.</summary>
+        static abstract TV ExpNonPositive(TV x);
+    }
+
+    private readonly unsafe struct Simd512 : ISimd<Vector512<float>>
+    {
+        public static int Count => Vector512<float>.Count;
+        public static Vector512<float> Zero => Vector512<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector512<float> v) => v.Store(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Splat(float x) => Vector512.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Mul(Vector512<float> a, Vector512<float> b) => a * b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> KeepBelow(Vector512<float> v, int first, int limit, float fill) =>
+            Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices + Vector512.Create(first), Vector512.Create(limit)).AsSingle(),
+                v, Vector512.Create(fill));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> ExpNonPositive(Vector512<float> x)
+        {
+            x = Vector512.Max(x, Vector512.Create(-88f));
             var n = Vector512.Round(x * Vector512.Create(ExpLog2E));
             var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-ExpLn2Hi), x);
             r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-ExpLn2Lo), r);
-            var p = Vector512.Create(ExpC12);
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC11));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC10));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC9));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC8));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC7));
+            var p = Vector512.Create(ExpC7);
             p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC6));
             p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC5));
             p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC4));
             p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC3));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.0));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.0));
-            var scale = Vector512.ShiftLeft(Vector512.ConvertToInt64(n) + Vector512.Create(1023L), 52).AsDouble();
-            return Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(-708.0)), Vector512<double>.Zero, p * scale);
+            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC2));
+            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
+            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
+            var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+            return Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(-87f)), Vector512<float>.Zero, p * scale);
         }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double MaxAcross(Vector512<double> v) => Simd256.MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => Simd256.MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
     }
 
-    private readonly unsafe struct Simd256 : ISimd<Vector256<double>>
+    private readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     {
-        public static int Count => Vector256<double>.Count;
-        public static Vector256<double> Zero => Vector256<double>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Load(double* p) => Vector256.Load(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(double* p, Vector256<double> v) => v.Store(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Splat(double x) => Vector256.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Fma(Vector256<double> a, Vector256<double> b, Vector256<double> c) => Vector256.FusedMultiplyAdd(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Add(Vector256<double> a, Vector256<double> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Sub(Vector256<double> a, Vector256<double> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Mul(Vector256<double> a, Vector256<double> b) => a * b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Max(Vector256<double> a, Vector256<double> b) => Vector256.Max(a, b);
+        public static int Count => Vector256<float>.Count;
+        public static Vector256<float> Zero => Vector256<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector256<float> v) => v.Store(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Splat(float x) => Vector256.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Mul(Vector256<float> a, Vector256<float> b) => a * b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<double> KeepBelow(Vector256<double> v, int first, int limit, double fill) =>
-            Vector256.ConditionalSelect(Vector256.LessThan(Vector256<long>.Indices + Vector256.Create((long)first), Vector256.Create((long)limit)).AsDouble(),
+        public static Vector256<float> KeepBelow(Vector256<float> v, int first, int limit, float fill) =>
+            Vector256.ConditionalSelect(Vector256.LessThan(Vector256<int>.Indices + Vector256.Create(first), Vector256.Create(limit)).AsSingle(),
                 v, Vector256.Create(fill));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double Sum(Vector256<double> v) => Vector256.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<double> ExpNonPositive(Vector256<double> x)
+        public static Vector256<float> ExpNonPositive(Vector256<float> x)
         {
-            x = Vector256.Max(x, Vector256.Create(-745.0));
+            x = Vector256.Max(x, Vector256.Create(-88f));
             var n = Vector256.Round(x * Vector256.Create(ExpLog2E));
             var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-ExpLn2Hi), x);
             r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-ExpLn2Lo), r);
-            var p = Vector256.Create(ExpC12);
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC11));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC10));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC9));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC8));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC7));
+            var p = Vector256.Create(ExpC7);
             p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC6));
             p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC5));
             p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC4));
             p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC3));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(0.5));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.0));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.0));
-            var scale = Vector256.ShiftLeft(Vector256.ConvertToInt64(n) + Vector256.Create(1023L), 52).AsDouble();
-            return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(-708.0)), Vector256<double>.Zero, p * scale);
+            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC2));
+            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f));
+            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f));
+            var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+            return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(-87f)), Vector256<float>.Zero, p * scale);
         }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double MaxAcross(Vector256<double> v) => Simd128.MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => Simd128.MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
     }
 
-    private readonly unsafe struct Simd128 : ISimd<Vector128<double>>
+    private readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     {
-        public static int Count => Vector128<double>.Count;
-        public static Vector128<double> Zero => Vector128<double>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Load(double* p) => Vector128.Load(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(double* p, Vector128<double> v) => v.Store(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Splat(double x) => Vector128.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Fma(Vector128<double> a, Vector128<double> b, Vector128<double> c) => Vector128.FusedMultiplyAdd(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Add(Vector128<double> a, Vector128<double> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Sub(Vector128<double> a, Vector128<double> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Mul(Vector128<double> a, Vector128<double> b) => a * b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Max(Vector128<double> a, Vector128<double> b) => Vector128.Max(a, b);
+        public static int Count => Vector128<float>.Count;
+        public static Vector128<float> Zero => Vector128<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float* p, Vector128<float> v) => v.Store(p);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Splat(float x) => Vector128.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<double> KeepBelow(Vector128<double> v, int first, int limit, double fill) =>
-            Vector128.ConditionalSelect(Vector128.LessThan(Vector128<long>.Indices + Vector128.Create((long)first), Vector128.Create((long)limit)).AsDouble(),
+        public static Vector128<float> KeepBelow(Vector128<float> v, int first, int limit, float fill) =>
+            Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices + Vector128.Create(first), Vector128.Create(limit)).AsSingle(),
                 v, Vector128.Create(fill));
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double Sum(Vector128<double> v) => Vector128.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<double> ExpNonPositive(Vector128<double> x)
+        public static Vector128<float> ExpNonPositive(Vector128<float> x)
         {
-            x = Vector128.Max(x, Vector128.Create(-745.0));
+            x = Vector128.Max(x, Vector128.Create(-88f));
             var n = Vector128.Round(x * Vector128.Create(ExpLog2E));
             var r = Vector128.FusedMultiplyAdd(n, Vector128.Create(-ExpLn2Hi), x);
             r = Vector128.FusedMultiplyAdd(n, Vector128.Create(-ExpLn2Lo), r);
-            var p = Vector128.Create(ExpC12);
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC11));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC10));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC9));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC8));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC7));
+            var p = Vector128.Create(ExpC7);
             p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC6));
             p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC5));
             p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC4));
             p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC3));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(0.5));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1.0));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1.0));
-            var scale = Vector128.ShiftLeft(Vector128.ConvertToInt64(n) + Vector128.Create(1023L), 52).AsDouble();
-            return Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(-708.0)), Vector128<double>.Zero, p * scale);
+            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC2));
+            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1f));
+            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1f));
+            var scale = Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+            return Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(-87f)), Vector128<float>.Zero, p * scale);
         }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double MaxAcross(Vector128<double> v) => Math.Max(v.GetElement(0), v.GetElement(1));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> v) => Math.Max(Math.Max(v.GetElement(0), v.GetElement(1)), Math.Max(v.GetElement(2), v.GetElement(3)));
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -118,6 +118,23 @@ public class AttentionTests
     };
 
     [Theory]
+    [InlineData(256)]
+    [InlineData(128)]
+    public void NarrowerVectorTilesMatchReference(int bits)
+    {
+        Attention.ForceVectorBits = bits;
+        try
+        {
+            CpuForwardBackwardMatchReference(3, 7, 3, 8, 5, true);
+            CpuForwardBackwardMatchReference(2, 64, 12, 32, 12, false);
+        }
+        finally
+        {
+            Attention.ForceVectorBits = 0;
+        }
+    }
+
+    [Theory]
     [MemberData(nameof(CpuCases))]
     public void CpuForwardBackwardMatchReference(int B, int T, int H, int dh, int m, bool causal)
     {
@@ -304,15 +321,18 @@ public class AttentionTests
         return r;
     }
 
-    private static void AssertClose(string what, float[] actual, double[] expected)
-    {
-        double err = TestData.MaxRelError(actual, expected);
-        Assert.True(err <= 1e-4, $"{what}: max rel error {err}");
-    }
+    /// <summary>
+    /// Both paths accumulate in fp32 (scores over dh, P·V over m+T keys, dK/dV over T queries, and dS = P∘(dP − D), which
+    /// cancels): measured up to 1.5e-4 against the fp64 reference at T = 64, m = 12 (against the 1e-3·max floor of
+    /// <see cref="TestData.MaxRelError(ReadOnlySpan{double}, ReadOnlySpan{double})"/>); an indexing or masking bug is O(1).
+    /// </summary>
+    private const double Fp32Tolerance = 3e-4;
+
+    private static void AssertClose(string what, float[] actual, double[] expected) => AssertClose(what, TestData.ToDouble(actual), expected);
 
     private static void AssertClose(string what, double[] actual, double[] expected)
     {
         double err = TestData.MaxRelError(actual, expected);
-        Assert.True(err <= 1e-4, $"{what}: max rel error {err}");
+        Assert.True(err <= Fp32Tolerance, $"{what}: max rel error {err}");
     }
 }
