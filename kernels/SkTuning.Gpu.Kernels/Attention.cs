@@ -422,7 +422,7 @@ public static class Attention
             var vSum = TOps.Zero;
             for (int j = 0; j < Sp; j += w)
             {
-                var e = TOps.ExpNonPositive(TOps.Sub(TOps.Load(row + j), vC));
+                var e = ExpNonPositive<TOps, TV>(TOps.Sub(TOps.Load(row + j), vC));
                 TOps.Store(row + j, e);
                 vSum = TOps.Add(vSum, e);
             }
@@ -672,8 +672,31 @@ public static class Attention
         static abstract TV KeepBelow(TV v, int first, int limit, float fill);
         static abstract float Sum(TV v);
         static abstract float MaxAcross(TV v);
-        /// <summary>e^x for x ≤ 0 (−∞ allowed), ~1 ulp; results below e^−87 are flushed to 0.</summary>
-        static abstract TV ExpNonPositive(TV x);
+        /// <summary>Round to the nearest integer (ties to even).</summary>
+        static abstract TV Round(TV v);
+        /// <summary>2ⁿ for integral n in [−126, 127], built in the exponent bits.</summary>
+        static abstract TV Pow2(TV n);
+        /// <summary>v, with 0 in the lanes where x &lt; limit.</summary>
+        static abstract TV ZeroWhereBelow(TV v, TV x, float limit);
+    }
+
+    /// <summary>e^x for x ≤ 0 (−∞ allowed), ~1 ulp; results below e^−87 are flushed to 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV ExpNonPositive<TOps, TV>(TV x) where TOps : ISimd<TV> where TV : unmanaged
+    {
+        x = TOps.Max(x, TOps.Splat(-88f));
+        var n = TOps.Round(TOps.Mul(x, TOps.Splat(ExpLog2E)));
+        var r = TOps.Fma(n, TOps.Splat(-ExpLn2Hi), x);
+        r = TOps.Fma(n, TOps.Splat(-ExpLn2Lo), r);
+        var p = TOps.Splat(ExpC7);
+        p = TOps.Fma(p, r, TOps.Splat(ExpC6));
+        p = TOps.Fma(p, r, TOps.Splat(ExpC5));
+        p = TOps.Fma(p, r, TOps.Splat(ExpC4));
+        p = TOps.Fma(p, r, TOps.Splat(ExpC3));
+        p = TOps.Fma(p, r, TOps.Splat(ExpC2));
+        p = TOps.Fma(p, r, TOps.Splat(1f));
+        p = TOps.Fma(p, r, TOps.Splat(1f));
+        return TOps.ZeroWhereBelow(TOps.Mul(p, TOps.Pow2(n)), x, -87f);
     }
 
     private readonly unsafe struct Simd512 : ISimd<Vector512<float>>
@@ -693,24 +716,12 @@ public static class Attention
             Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices + Vector512.Create(first), Vector512.Create(limit)).AsSingle(),
                 v, Vector512.Create(fill));
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> v) => Vector512.Round(v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> ExpNonPositive(Vector512<float> x)
-        {
-            x = Vector512.Max(x, Vector512.Create(-88f));
-            var n = Vector512.Round(x * Vector512.Create(ExpLog2E));
-            var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-ExpLn2Hi), x);
-            r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-ExpLn2Lo), r);
-            var p = Vector512.Create(ExpC7);
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC6));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC5));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC4));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC3));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpC2));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
-            p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f));
-            var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
-            return Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(-87f)), Vector512<float>.Zero, p * scale);
-        }
+        public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> ZeroWhereBelow(Vector512<float> v, Vector512<float> x, float limit) =>
+            Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(limit)), Vector512<float>.Zero, v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => Simd256.MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
     }
 
@@ -731,24 +742,12 @@ public static class Attention
             Vector256.ConditionalSelect(Vector256.LessThan(Vector256<int>.Indices + Vector256.Create(first), Vector256.Create(limit)).AsSingle(),
                 v, Vector256.Create(fill));
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> v) => Vector256.Round(v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> ExpNonPositive(Vector256<float> x)
-        {
-            x = Vector256.Max(x, Vector256.Create(-88f));
-            var n = Vector256.Round(x * Vector256.Create(ExpLog2E));
-            var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-ExpLn2Hi), x);
-            r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-ExpLn2Lo), r);
-            var p = Vector256.Create(ExpC7);
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC6));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC5));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC4));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC3));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpC2));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f));
-            p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f));
-            var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
-            return Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(-87f)), Vector256<float>.Zero, p * scale);
-        }
+        public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> ZeroWhereBelow(Vector256<float> v, Vector256<float> x, float limit) =>
+            Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(limit)), Vector256<float>.Zero, v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => Simd128.MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
     }
 
@@ -769,24 +768,12 @@ public static class Attention
             Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices + Vector128.Create(first), Vector128.Create(limit)).AsSingle(),
                 v, Vector128.Create(fill));
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> v) => Vector128.Round(v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> ExpNonPositive(Vector128<float> x)
-        {
-            x = Vector128.Max(x, Vector128.Create(-88f));
-            var n = Vector128.Round(x * Vector128.Create(ExpLog2E));
-            var r = Vector128.FusedMultiplyAdd(n, Vector128.Create(-ExpLn2Hi), x);
-            r = Vector128.FusedMultiplyAdd(n, Vector128.Create(-ExpLn2Lo), r);
-            var p = Vector128.Create(ExpC7);
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC6));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC5));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC4));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC3));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpC2));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1f));
-            p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(1f));
-            var scale = Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
-            return Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(-87f)), Vector128<float>.Zero, p * scale);
-        }
+        public static Vector128<float> Pow2(Vector128<float> n) => Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> ZeroWhereBelow(Vector128<float> v, Vector128<float> x, float limit) =>
+            Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(limit)), Vector128<float>.Zero, v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> v) => Math.Max(Math.Max(v.GetElement(0), v.GetElement(1)), Math.Max(v.GetElement(2), v.GetElement(3)));
     }
 
