@@ -162,51 +162,22 @@ public static class Gelu
 
     // ---------------------------------------------------------------- CPU
 
-    private const int Chunk = 8192;
-
     /// <summary>CPU forward (Vector512 where available, parallel over chunks; y may alias x).</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static unsafe void Forward(ReadOnlySpan<float> x, Span<float> y)
-    {
-        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
-        int n = x.Length, chunks = (n + Chunk - 1) / Chunk;
-        fixed (float* px = x, py = y)
-        {
-            var X = new OpsPtr<float>(px); var Y = new OpsPtr<float>(py);
-            OpsParallel.For(chunks, (long)n * 16, c =>
-            {
-                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; i + 16 <= end; i += 16) Value(Vector512.Create<float>(X.Span(i, 16))).CopyTo(Y.Span(i, 16));
-                for (; i < end; i++) Y[i] = Value(X[i]);
-            });
-        }
-    }
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y) => Elementwise.Forward<Op>(x, y, 16);
 
     /// <summary>CPU backward: <c>dx += dy·GELU'(x)</c>.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static unsafe void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx) =>
+        Elementwise.Backward<Op>(dy, x, dx, "x", 24);
+
+    /// <summary>GELU for <see cref="Elementwise"/>: the slope is read from the input x.</summary>
+    private readonly struct Op : IActivation
     {
-        OpsCheck.Length(dy.Length, x.Length, nameof(dy), "length of x");
-        OpsCheck.Length(dx.Length, x.Length, nameof(dx), "length of x");
-        int n = x.Length, chunks = (n + Chunk - 1) / Chunk;
-        fixed (float* px = x, pdy = dy, pdx = dx)
-        {
-            var X = new OpsPtr<float>(px); var Dy = new OpsPtr<float>(pdy); var Dx = new OpsPtr<float>(pdx);
-            OpsParallel.For(chunks, (long)n * 24, c =>
-            {
-                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
-                if (Vector512.IsHardwareAccelerated)
-                {
-                    for (; i + 16 <= end; i += 16)
-                    {
-                        var dxv = Dx.Span(i, 16);
-                        (Vector512.Create<float>(dxv) + Vector512.Create<float>(Dy.Span(i, 16)) * Derivative(Vector512.Create<float>(X.Span(i, 16)))).CopyTo(dxv);
-                    }
-                }
-                for (; i < end; i++) Dx[i] += Dy[i] * Derivative(X[i]);
-            });
-        }
+        public static float Value(float x) => Gelu.Value(x);
+        public static Vector512<float> Value(Vector512<float> x) => Gelu.Value(x);
+        public static float Slope(float x) => Derivative(x);
+        public static Vector512<float> Slope(Vector512<float> x) => Derivative(x);
     }
 
     // ---------------------------------------------------------------- ILGPU

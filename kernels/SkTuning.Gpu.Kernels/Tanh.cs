@@ -75,52 +75,22 @@ public static class Tanh
 
     // ---------------------------------------------------------------- CPU
 
-    private const int Chunk = 8192;
-
     /// <summary>CPU forward (Vector512 where available, parallel over chunks; y may alias x).</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static unsafe void Forward(ReadOnlySpan<float> x, Span<float> y)
-    {
-        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
-        int n = x.Length, chunks = (n + Chunk - 1) / Chunk;
-        fixed (float* px = x, py = y)
-        {
-            var X = new OpsPtr<float>(px); var Y = new OpsPtr<float>(py);
-            OpsParallel.For(chunks, (long)n * 12, c =>
-            {
-                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
-                if (Vector512.IsHardwareAccelerated)
-                    for (; i + 16 <= end; i += 16) Value(Vector512.Create<float>(X.Span(i, 16))).CopyTo(Y.Span(i, 16));
-                for (; i < end; i++) Y[i] = Value(X[i]);
-            });
-        }
-    }
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y) => Elementwise.Forward<Op>(x, y, 12);
 
     /// <summary>CPU backward from the saved output: <c>dx += dy·(1 − y²)</c>.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static unsafe void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> y, Span<float> dx)
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> y, Span<float> dx) =>
+        Elementwise.Backward<Op>(dy, y, dx, "y", 4);
+
+    /// <summary>tanh for <see cref="Elementwise"/>: the slope 1 − y² is read from the saved output y.</summary>
+    private readonly struct Op : IActivation
     {
-        OpsCheck.Length(dy.Length, y.Length, nameof(dy), "length of y");
-        OpsCheck.Length(dx.Length, y.Length, nameof(dx), "length of y");
-        int n = y.Length, chunks = (n + Chunk - 1) / Chunk;
-        fixed (float* py = y, pdy = dy, pdx = dx)
-        {
-            var Y = new OpsPtr<float>(py); var Dy = new OpsPtr<float>(pdy); var Dx = new OpsPtr<float>(pdx);
-            OpsParallel.For(chunks, (long)n * 4, c =>
-            {
-                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
-                if (Vector512.IsHardwareAccelerated)
-                {
-                    for (; i + 16 <= end; i += 16)
-                    {
-                        var dxv = Dx.Span(i, 16);
-                        var yv = Vector512.Create<float>(Y.Span(i, 16));
-                        (Vector512.Create<float>(dxv) + Vector512.Create<float>(Dy.Span(i, 16)) * (Vector512<float>.One - yv * yv)).CopyTo(dxv);
-                    }
-                }
-                for (; i < end; i++) Dx[i] += Dy[i] * (1f - Y[i] * Y[i]);
-            });
-        }
+        public static float Value(float x) => Tanh.Value(x);
+        public static Vector512<float> Value(Vector512<float> x) => Tanh.Value(x);
+        public static float Slope(float y) => 1f - y * y;
+        public static Vector512<float> Slope(Vector512<float> y) => Vector512<float>.One - y * y;
     }
 
     // ---------------------------------------------------------------- ILGPU

@@ -1,0 +1,63 @@
+using System.Runtime.Intrinsics;
+
+namespace SkTuning.Gpu.Kernels;
+
+/// <summary>
+/// An element-wise activation for <see cref="Elementwise"/>: its value, and its slope expressed in the tensor the
+/// backward reads (the input x for GELU, the saved output y for tanh). Static abstract so the JIT inlines both.
+/// </summary>
+internal interface IActivation
+{
+    static abstract float Value(float x);
+    static abstract Vector512<float> Value(Vector512<float> x);
+    static abstract float Slope(float saved);
+    static abstract Vector512<float> Slope(Vector512<float> saved);
+}
+
+/// <summary>The CPU driver shared by the element-wise activations: fixed chunks in parallel, Vector512 inside, scalar tail.</summary>
+internal static class Elementwise
+{
+    private const int Chunk = 8192;
+
+    /// <summary>y = f(x) (y may alias x); <paramref name="workPerElement"/> weighs the parallel threshold.</summary>
+    public static unsafe void Forward<TAct>(ReadOnlySpan<float> x, Span<float> y, long workPerElement) where TAct : IActivation
+    {
+        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
+        int n = x.Length, chunks = (n + Chunk - 1) / Chunk;
+        fixed (float* px = x, py = y)
+        {
+            var X = new OpsPtr<float>(px); var Y = new OpsPtr<float>(py);
+            OpsParallel.For(chunks, n * workPerElement, c =>
+            {
+                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; i + 16 <= end; i += 16) TAct.Value(Vector512.Create<float>(X.Span(i, 16))).CopyTo(Y.Span(i, 16));
+                for (; i < end; i++) Y[i] = TAct.Value(X[i]);
+            });
+        }
+    }
+
+    /// <summary><c>dx += dy·slope(saved)</c>; <paramref name="savedName"/> names the saved tensor in size errors.</summary>
+    public static unsafe void Backward<TAct>(ReadOnlySpan<float> dy, ReadOnlySpan<float> saved, Span<float> dx, string savedName,
+        long workPerElement) where TAct : IActivation
+    {
+        OpsCheck.Length(dy.Length, saved.Length, nameof(dy), "length of " + savedName);
+        OpsCheck.Length(dx.Length, saved.Length, nameof(dx), "length of " + savedName);
+        int n = saved.Length, chunks = (n + Chunk - 1) / Chunk;
+        fixed (float* ps = saved, pdy = dy, pdx = dx)
+        {
+            var S = new OpsPtr<float>(ps); var Dy = new OpsPtr<float>(pdy); var Dx = new OpsPtr<float>(pdx);
+            OpsParallel.For(chunks, n * workPerElement, c =>
+            {
+                int end = Math.Min(n, (c + 1) * Chunk), i = c * Chunk;
+                if (Vector512.IsHardwareAccelerated)
+                    for (; i + 16 <= end; i += 16)
+                    {
+                        var dxv = Dx.Span(i, 16);
+                        (Vector512.Create<float>(dxv) + Vector512.Create<float>(Dy.Span(i, 16)) * TAct.Slope(Vector512.Create<float>(S.Span(i, 16)))).CopyTo(dxv);
+                    }
+                for (; i < end; i++) Dx[i] += Dy[i] * TAct.Slope(S[i]);
+            });
+        }
+    }
+}
