@@ -38,9 +38,9 @@ internal sealed class DeviceWeights : IDisposable
             TokenTypeEmbeddings = U(w.Embeddings.TokenType),
             EmbeddingLnGamma = U(w.Embeddings.NormGamma),
             EmbeddingLnBeta = U(w.Embeddings.NormBeta),
-            Layers = w.Layers.Select(l => new DeviceLayer(U(l.FusedQkvWeight()), U(l.FusedQkvBias()), U(l.Wo), U(l.Bo),
+            Layers = w.Layers.Select(l => new DeviceLayer(U(l.FusedQkvWeight(spec.Hidden)), U(l.FusedQkvBias()), U(l.Wo), U(l.Bo),
                 U(l.AttentionNormGamma), U(l.AttentionNormBeta), U(l.W1), U(l.B1), U(l.W2), U(l.B2),
-                U(l.OutputNormGamma), U(l.OutputNormBeta))).ToArray(),
+                U(l.FfnNormGamma), U(l.FfnNormBeta))).ToArray(),
         };
         result._owned.AddRange(owned);
         return result;
@@ -76,7 +76,7 @@ internal sealed class DeviceWeights : IDisposable
                 var n = EngineParameters.LayerNames(l);
                 return new DeviceLayer(N(n.QkvWeight), N(n.QkvBias), N(n.AttentionOutputWeight), N(n.AttentionOutputBias),
                     N(n.AttentionNormGamma), N(n.AttentionNormBeta), N(n.FfnUpWeight), N(n.FfnUpBias), N(n.FfnDownWeight), N(n.FfnDownBias),
-                    N(n.OutputNormGamma), N(n.OutputNormBeta));
+                    N(n.FfnNormGamma), N(n.FfnNormBeta));
             }).ToArray(),
         };
     }

@@ -36,12 +36,12 @@ public sealed record LoraOptions(int Rank, float Alpha, float Dropout)
 /// <param name="FfnUpBias">FFN input bias [F].</param>
 /// <param name="FfnDownWeight">FFN output projection [F, d].</param>
 /// <param name="FfnDownBias">FFN output bias [d].</param>
-/// <param name="OutputNormGamma">LayerNorm after the FFN residual, γ [d].</param>
-/// <param name="OutputNormBeta">LayerNorm after the FFN residual, β [d].</param>
+/// <param name="FfnNormGamma">LayerNorm after the FFN residual, γ [d].</param>
+/// <param name="FfnNormBeta">LayerNorm after the FFN residual, β [d].</param>
 public sealed record LayerTensorNames(
     string QkvWeight, string QkvBias, string AttentionOutputWeight, string AttentionOutputBias,
     string AttentionNormGamma, string AttentionNormBeta, string FfnUpWeight, string FfnUpBias,
-    string FfnDownWeight, string FfnDownBias, string OutputNormGamma, string OutputNormBeta);
+    string FfnDownWeight, string FfnDownBias, string FfnNormGamma, string FfnNormBeta);
 
 /// <summary>
 /// The transformer's trainable tensors for the two baselines that train inside the model: full fine-tuning (every
@@ -111,8 +111,8 @@ public static class EngineParameters
             yield return (n.FfnUpBias, [F]);
             yield return (n.FfnDownWeight, [F, d]);
             yield return (n.FfnDownBias, [d]);
-            yield return (n.OutputNormGamma, [d]);
-            yield return (n.OutputNormBeta, [d]);
+            yield return (n.FfnNormGamma, [d]);
+            yield return (n.FfnNormBeta, [d]);
         }
     }
 
@@ -130,7 +130,7 @@ public static class EngineParameters
         {
             var w = weights.Layers[l];
             var n = LayerNames(l);
-            result[n.QkvWeight] = w.FusedQkvWeight();
+            result[n.QkvWeight] = w.FusedQkvWeight(weights.Spec.Hidden);
             result[n.QkvBias] = w.FusedQkvBias();
             result[n.AttentionOutputWeight] = w.Wo;
             result[n.AttentionOutputBias] = w.Bo;
@@ -140,8 +140,8 @@ public static class EngineParameters
             result[n.FfnUpBias] = w.B1;
             result[n.FfnDownWeight] = w.W2;
             result[n.FfnDownBias] = w.B2;
-            result[n.OutputNormGamma] = w.OutputNormGamma;
-            result[n.OutputNormBeta] = w.OutputNormBeta;
+            result[n.FfnNormGamma] = w.FfnNormGamma;
+            result[n.FfnNormBeta] = w.FfnNormBeta;
         }
         return result;
     }

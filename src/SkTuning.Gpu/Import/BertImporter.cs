@@ -168,7 +168,7 @@ public static class BertImporter
                     Wq = q.W, Bq = q.B, Wk = k.W, Bk = k.B, Wv = v.W, Bv = v.B, Wo = o.W, Bo = o.B,
                     AttentionNormGamma = norm1.Gamma, AttentionNormBeta = norm1.Beta,
                     W1 = up.W, B1 = up.B, W2 = down.W, B2 = down.B,
-                    OutputNormGamma = norm2.Gamma, OutputNormBeta = norm2.Beta,
+                    FfnNormGamma = norm2.Gamma, FfnNormBeta = norm2.Beta,
                 });
                 h = norm2.Output;
                 hidden.Add(h);
@@ -188,6 +188,7 @@ public static class BertImporter
             var spec = new ModelSpec
             {
                 Family = ModelFamily.Bert,
+                EmbeddingNorm = true,
                 Layers = layers.Count,
                 Hidden = d,
                 Heads = heads,

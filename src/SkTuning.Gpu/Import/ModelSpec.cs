@@ -117,8 +117,32 @@ public sealed record ModelSpec
     /// <summary>Whether the model has a pooler (Linear + Tanh on the first token).</summary>
     public bool HasPooler { get; init; }
 
+    /// <summary>Whether a norm follows the embedding sum (BERT, BLOOM); GPT-2 and LLaMA have none.</summary>
+    public bool EmbeddingNorm { get; init; }
+
+    /// <summary>
+    /// RoPE base θ: inverse frequencies θ^(−2i/r) for i &lt; r/2 (as Hugging Face computes them in fp32). Read from the
+    /// graph (inverse-frequency constant or cos/sin cache); unused without <see cref="PositionKind.Rope"/>.
+    /// </summary>
+    public float RopeTheta { get; init; } = 10000f;
+
+    /// <summary>
+    /// Rotary dimensions r per head (the first r of each head rotate, rotate-half pairing i ↔ i + r/2); equals
+    /// <see cref="HeadSize"/> for LLaMA; 0 without RoPE.
+    /// </summary>
+    public int RotaryDim { get; init; }
+
+    /// <summary>Whether the q/k/v projections carry biases (BERT, GPT-2, Qwen2; not LLaMA/Mistral).</summary>
+    public bool QkvBias { get; init; } = true;
+
+    /// <summary>Whether the attention output, FFN and norm β carry biases (BERT, GPT-2; not LLaMA-family, which uses RMSNorm).</summary>
+    public bool OtherBiases { get; init; } = true;
+
     /// <summary>Number of parameters (embeddings, layers, final norm, pooler).</summary>
     public required long ParameterCount { get; init; }
+
+    /// <summary>Whether the layers are pre-norm with a final norm after the last layer.</summary>
+    public bool HasFinalNorm => NormPlacement == NormPlacement.Pre;
 
     /// <summary>Size of the key/value projections: <see cref="KvHeads"/>·<see cref="HeadSize"/>.</summary>
     public int KvDim => KvHeads * HeadSize;
@@ -130,7 +154,7 @@ public sealed record ModelSpec
         var heads = KvHeads == Heads ? $"{Heads} heads × {HeadSize}" : $"{Heads} heads ({KvHeads} KV) × {HeadSize}";
         return string.Create(ic,
             $"{Family.ToString().ToLowerInvariant()}: {Layers} layers, d {Hidden}, {heads}, FFN {FfnSize}, " +
-            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}), " +
+            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}{(Positions == PositionKind.Rope ? $", θ {RopeTheta:G6}, rotary {RotaryDim}" : "")}), " +
             $"{(Causal ? "causal" : "bidirectional")}, vocabulary {VocabSize:N0}, token types {TypeVocabSize}, " +
             $"mask {MaskValue:G6}{(HasPooler ? ", pooler" : "")}, {ParameterCount / 1e6:F2}M parameters");
     }

@@ -26,8 +26,10 @@ public sealed class EmbeddingWeights
 }
 
 /// <summary>
-/// One transformer layer. Every matrix is stored [in, out] row-major (y = x·W + b), the layout of a torch
-/// export's MatMul initializers. For BERT: h₁ = LN₁(h + Attn(h)·Wo + bo), h₂ = LN₂(h₁ + GELU(h₁·W1 + b1)·W2 + b2).
+/// One transformer layer, weights named by role. Every matrix is stored [in, out] row-major (y = x·W + b), the layout
+/// of a torch export's MatMul initializers; an absent bias or norm β is an empty array. Post-norm (BERT):
+/// h₁ = AttnNorm(h + Attn(h)·Wo + bo), h₂ = FfnNorm(h₁ + act(h₁·W1 + b1)·W2 + b2). Pre-norm (GPT-2, LLaMA):
+/// h₁ = h + Attn(AttnNorm(h))·Wo + bo, h₂ = h₁ + FFN(FfnNorm(h₁)). With SwiGLU, FFN(x) = (silu(x·WGate) ⊙ (x·W1))·W2.
 /// </summary>
 public sealed class LayerWeights
 {
@@ -47,11 +49,13 @@ public sealed class LayerWeights
     public required float[] Wo { get; init; }
     /// <summary>Attention output bias [d].</summary>
     public required float[] Bo { get; init; }
-    /// <summary>LayerNorm after the attention residual, γ [d].</summary>
+    /// <summary>The attention branch's norm (after its residual when post-norm, before attention when pre-norm), γ [d].</summary>
     public required float[] AttentionNormGamma { get; init; }
-    /// <summary>LayerNorm after the attention residual, β [d].</summary>
+    /// <summary>The attention branch's norm β [d] (empty for RMSNorm).</summary>
     public required float[] AttentionNormBeta { get; init; }
-    /// <summary>FFN input projection [d, F].</summary>
+    /// <summary>SwiGLU gate projection [d, F] (empty without SwiGLU).</summary>
+    public float[] WGate { get; init; } = [];
+    /// <summary>FFN input (up) projection [d, F].</summary>
     public required float[] W1 { get; init; }
     /// <summary>FFN input bias [F].</summary>
     public required float[] B1 { get; init; }
@@ -59,22 +63,23 @@ public sealed class LayerWeights
     public required float[] W2 { get; init; }
     /// <summary>FFN output bias [d].</summary>
     public required float[] B2 { get; init; }
-    /// <summary>LayerNorm after the FFN residual, γ [d].</summary>
-    public required float[] OutputNormGamma { get; init; }
-    /// <summary>LayerNorm after the FFN residual, β [d].</summary>
-    public required float[] OutputNormBeta { get; init; }
+    /// <summary>The FFN branch's norm (after its residual when post-norm, before the FFN when pre-norm), γ [d].</summary>
+    public required float[] FfnNormGamma { get; init; }
+    /// <summary>The FFN branch's norm β [d] (empty for RMSNorm).</summary>
+    public required float[] FfnNormBeta { get; init; }
 
     /// <summary>Number of floats held.</summary>
-    public long Count => new[] { Wq, Bq, Wk, Bk, Wv, Bv, Wo, Bo, AttentionNormGamma, AttentionNormBeta, W1, B1, W2, B2, OutputNormGamma, OutputNormBeta }
+    public long Count => new[] { Wq, Bq, Wk, Bk, Wv, Bv, Wo, Bo, AttentionNormGamma, AttentionNormBeta, WGate, W1, B1, W2, B2, FfnNormGamma, FfnNormBeta }
         .Sum(a => (long)a.Length);
 
     /// <summary>
     /// The fused QKV projection [d, dq + 2·kvDim] (columns q | k | v), for one GEMM: row i is
     /// Wq[i,:] then Wk[i,:] then Wv[i,:]. A new array each call.
     /// </summary>
-    public float[] FusedQkvWeight()
+    /// <param name="hidden">d (the rows of every projection).</param>
+    public float[] FusedQkvWeight(int hidden)
     {
-        int dq = Bq.Length, dk = Bk.Length, dv = Bv.Length, rows = Wq.Length / dq, width = dq + dk + dv;
+        int rows = hidden, dq = Wq.Length / rows, dk = Wk.Length / rows, dv = Wv.Length / rows, width = dq + dk + dv;
         var w = new float[rows * width];
         for (int i = 0; i < rows; i++)
         {
@@ -85,8 +90,22 @@ public sealed class LayerWeights
         return w;
     }
 
-    /// <summary>The fused QKV bias [dq + 2·kvDim] (q | k | v). A new array each call.</summary>
-    public float[] FusedQkvBias() => [.. Bq, .. Bk, .. Bv];
+    /// <summary>The fused QKV bias [dq + 2·kvDim] (q | k | v), or empty when the projections have no biases. A new array each call.</summary>
+    public float[] FusedQkvBias() => Bq.Length + Bk.Length + Bv.Length == 0 ? [] : [.. Bq, .. Bk, .. Bv];
+
+    /// <summary>The fused SwiGLU input projection [d, 2F] (columns gate | up), for one GEMM. A new array each call.</summary>
+    /// <param name="hidden">d.</param>
+    public float[] FusedGateUpWeight(int hidden)
+    {
+        int f = W1.Length / hidden, width = 2 * f;
+        var w = new float[hidden * width];
+        for (int i = 0; i < hidden; i++)
+        {
+            WGate.AsSpan(i * f, f).CopyTo(w.AsSpan(i * width));
+            W1.AsSpan(i * f, f).CopyTo(w.AsSpan(i * width + f));
+        }
+        return w;
+    }
 }
 
 /// <summary>The pooler: Linear(d → d) + Tanh on the first token's final state.</summary>
@@ -114,8 +133,15 @@ public sealed class ModelWeights
     /// <summary>The pooler, when the graph has one.</summary>
     public PoolerWeights? Pooler { get; init; }
 
+    /// <summary>The final norm after the last layer (pre-norm models), γ [d]; empty for post-norm models.</summary>
+    public float[] FinalNormGamma { get; init; } = [];
+
+    /// <summary>The final norm β [d] (empty for RMSNorm and post-norm models).</summary>
+    public float[] FinalNormBeta { get; init; } = [];
+
     /// <summary>Number of floats held (equals <see cref="ModelSpec.ParameterCount"/>).</summary>
-    public long Count => Embeddings.Count + Layers.Sum(l => l.Count) + (Pooler is null ? 0 : Pooler.W.Length + Pooler.B.Length);
+    public long Count => Embeddings.Count + Layers.Sum(l => l.Count) + (Pooler is null ? 0 : Pooler.W.Length + Pooler.B.Length)
+        + FinalNormGamma.Length + FinalNormBeta.Length;
 }
 
 /// <summary>The result of importing an ONNX model: architecture, weights and the graph's value names.</summary>
@@ -123,8 +149,9 @@ public sealed class ModelWeights
 /// <param name="Spec">The architecture.</param>
 /// <param name="Weights">The weights.</param>
 /// <param name="HiddenStateNames">
-/// Graph value names of the hidden states: the embedding output first, then each layer's output
-/// (L + 1 names; the last is the final hidden state). Pass to <c>OnnxModel.WithExtraOutputs</c> to read every layer.
+/// Graph value names of the hidden states: the input of each layer l = 0..L−1 (the embedding output first), then the
+/// final hidden state (L + 1 names; for pre-norm models the last is after the final norm). Pass to
+/// <c>OnnxModel.WithExtraOutputs</c> to read every layer.
 /// </param>
 /// <param name="InputIdsName">The graph input holding token ids.</param>
 /// <param name="AttentionMaskName">The graph input holding the attention mask, or null.</param>
@@ -138,6 +165,15 @@ public sealed record ImportedModel(
     string? AttentionMaskName,
     string? TokenTypeIdsName)
 {
+    /// <summary>The graph input holding position ids ([B, T] int64), or null when the graph computes positions itself.</summary>
+    public string? PositionIdsName { get; init; }
+
+    /// <summary>
+    /// "With past" exports' cache inputs (<c>past_key_values.N.key</c>/<c>.value</c>), fed as empty tensors
+    /// [B, KV heads, 0, head size]; empty for other exports.
+    /// </summary>
+    public IReadOnlyList<string> PastInputNames { get; init; } = [];
+
     /// <inheritdoc/>
     public override string ToString() => $"{Path.GetFileName(SourcePath)}: {Spec.Describe()}";
 }

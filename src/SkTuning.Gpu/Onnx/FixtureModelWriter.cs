@@ -76,12 +76,13 @@ public static class FixtureModels
                 AttentionNormGamma = Rand(d, 0.2, 1), AttentionNormBeta = Rand(d, 0.2),
                 W1 = Rand(d * f, 2 * sd), B1 = Rand(f, 0.1),
                 W2 = Rand(f * d, sf), B2 = Rand(d, 0.1),
-                OutputNormGamma = Rand(d, 0.2, 1), OutputNormBeta = Rand(d, 0.2),
+                FfnNormGamma = Rand(d, 0.2, 1), FfnNormBeta = Rand(d, 0.2),
             });
         var pooler = o.Pooler ? new PoolerWeights { W = Rand(d * d, sd), B = Rand(d, 0.1) } : null;
         var spec = new ModelSpec
         {
             Family = ModelFamily.Bert,
+            EmbeddingNorm = true,
             Layers = o.Layers,
             Hidden = d,
             Heads = o.Heads,
@@ -207,7 +208,7 @@ public static class FixtureModels
             var gelu = g.Node("Mul", [e4, g.ConstFloat(0.5f)]);
             var down = Linear(gelu, w.W2, f, d, w.B2, p + "output.dense.bias");
             var r2 = g.Node("Add", [down, h1]);
-            h = LayerNorm(g, r2, p + "output.LayerNorm", w.OutputNormGamma, w.OutputNormBeta, spec.Epsilon,
+            h = LayerNorm(g, r2, p + "output.LayerNorm", w.FfnNormGamma, w.FfnNormBeta, spec.Epsilon,
                 l == spec.Layers - 1 ? "last_hidden_state" : null);
         }
         graph.Output.Add(FloatOutput("last_hidden_state", [new("batch"), new("sequence"), new(d)]));

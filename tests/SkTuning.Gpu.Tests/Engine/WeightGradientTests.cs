@@ -127,7 +127,7 @@ public class WeightGradientTests
         using var full = new TransformerEngine(backend, weights.Spec, p);
         Assert.Equal(expected, backend.ToHost(full.Forward(batch)));
         // An update of the parameter buffer (as AdamW does) is what the next forward uses.
-        var info = p[EngineParameters.LayerNames(1).OutputNormBeta];
+        var info = p[EngineParameters.LayerNames(1).FfnNormBeta];
         p.Set(info, Enumerable.Repeat(0.5f, info.Length).ToArray());
         Assert.NotEqual(expected, backend.ToHost(full.Forward(batch)));
     }

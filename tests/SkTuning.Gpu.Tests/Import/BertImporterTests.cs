@@ -58,7 +58,7 @@ public sealed class BertImporterTests : IDisposable
         Assert.Equal(m.Initializers["938"].ToFloats(), l0.W1);
         Assert.Equal(m.Initializers["939"].ToFloats(), l0.W2);
         Assert.Equal(m.Initializers["encoder.layer.0.attention.self.value.bias"].ToFloats(), l0.Bv);
-        Assert.Equal(m.Initializers["encoder.layer.5.output.LayerNorm.weight"].ToFloats(), MiniLm.Value.Weights.Layers[5].OutputNormGamma);
+        Assert.Equal(m.Initializers["encoder.layer.5.output.LayerNorm.weight"].ToFloats(), MiniLm.Value.Weights.Layers[5].FfnNormGamma);
     }
 
     [Fact]
@@ -100,7 +100,7 @@ public sealed class BertImporterTests : IDisposable
             Assert.Equal(a.AttentionNormGamma, b.AttentionNormGamma); Assert.Equal(a.AttentionNormBeta, b.AttentionNormBeta);
             Assert.Equal(a.W1, b.W1); Assert.Equal(a.B1, b.B1);
             Assert.Equal(a.W2, b.W2); Assert.Equal(a.B2, b.B2);
-            Assert.Equal(a.OutputNormGamma, b.OutputNormGamma); Assert.Equal(a.OutputNormBeta, b.OutputNormBeta);
+            Assert.Equal(a.FfnNormGamma, b.FfnNormGamma); Assert.Equal(a.FfnNormBeta, b.FfnNormBeta);
         }
         Assert.Equal(written.Pooler!.W, w.Pooler!.W);
         Assert.Equal(written.Pooler.B, w.Pooler.B);
@@ -111,7 +111,7 @@ public sealed class BertImporterTests : IDisposable
     public void FusedQkvPutsQueryKeyValueSideBySide()
     {
         var l = FixtureModels.RandomBertWeights(new BertFixtureOptions(Hidden: 8, Heads: 2)).Layers[0];
-        var w = l.FusedQkvWeight();
+        var w = l.FusedQkvWeight(8);
         var b = l.FusedQkvBias();
         Assert.Equal(8 * 24, w.Length);
         for (int i = 0; i < 8; i++)
@@ -147,7 +147,7 @@ public sealed class BertImporterTests : IDisposable
             {
                 Wq = l0.Wk, Bq = l0.Bk, Wk = l0.Wq, Bk = l0.Bq, Wv = l0.Wv, Bv = l0.Bv, Wo = l0.Wo, Bo = l0.Bo,
                 AttentionNormGamma = l0.AttentionNormGamma, AttentionNormBeta = l0.AttentionNormBeta,
-                W1 = l0.W1, B1 = l0.B1, W2 = l0.W2, B2 = l0.B2, OutputNormGamma = l0.OutputNormGamma, OutputNormBeta = l0.OutputNormBeta,
+                W1 = l0.W1, B1 = l0.B1, W2 = l0.W2, B2 = l0.B2, FfnNormGamma = l0.FfnNormGamma, FfnNormBeta = l0.FfnNormBeta,
             }, imported.Weights.Layers[1]],
         };
         Assert.True(ErrorRelativeToScale(ort, BertReference.Forward(swapped, ids, mask, types)) > 1e-2);

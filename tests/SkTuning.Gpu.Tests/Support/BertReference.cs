@@ -54,7 +54,7 @@ internal static class BertReference
                     for (int j = 0; j < f; j++) up[t, j] = 0.5 * up[t, j] * (1 + Erf(up[t, j] / Math.Sqrt(2)));
                 var down = Linear(up, l.W2, l.B2, f, d);
                 Add(down, o);
-                LayerNorm(down, l.OutputNormGamma, l.OutputNormBeta, s.Epsilon);
+                LayerNorm(down, l.FfnNormGamma, l.FfnNormBeta, s.Epsilon);
                 x = down;
             }
             for (int t = 0; t < seq; t++)

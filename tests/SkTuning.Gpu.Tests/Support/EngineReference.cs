@@ -63,7 +63,7 @@ internal static class EngineReference
             Gemm.NNReference(rows, d, F, g, t[n.FfnDownWeight], down, t[n.FfnDownBias]);
             for (int i = 0; i < down.Length; i++) down[i] += h[i];
             x = new double[rows * d];
-            LayerNorm.ForwardReference(down, t[n.OutputNormGamma], t[n.OutputNormBeta], x, new double[rows], new double[rows], rows, d, s.Epsilon);
+            LayerNorm.ForwardReference(down, t[n.FfnNormGamma], t[n.FfnNormBeta], x, new double[rows], new double[rows], rows, d, s.Epsilon);
         }
         return x;
     }
