@@ -25,8 +25,8 @@ internal static class TrainCommand
         var d = new TrainOptions();
         var init = new Option<string>("--init") { Description = "adapter start: random, or model (the frozen model's own key/value maps; identity for sk-prompt)", DefaultValueFactory = _ => d.Init == AdapterInit.Model ? "model" : "random" };
         init.AcceptOnlyFromAmong("random", "model");
-        var pooling = new Option<string>("--pooling") { Description = "sequence pooling: mean or cls", DefaultValueFactory = _ => "mean" };
-        pooling.AcceptOnlyFromAmong("mean", "cls");
+        var pooling = new Option<string?>("--pooling") { Description = "sequence pooling: mean, cls or last (default: last real token for causal decoders, mean for encoders)" };
+        pooling.AcceptOnlyFromAmong("mean", "cls", "last");
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d.Steps };
         var batch = new Option<int>("--batch") { Description = "examples per step", DefaultValueFactory = _ => d.BatchSize };
         var lr = new Option<float>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => d.LearningRate };
@@ -62,7 +62,7 @@ internal static class TrainCommand
                 },
                 PromptSource = parse.GetValue(source) == "embedding" ? PromptSource.Embedding : PromptSource.Last,
                 SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
-                Pooling = parse.GetValue(pooling) == "cls" ? Pooling.Cls : Pooling.Mean,
+                Pooling = parse.GetValue(pooling) switch { "cls" => Pooling.Cls, "last" => Pooling.Last, "mean" => Pooling.Mean, _ => null },
                 Init = parse.GetValue(init) == "model" ? AdapterInit.Model : AdapterInit.Random,
                 Steps = Positive(parse.GetValue(steps), "--steps"), BatchSize = Positive(parse.GetValue(batch), "--batch"),
                 LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),

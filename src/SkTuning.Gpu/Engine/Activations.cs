@@ -13,7 +13,8 @@ internal sealed class Activations : IDisposable
     public Activations(Backend backend, ModelSpec spec, ForwardShape capacity, int loraRank = 0)
     {
         Capacity = capacity;
-        int d = spec.Hidden, F = spec.FfnSize, tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
+        int d = spec.Hidden, F = spec.FfnSize, Fin = EngineParameters.FfnInputWidth(spec), qkv = EngineParameters.QkvWidth(spec);
+        int tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
         DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); return a; }
         EmbeddingSum = A(tokRows * d);
         EmbeddingOut = A(tokRows * d);
@@ -21,13 +22,20 @@ internal sealed class Activations : IDisposable
         EmbeddingRstd = A(tokRows);
         Hidden = new DeviceArray<float>[spec.Layers + 1];
         for (int l = 0; l <= spec.Layers; l++) Hidden[l] = A(rows * d);
+        if (spec.HasFinalNorm)
+        {
+            Final = A(rows * d); FinalMean = A(rows); FinalRstd = A(rows);
+        }
         int probs = capacity.Batch * spec.Heads * capacity.Positions * (capacity.PrefixLen + capacity.Positions);
+        bool rotatedPrefix = spec.Positions == PositionKind.Rope && capacity.PrefixLen > 0;
         Layers = new LayerActivations[spec.Layers];
         for (int l = 0; l < spec.Layers; l++)
-            Layers[l] = new LayerActivations(A(rows * 3 * d), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
-                A(rows * F), A(rows * F), A(rows * d), A(rows), A(rows));
-        DX = A(rows * d); DR = A(rows * d); DH = A(rows * d);
-        DFfn = A(rows * F); DFfnAct = A(rows * F); DQkv = A(rows * 3 * d);
+            Layers[l] = new LayerActivations(A(rows * qkv), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
+                A(rows * Fin), A(rows * F), A(rows * d), A(rows * d), A(rows), A(rows),
+                rotatedPrefix ? A(capacity.PrefixLen * spec.KvDim) : null);
+        DX = A(rows * d); DR = A(rows * d); DH = A(rows * d); DContext = A(rows * d);
+        DFfn = A(rows * Fin); DFfnAct = A(rows * F); DQkv = A(rows * qkv);
+        if (rotatedPrefix) DPrefixK = A(capacity.PrefixLen * spec.KvDim);
         if (loraRank > 0)
         {
             LoraT = new DeviceArray<float>[2 * spec.Layers];
@@ -45,14 +53,23 @@ internal sealed class Activations : IDisposable
     public DeviceArray<float> EmbeddingMean { get; }
     public DeviceArray<float> EmbeddingRstd { get; }
 
-    /// <summary>Hidden[l] is the input of layer l, [B·(m_p+T), d]; Hidden[L] is the output.</summary>
+    /// <summary>Hidden[l] is the input of layer l, [B·(m_p+T), d]; Hidden[L] is the last layer's output.</summary>
     public DeviceArray<float>[] Hidden { get; }
+
+    /// <summary>Pre-norm models: the final norm of Hidden[L] (the model's output) and its statistics; null otherwise.</summary>
+    public DeviceArray<float>? Final { get; }
+    public DeviceArray<float>? FinalMean { get; }
+    public DeviceArray<float>? FinalRstd { get; }
+
+    /// <summary>RoPE models with a prefix: d(loss)/d(rotated prefix keys) of one layer, before the inverse rotation.</summary>
+    public DeviceArray<float>? DPrefixK { get; }
     public LayerActivations[] Layers { get; }
 
     // Backward scratch.
     public DeviceArray<float> DX { get; }
     public DeviceArray<float> DR { get; }
     public DeviceArray<float> DH { get; }
+    public DeviceArray<float> DContext { get; }
     public DeviceArray<float> DFfn { get; }
     public DeviceArray<float> DFfnAct { get; }
     public DeviceArray<float> DQkv { get; }
@@ -70,8 +87,15 @@ internal sealed class Activations : IDisposable
     }
 }
 
-/// <summary>One layer's saved activations.</summary>
+/// <summary>
+/// One layer's saved activations. Qkv holds q and k after RoPE. Post-norm: AttnSum = x + attention, AttnNormOut =
+/// AttnNorm(AttnSum), FfnSum = AttnNormOut + FFN, output = FfnNorm(FfnSum). Pre-norm: AttnNormOut = AttnNorm(x),
+/// AttnSum = x + attention(AttnNormOut), FfnNormOut = FfnNorm(AttnSum), output = AttnSum + FFN(FfnNormOut).
+/// FfnIn is the FFN's input projection ([rows, 2F] gate | up with SwiGLU), FfnAct the activation [rows, F].
+/// PrefixK is the prefix keys rotated to positions 0..m−1 (RoPE models with a prefix).
+/// </summary>
 internal sealed record LayerActivations(
     DeviceArray<float> Qkv, DeviceArray<float> Probabilities, DeviceArray<float> Context,
-    DeviceArray<float> AttnSum, DeviceArray<float> AttnMean, DeviceArray<float> AttnRstd, DeviceArray<float> AttnOut,
-    DeviceArray<float> FfnIn, DeviceArray<float> FfnAct, DeviceArray<float> FfnSum, DeviceArray<float> OutMean, DeviceArray<float> OutRstd);
+    DeviceArray<float> AttnSum, DeviceArray<float> AttnMean, DeviceArray<float> AttnRstd, DeviceArray<float> AttnNormOut,
+    DeviceArray<float> FfnIn, DeviceArray<float> FfnAct, DeviceArray<float> FfnSum, DeviceArray<float> FfnNormOut,
+    DeviceArray<float> FfnMean, DeviceArray<float> FfnRstd, DeviceArray<float>? PrefixK);

@@ -4,9 +4,11 @@ using SkTuning.Gpu.Training;
 namespace SkTuning.Gpu.Engine;
 
 /// <summary>
-/// The transformer's weights as views on a backend (q, k, v fused into one [d, 3d] matrix for a single GEMM): either
-/// frozen arrays uploaded once and owned here, or named slices of a <see cref="TrainableParameters"/> buffer (full
-/// fine-tuning: the values, and with the same layout the gradients).
+/// The transformer's weights as views on a backend, by role and named as <see cref="EngineParameters.WeightTensors"/>
+/// (q, k, v fused into one [d, d + 2·kvDim] matrix; SwiGLU's gate and up fused into [d, 2F]): either frozen arrays uploaded
+/// once and owned here, or named slices of a <see cref="TrainableParameters"/> buffer (full fine-tuning: the values, and
+/// with the same layout the gradients). A tensor the model does not have (a bias, RMSNorm's β, a position table) is an
+/// empty view, which every kernel reads as "absent".
 /// </summary>
 internal sealed class DeviceWeights : IDisposable
 {
@@ -17,31 +19,24 @@ internal sealed class DeviceWeights : IDisposable
     public DeviceView<float> WordEmbeddings { get; private init; }
     public DeviceView<float> PositionEmbeddings { get; private init; }
     public DeviceView<float> TokenTypeEmbeddings { get; private init; }
-    public DeviceView<float> EmbeddingLnGamma { get; private init; }
-    public DeviceView<float> EmbeddingLnBeta { get; private init; }
+    public DeviceView<float> EmbeddingNormGamma { get; private init; }
+    public DeviceView<float> EmbeddingNormBeta { get; private init; }
+    public DeviceView<float> FinalNormGamma { get; private init; }
+    public DeviceView<float> FinalNormBeta { get; private init; }
     public DeviceLayer[] Layers { get; private init; } = [];
 
+    /// <summary>Uploads the frozen weights (owned: disposed with this object).</summary>
+    /// <exception cref="SkTuningException">A weight's size disagrees with the spec.</exception>
     public static DeviceWeights Upload(Backend backend, ModelSpec spec, ModelWeights w)
     {
+        var host = EngineParameters.PretrainedTensors(w);
         var owned = new List<IDisposable>();
-        DeviceView<float> U(float[] host)
+        var result = Build(spec, name =>
         {
-            var a = backend.Allocate(host.Length);
-            backend.Upload(host, a.All);
+            var a = backend.UploadNew(host[name]);
             owned.Add(a);
             return a.All;
-        }
-        var result = new DeviceWeights
-        {
-            WordEmbeddings = U(w.Embeddings.Word),
-            PositionEmbeddings = U(w.Embeddings.Position),
-            TokenTypeEmbeddings = U(w.Embeddings.TokenType),
-            EmbeddingLnGamma = U(w.Embeddings.NormGamma),
-            EmbeddingLnBeta = U(w.Embeddings.NormBeta),
-            Layers = w.Layers.Select(l => new DeviceLayer(U(l.FusedQkvWeight(spec.Hidden)), U(l.FusedQkvBias()), U(l.Wo), U(l.Bo),
-                U(l.AttentionNormGamma), U(l.AttentionNormBeta), U(l.W1), U(l.B1), U(l.W2), U(l.B2),
-                U(l.FfnNormGamma), U(l.FfnNormBeta))).ToArray(),
-        };
+        });
         result._owned.AddRange(owned);
         return result;
     }
@@ -53,31 +48,39 @@ internal sealed class DeviceWeights : IDisposable
     /// <exception cref="SkTuningException">A tensor is missing or has another shape.</exception>
     public static DeviceWeights FromParameters(TrainableParameters p, DeviceArray<float> buffer, ModelSpec spec)
     {
-        DeviceView<float> V(string name, int[] shape)
+        var shapes = EngineParameters.WeightTensors(spec).ToDictionary(x => x.Name, x => x.Shape);
+        return Build(spec, name =>
         {
             if (!p.Contains(name))
                 throw new SkTuningException($"full fine-tuning: the trainable parameters have no tensor '{name}' (register EngineParameters.WeightTensors)");
             var info = p[name];
-            if (!info.Shape.SequenceEqual(shape))
-                throw new SkTuningException($"full fine-tuning: tensor '{name}' is [{string.Join(",", info.Shape)}], expected [{string.Join(",", shape)}]");
+            if (!info.Shape.SequenceEqual(shapes[name]))
+                throw new SkTuningException($"full fine-tuning: tensor '{name}' is [{string.Join(",", info.Shape)}], expected [{string.Join(",", shapes[name])}]");
             return buffer.Slice(info.Offset, info.Length);
-        }
-        var t = EngineParameters.WeightTensors(spec).ToDictionary(x => x.Name, x => x.Shape);
-        DeviceView<float> N(string name) => V(name, t[name]);
+        });
+    }
+
+    /// <summary>Assembles the roles from <paramref name="view"/>, called once per tensor the spec lists; absent ones stay empty.</summary>
+    private static DeviceWeights Build(ModelSpec spec, Func<string, DeviceView<float>> view)
+    {
+        var names = EngineParameters.WeightTensors(spec).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        DeviceView<float> V(string name) => names.Contains(name) ? view(name) : default;
         return new DeviceWeights
         {
-            WordEmbeddings = N(EngineParameters.WordEmbeddings),
-            PositionEmbeddings = N(EngineParameters.PositionEmbeddings),
-            TokenTypeEmbeddings = N(EngineParameters.TokenTypeEmbeddings),
-            EmbeddingLnGamma = N(EngineParameters.EmbeddingNormGamma),
-            EmbeddingLnBeta = N(EngineParameters.EmbeddingNormBeta),
+            WordEmbeddings = V(EngineParameters.WordEmbeddings),
+            PositionEmbeddings = V(EngineParameters.PositionEmbeddings),
+            TokenTypeEmbeddings = V(EngineParameters.TokenTypeEmbeddings),
+            EmbeddingNormGamma = V(EngineParameters.EmbeddingNormGamma),
+            EmbeddingNormBeta = V(EngineParameters.EmbeddingNormBeta),
             Layers = Enumerable.Range(0, spec.Layers).Select(l =>
             {
                 var n = EngineParameters.LayerNames(l);
-                return new DeviceLayer(N(n.QkvWeight), N(n.QkvBias), N(n.AttentionOutputWeight), N(n.AttentionOutputBias),
-                    N(n.AttentionNormGamma), N(n.AttentionNormBeta), N(n.FfnUpWeight), N(n.FfnUpBias), N(n.FfnDownWeight), N(n.FfnDownBias),
-                    N(n.FfnNormGamma), N(n.FfnNormBeta));
+                return new DeviceLayer(V(n.QkvWeight), V(n.QkvBias), V(n.AttentionOutputWeight), V(n.AttentionOutputBias),
+                    V(n.AttentionNormGamma), V(n.AttentionNormBeta), V(n.FfnUpWeight), V(n.FfnUpBias), V(n.FfnDownWeight), V(n.FfnDownBias),
+                    V(n.FfnNormGamma), V(n.FfnNormBeta));
             }).ToArray(),
+            FinalNormGamma = V(EngineParameters.FinalNormGamma),
+            FinalNormBeta = V(EngineParameters.FinalNormBeta),
         };
     }
 
@@ -87,8 +90,11 @@ internal sealed class DeviceWeights : IDisposable
     }
 }
 
-/// <summary>One layer's weights on the device, stored [in, out].</summary>
+/// <summary>
+/// One layer's weights on the device, stored [in, out], by role: the attention branch (fused QKV, output projection, its
+/// norm) and the FFN branch (input projection — fused gate | up with SwiGLU —, output projection, its norm).
+/// </summary>
 internal sealed record DeviceLayer(
     DeviceView<float> Wqkv, DeviceView<float> Bqkv, DeviceView<float> Wo, DeviceView<float> Bo,
-    DeviceView<float> AttnLnGamma, DeviceView<float> AttnLnBeta, DeviceView<float> W1, DeviceView<float> B1,
-    DeviceView<float> W2, DeviceView<float> B2, DeviceView<float> OutLnGamma, DeviceView<float> OutLnBeta);
+    DeviceView<float> AttnNormGamma, DeviceView<float> AttnNormBeta, DeviceView<float> W1, DeviceView<float> B1,
+    DeviceView<float> W2, DeviceView<float> B2, DeviceView<float> FfnNormGamma, DeviceView<float> FfnNormBeta);

@@ -25,19 +25,23 @@ public sealed record LoraOptions(int Rank, float Alpha, float Dropout)
     }
 }
 
-/// <summary>The names of one layer's weight tensors under full fine-tuning.</summary>
-/// <param name="QkvWeight">Fused q|k|v projection [d, 3d].</param>
-/// <param name="QkvBias">Fused q|k|v bias [3d].</param>
+/// <summary>
+/// The names of one layer's weight tensors: the one naming scheme of engine weights, full fine-tuning's parameters and
+/// saved runs. "attention.norm" and "output.norm" are the norms of the attention and FFN branches (after their residual
+/// in post-norm models, before their branch in pre-norm models).
+/// </summary>
+/// <param name="QkvWeight">Fused q|k|v projection [d, d + 2·kvDim].</param>
+/// <param name="QkvBias">Fused q|k|v bias [d + 2·kvDim] (absent without q/k/v biases).</param>
 /// <param name="AttentionOutputWeight">Attention output projection [d, d].</param>
 /// <param name="AttentionOutputBias">Attention output bias [d].</param>
-/// <param name="AttentionNormGamma">LayerNorm after the attention residual, γ [d].</param>
-/// <param name="AttentionNormBeta">LayerNorm after the attention residual, β [d].</param>
-/// <param name="FfnUpWeight">FFN input projection [d, F].</param>
+/// <param name="AttentionNormGamma">The attention branch's norm γ [d].</param>
+/// <param name="AttentionNormBeta">The attention branch's norm β [d] (LayerNorm only).</param>
+/// <param name="FfnUpWeight">FFN input projection [d, F], or [d, 2F] (columns gate | up) with SwiGLU.</param>
 /// <param name="FfnUpBias">FFN input bias [F].</param>
 /// <param name="FfnDownWeight">FFN output projection [F, d].</param>
 /// <param name="FfnDownBias">FFN output bias [d].</param>
-/// <param name="FfnNormGamma">LayerNorm after the FFN residual, γ [d].</param>
-/// <param name="FfnNormBeta">LayerNorm after the FFN residual, β [d].</param>
+/// <param name="FfnNormGamma">The FFN branch's norm γ [d].</param>
+/// <param name="FfnNormBeta">The FFN branch's norm β [d] (LayerNorm only).</param>
 public sealed record LayerTensorNames(
     string QkvWeight, string QkvBias, string AttentionOutputWeight, string AttentionOutputBias,
     string AttentionNormGamma, string AttentionNormBeta, string FfnUpWeight, string FfnUpBias,
@@ -79,69 +83,96 @@ public static class EngineParameters
     public static (string QueryA, string QueryB, string ValueA, string ValueB) LoraNames(int layer) =>
         ($"layer{layer}.lora.query.a", $"layer{layer}.lora.query.b", $"layer{layer}.lora.value.a", $"layer{layer}.lora.value.b");
 
-    private static void CheckBert(ModelSpec spec)
-    {
-        if (spec.Family != ModelFamily.Bert)
-            throw new SkTuningException($"the engine runs BERT-family models; this one is {spec.Family}");
-    }
+    /// <summary>Final norm γ [d] (pre-norm models).</summary>
+    public const string FinalNormGamma = "final_norm.gamma";
+
+    /// <summary>Final norm β [d] (pre-norm models with LayerNorm).</summary>
+    public const string FinalNormBeta = "final_norm.beta";
+
+    /// <summary>Columns of the fused q|k|v projection: d + 2·kvDim.</summary>
+    public static int QkvWidth(ModelSpec spec) => spec.Heads * spec.HeadSize + 2 * spec.KvDim;
+
+    /// <summary>Columns of the FFN input projection: 2F with SwiGLU (gate | up), else F.</summary>
+    public static int FfnInputWidth(ModelSpec spec) => spec.Activation == ActivationKind.SwiGlu ? 2 * spec.FfnSize : spec.FfnSize;
 
     /// <summary>
-    /// Every weight of the transformer (the pooler excluded: no head uses it), named and shaped as the engine uses
-    /// them (matrices [in, out]; q, k, v fused as <c>layer{l}.qkv.weight</c> [d, 3d], columns q | k | v).
+    /// Every weight of the transformer that the model has (the pooler excluded: no head uses it), named and shaped as the
+    /// engine uses them (matrices [in, out]; q, k, v fused as <c>layer{l}.qkv.weight</c>, columns q | k | v; SwiGLU's gate
+    /// and up fused as <c>layer{l}.ffn.up.weight</c>, columns gate | up). Absent tensors (biases, β of RMSNorm, position
+    /// or token-type tables) are not listed.
     /// </summary>
     public static IEnumerable<(string Name, int[] Shape)> WeightTensors(ModelSpec spec)
     {
-        CheckBert(spec);
-        int d = spec.Hidden, F = spec.FfnSize;
+        int d = spec.Hidden, F = spec.FfnSize, qkv = QkvWidth(spec);
+        bool beta = spec.Norm == NormKind.LayerNorm;
         yield return (WordEmbeddings, [spec.VocabSize, d]);
-        yield return (PositionEmbeddings, [spec.MaxPositions, d]);
-        yield return (TokenTypeEmbeddings, [spec.TypeVocabSize, d]);
-        yield return (EmbeddingNormGamma, [d]);
-        yield return (EmbeddingNormBeta, [d]);
+        if (spec.Positions == PositionKind.Absolute) yield return (PositionEmbeddings, [spec.MaxPositions, d]);
+        if (spec.TypeVocabSize > 0) yield return (TokenTypeEmbeddings, [spec.TypeVocabSize, d]);
+        if (spec.EmbeddingNorm)
+        {
+            yield return (EmbeddingNormGamma, [d]);
+            if (beta) yield return (EmbeddingNormBeta, [d]);
+        }
         for (int l = 0; l < spec.Layers; l++)
         {
             var n = LayerNames(l);
-            yield return (n.QkvWeight, [d, 3 * d]);
-            yield return (n.QkvBias, [3 * d]);
+            yield return (n.QkvWeight, [d, qkv]);
+            if (spec.QkvBias) yield return (n.QkvBias, [qkv]);
             yield return (n.AttentionOutputWeight, [d, d]);
-            yield return (n.AttentionOutputBias, [d]);
+            if (spec.OtherBiases) yield return (n.AttentionOutputBias, [d]);
             yield return (n.AttentionNormGamma, [d]);
-            yield return (n.AttentionNormBeta, [d]);
-            yield return (n.FfnUpWeight, [d, F]);
-            yield return (n.FfnUpBias, [F]);
+            if (beta) yield return (n.AttentionNormBeta, [d]);
+            yield return (n.FfnUpWeight, [d, FfnInputWidth(spec)]);
+            if (spec.OtherBiases) yield return (n.FfnUpBias, [F]);
             yield return (n.FfnDownWeight, [F, d]);
-            yield return (n.FfnDownBias, [d]);
+            if (spec.OtherBiases) yield return (n.FfnDownBias, [d]);
             yield return (n.FfnNormGamma, [d]);
-            yield return (n.FfnNormBeta, [d]);
+            if (beta) yield return (n.FfnNormBeta, [d]);
+        }
+        if (spec.HasFinalNorm)
+        {
+            yield return (FinalNormGamma, [d]);
+            if (beta) yield return (FinalNormBeta, [d]);
         }
     }
 
-    /// <summary>The frozen model's weights as host tensors named like <see cref="WeightTensors"/> (q, k, v fused).</summary>
+    /// <summary>The frozen model's weights as host tensors named like <see cref="WeightTensors"/> (q, k, v fused; gate, up fused).</summary>
+    /// <exception cref="SkTuningException">A weight's size disagrees with the spec (the message names it).</exception>
     public static Dictionary<string, float[]> PretrainedTensors(ModelWeights weights)
     {
-        CheckBert(weights.Spec);
+        var spec = weights.Spec;
         var e = weights.Embeddings;
-        var result = new Dictionary<string, float[]>
+        var all = new Dictionary<string, float[]>
         {
             [WordEmbeddings] = e.Word, [PositionEmbeddings] = e.Position, [TokenTypeEmbeddings] = e.TokenType,
             [EmbeddingNormGamma] = e.NormGamma, [EmbeddingNormBeta] = e.NormBeta,
+            [FinalNormGamma] = weights.FinalNormGamma, [FinalNormBeta] = weights.FinalNormBeta,
         };
         for (int l = 0; l < weights.Layers.Count; l++)
         {
             var w = weights.Layers[l];
             var n = LayerNames(l);
-            result[n.QkvWeight] = w.FusedQkvWeight(weights.Spec.Hidden);
-            result[n.QkvBias] = w.FusedQkvBias();
-            result[n.AttentionOutputWeight] = w.Wo;
-            result[n.AttentionOutputBias] = w.Bo;
-            result[n.AttentionNormGamma] = w.AttentionNormGamma;
-            result[n.AttentionNormBeta] = w.AttentionNormBeta;
-            result[n.FfnUpWeight] = w.W1;
-            result[n.FfnUpBias] = w.B1;
-            result[n.FfnDownWeight] = w.W2;
-            result[n.FfnDownBias] = w.B2;
-            result[n.FfnNormGamma] = w.FfnNormGamma;
-            result[n.FfnNormBeta] = w.FfnNormBeta;
+            all[n.QkvWeight] = w.FusedQkvWeight(spec.Hidden);
+            all[n.QkvBias] = w.FusedQkvBias();
+            all[n.AttentionOutputWeight] = w.Wo;
+            all[n.AttentionOutputBias] = w.Bo;
+            all[n.AttentionNormGamma] = w.AttentionNormGamma;
+            all[n.AttentionNormBeta] = w.AttentionNormBeta;
+            all[n.FfnUpWeight] = spec.Activation == ActivationKind.SwiGlu ? w.FusedGateUpWeight(spec.Hidden) : w.W1;
+            all[n.FfnUpBias] = w.B1;
+            all[n.FfnDownWeight] = w.W2;
+            all[n.FfnDownBias] = w.B2;
+            all[n.FfnNormGamma] = w.FfnNormGamma;
+            all[n.FfnNormBeta] = w.FfnNormBeta;
+        }
+        var result = new Dictionary<string, float[]>();
+        foreach (var (name, shape) in WeightTensors(spec))
+        {
+            var data = all.GetValueOrDefault(name) ?? [];
+            long expected = shape.Aggregate(1L, (a, b) => a * b);
+            if (data.Length != expected)
+                throw new SkTuningException($"model weights: '{name}' has {data.Length} values, the {spec.Family} spec needs [{string.Join(",", shape)}] = {expected}");
+            result[name] = data;
         }
         return result;
     }
@@ -158,10 +189,9 @@ public static class EngineParameters
         }
     }
 
-    /// <summary>LoRA's trainable tensors: per layer A [d, r] and B [r, d] for the query and for the value projection.</summary>
+    /// <summary>LoRA's trainable tensors: per layer A [d, r] and B [r, d] for the query, A [d, r] and B [r, kvDim] for the value projection.</summary>
     public static IEnumerable<(string Name, int[] Shape)> LoraTensors(ModelSpec spec, int rank)
     {
-        CheckBert(spec);
         if (rank < 1) throw new ArgumentException($"LoRA rank must be at least 1, got {rank}", nameof(rank));
         int d = spec.Hidden;
         for (int l = 0; l < spec.Layers; l++)
@@ -170,7 +200,7 @@ public static class EngineParameters
             yield return (qa, [d, rank]);
             yield return (qb, [rank, d]);
             yield return (va, [d, rank]);
-            yield return (vb, [rank, d]);
+            yield return (vb, [rank, spec.KvDim]);
         }
     }
 
@@ -191,7 +221,8 @@ public static class EngineParameters
                 for (int i = 0; i < host.Length; i++) host[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
                 p.Set(p[a], host);
             }
-            foreach (var b in new[] { qb, vb }) p.Set(p[b], new float[rank * d]);
+            p.Set(p[qb], new float[rank * d]);
+            p.Set(p[vb], new float[rank * spec.KvDim]);
         }
     }
 
@@ -200,8 +231,11 @@ public static class EngineParameters
     /// head uses). The trainer adds the head's tensors.
     /// </summary>
     public static long FullParameterCount(ModelSpec spec) =>
-        spec.ParameterCount - (spec.HasPooler ? (long)spec.Hidden * spec.Hidden + spec.Hidden : 0);
+        WeightTensors(spec).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
 
-    /// <summary>Values trained inside the model by LoRA: 2·L·2·r·d (A and B for query and value). The trainer adds the head's tensors.</summary>
-    public static long LoraParameterCount(ModelSpec spec, int rank) => 2L * spec.Layers * 2 * rank * spec.Hidden;
+    /// <summary>
+    /// Values trained inside the model by LoRA: L·r·(3d + kvDim) (A and B for query and value; 2·L·2·r·d without grouped
+    /// KV heads). The trainer adds the head's tensors.
+    /// </summary>
+    public static long LoraParameterCount(ModelSpec spec, int rank) => (long)spec.Layers * rank * (3L * spec.Hidden + spec.KvDim);
 }

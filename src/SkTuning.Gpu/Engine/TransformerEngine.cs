@@ -5,9 +5,14 @@ using SkTuning.Gpu.Training;
 namespace SkTuning.Gpu.Engine;
 
 /// <summary>
-/// The BERT-family transformer on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
-/// the embedding layer) and/or SK-Prefix (per-layer keys/values [L × 2 × m × d], one buffer shared by the whole batch),
-/// and backward. Three modes:
+/// A transformer of any supported family (<see cref="ModelSpec"/>: BERT-style post-norm encoders, GPT-2 / LLaMA-style
+/// pre-norm causal decoders) on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
+/// the embedding layer) and/or SK-Prefix (per-layer keys/values [L × 2 × m × kvDim], one buffer shared by the whole
+/// batch), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post- or pre-norm) over the shared
+/// <see cref="Sublayers"/>. In causal models the prefix occupies positions 0..m−1, prompt rows follow, and each example's
+/// tokens continue from there (its padding skipped: position = offset + number of real tokens before it), so RoPE
+/// angles and absolute positions shift by the prefix/prompt length; prefix keys are given unrotated and rotated by the
+/// engine to positions 0..m−1. Three modes:
 /// <list type="bullet">
 /// <item><description>frozen (the default): the weights are read-only and the backward computes activation gradients
 /// only — the gradient reaches the prompt or prefix;</description></item>
@@ -25,23 +30,23 @@ public sealed class TransformerEngine : IDisposable
     private readonly Backend _backend;
     private readonly DeviceWeights _w;
     private readonly DeviceWeights? _g;   // full fine-tuning: gradient views (same layout as _w); null when frozen
-    private readonly LoraLayer[]? _lora;  // LoRA: per-layer A/B values and gradients; null without LoRA
     private readonly LoraOptions? _loraOptions;
+    private readonly TransformerBlock _block;
+    private readonly Sublayers _sublayers;
     private Activations? _act;
-    private DeviceArray<int>? _ids, _types;
+    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _prefixPositions;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
-    private DeviceView<float> _prefix;
-    private bool _training;
-    private ulong _seed;
 
     /// <summary>Frozen mode: uploads the weights to the backend; no weight gets a gradient.</summary>
     public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights)
     {
-        CheckFamily(spec);
+        Validate(spec);
         _backend = backend;
         Spec = spec;
+        _block = TransformerBlock.For(spec);
         _w = DeviceWeights.Upload(backend, spec, weights);
+        _sublayers = new Sublayers(backend, spec, _w, null, null, null);
     }
 
     /// <summary>
@@ -52,12 +57,14 @@ public sealed class TransformerEngine : IDisposable
     /// <exception cref="SkTuningException">A weight tensor is not registered or has another shape.</exception>
     public TransformerEngine(Backend backend, ModelSpec spec, TrainableParameters parameters)
     {
-        CheckFamily(spec);
+        Validate(spec);
         CheckBackend(backend, parameters);
         _backend = backend;
         Spec = spec;
+        _block = TransformerBlock.For(spec);
         _w = DeviceWeights.FromParameters(parameters, parameters.Values, spec);
         _g = DeviceWeights.FromParameters(parameters, parameters.Gradients, spec);
+        _sublayers = new Sublayers(backend, spec, _w, _g, null, null);
     }
 
     /// <summary>
@@ -69,11 +76,12 @@ public sealed class TransformerEngine : IDisposable
     /// <exception cref="ArgumentException">Options out of range.</exception>
     public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights, TrainableParameters parameters, LoraOptions lora)
     {
-        CheckFamily(spec);
+        Validate(spec);
         CheckBackend(backend, parameters);
         lora.Validate();
         _backend = backend;
         Spec = spec;
+        _block = TransformerBlock.For(spec);
         _loraOptions = lora;
         var expected = EngineParameters.LoraTensors(spec, lora.Rank).ToDictionary(t => t.Name, t => t.Shape);
         (DeviceView<float> Value, DeviceView<float> Gradient) V(string name)
@@ -85,18 +93,38 @@ public sealed class TransformerEngine : IDisposable
                 throw new SkTuningException($"LoRA: tensor '{name}' is [{string.Join(",", info.Shape)}], expected [{string.Join(",", expected[name])}]");
             return (parameters.Value(info), parameters.Gradient(info));
         }
-        _lora = Enumerable.Range(0, spec.Layers).Select(l =>
+        var layers = Enumerable.Range(0, spec.Layers).Select(l =>
         {
             var (qa, qb, va, vb) = EngineParameters.LoraNames(l);
             return new LoraLayer(V(qa), V(qb), V(va), V(vb));
         }).ToArray();
         _w = DeviceWeights.Upload(backend, spec, weights);
+        _sublayers = new Sublayers(backend, spec, _w, null, layers, lora);
     }
 
-    private static void CheckFamily(ModelSpec spec)
+    /// <summary>
+    /// Refuses a spec with a field the engine does not honour, so that no model runs as something else than its graph
+    /// computes (norm, placement, activation and positions each map to a kernel; sizes must be consistent).
+    /// </summary>
+    /// <exception cref="SkTuningException">The unsupported field and its value.</exception>
+    public static void Validate(ModelSpec spec)
     {
-        if (spec.Family != ModelFamily.Bert)
-            throw new SkTuningException($"the engine runs BERT-family models; this one is {spec.Family}");
+        string Fail(string what) => $"the engine cannot run this {spec.Family} model: {what}";
+        if (spec.Norm is not (NormKind.LayerNorm or NormKind.RmsNorm)) throw new SkTuningException(Fail($"norm {spec.Norm}"));
+        if (spec.NormPlacement is not (NormPlacement.Post or NormPlacement.Pre)) throw new SkTuningException(Fail($"norm placement {spec.NormPlacement}"));
+        if (spec.Activation is not (ActivationKind.GeluErf or ActivationKind.GeluTanh or ActivationKind.SwiGlu))
+            throw new SkTuningException(Fail($"activation {spec.Activation}"));
+        if (spec.Positions is not (PositionKind.Absolute or PositionKind.Rope)) throw new SkTuningException(Fail($"positions {spec.Positions}"));
+        if (spec.Heads <= 0 || spec.KvHeads <= 0 || spec.Heads % spec.KvHeads != 0)
+            throw new SkTuningException(Fail($"{spec.Heads} query heads cannot share {spec.KvHeads} key/value heads"));
+        if (spec.Heads * spec.HeadSize != spec.Hidden)
+            throw new SkTuningException(Fail($"{spec.Heads} heads × {spec.HeadSize} ≠ hidden size {spec.Hidden}"));
+        if (spec.Positions == PositionKind.Rope && (spec.RotaryDim <= 0 || spec.RotaryDim % 2 != 0 || spec.RotaryDim > spec.HeadSize))
+            throw new SkTuningException(Fail($"rotary dimension {spec.RotaryDim} (must be even and in 2..{spec.HeadSize})"));
+        if (spec.Positions == PositionKind.Rope && !(spec.RopeTheta > 1f && float.IsFinite(spec.RopeTheta)))
+            throw new SkTuningException(Fail($"RoPE base θ = {spec.RopeTheta}"));
+        if (spec.NormPlacement == NormPlacement.Post && spec.Causal && spec.Positions == PositionKind.Rope)
+            throw new SkTuningException(Fail("post-norm rotary decoders are not a supported family"));
     }
 
     private static void CheckBackend(Backend backend, TrainableParameters parameters)
@@ -110,6 +138,9 @@ public sealed class TransformerEngine : IDisposable
 
     /// <summary>The LoRA options, or null without LoRA.</summary>
     public LoraOptions? Lora => _loraOptions;
+
+    /// <summary>Width of one layer's prefix keys (and values): kvDim = KV heads × head size.</summary>
+    public int PrefixWidth => Spec.KvDim;
 
     /// <summary>The model's architecture.</summary>
     public ModelSpec Spec { get; }
@@ -129,64 +160,52 @@ public sealed class TransformerEngine : IDisposable
     public DeviceView<float> Forward(TokenBatch batch, DeviceView<float> prompt = default, DeviceView<float> prefix = default,
         bool training = false, ulong seed = 0)
     {
-        int d = Spec.Hidden, L = Spec.Layers;
-        if (batch.SeqLen > Spec.MaxPositions)
-            throw new ArgumentException($"sequence of {batch.SeqLen} tokens is longer than the model's {Spec.MaxPositions} positions");
+        int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim;
         if (prompt.Length % d != 0)
             throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of the model width d = {d}");
-        if (prefix.Length % (2 * L * d) != 0)
-            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·d = 2·{L}·{d} = {2 * L * d}");
-        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / d, prefix.Length / (2 * L * d));
+        if (prefix.Length % (2 * L * kv) != 0)
+            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·kvDim = 2·{L}·{kv} = {2 * L * kv}");
+        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / d, prefix.Length / (2 * L * kv));
+        int longest = Spec.Causal ? shape.PrefixLen + shape.Positions : batch.SeqLen;
+        if (longest > Spec.MaxPositions)
+            throw new ArgumentException(Spec.Causal
+                ? $"prefix {shape.PrefixLen} + prompt {shape.PromptLen} + sequence {batch.SeqLen} = {longest} positions, more than the model's {Spec.MaxPositions}"
+                : $"sequence of {batch.SeqLen} tokens is longer than the model's {Spec.MaxPositions} positions");
         Prepare(shape);
         _shape = shape;
-        _prefix = prefix;
-        _training = training;
-        _seed = seed;
         var a = _act!;
-        int B = shape.Batch, T = shape.SeqLen, S = shape.Positions, rows = B * S, F = Spec.FfnSize;
+        int B = shape.Batch, T = shape.SeqLen, S = shape.Positions, rows = B * S;
 
         _backend.Upload(batch.Ids, _ids!.Slice(0, B * T));
         _backend.Upload(batch.Types, _types!.Slice(0, B * T));
-        UploadMask(batch, shape);
+        UploadMaskAndPositions(batch, shape);
 
-        // Embeddings and their LayerNorm apply to the real tokens only; the prompt is prepended after them.
+        // Embeddings (and their norm, where the model has one) apply to the real tokens only; the prompt is prepended after them.
         var tokRows = B * T;
         var x0 = shape.PromptLen > 0 ? a.EmbeddingOut.Slice(0, tokRows * d) : a.Hidden[0].Slice(0, rows * d);
-        _backend.EmbeddingForward(_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _w.WordEmbeddings, _w.PositionEmbeddings,
-            _w.TokenTypeEmbeddings, a.EmbeddingSum.Slice(0, tokRows * d), B, T, d);
-        _backend.LayerNormForward(a.EmbeddingSum.Slice(0, tokRows * d), _w.EmbeddingLnGamma, _w.EmbeddingLnBeta, x0,
-            a.EmbeddingMean.Slice(0, tokRows), a.EmbeddingRstd.Slice(0, tokRows), tokRows, d, Spec.Epsilon);
+        var embedded = Spec.EmbeddingNorm ? a.EmbeddingSum.Slice(0, tokRows * d) : x0;
+        _backend.EmbeddingForward(_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows), _w.WordEmbeddings,
+            _w.PositionEmbeddings, _w.TokenTypeEmbeddings, embedded, B, T, d);
+        if (Spec.EmbeddingNorm)
+            _sublayers.Norm.Forward(embedded, _w.EmbeddingNormGamma, _w.EmbeddingNormBeta, x0, a.EmbeddingMean.Slice(0, tokRows),
+                a.EmbeddingRstd.Slice(0, tokRows), tokRows);
         if (shape.PromptLen > 0)
             _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d);
 
-        var att = AttentionShape(shape);
+        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows),
+            shape.PrefixLen > 0 ? _prefixPositions!.Slice(0, shape.PrefixLen) : default, prefix, training, seed);
         for (int l = 0; l < L; l++)
-        {
-            var w = _w.Layers[l];
-            var la = a.Layers[l];
-            var x = a.Hidden[l].Slice(0, rows * d);
-            _backend.Gemm(GemmOp.NN, rows, 3 * d, d, x, w.Wqkv, la.Qkv.Slice(0, rows * 3 * d), w.Bqkv);
-            if (_lora is not null) LoraForward(l, rows, x, la.Qkv.Slice(0, rows * 3 * d));
-            var (pk, pv) = PrefixViews(prefix, l, shape.PrefixLen);
-            _backend.AttentionForward(att, Spec.MaskValue, Spec.Causal, la.Qkv.Slice(0, rows * 3 * d), pk, pv, _mask!.Slice(0, B * S),
-                la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, att.ProbsLength));
-            _backend.Gemm(GemmOp.NN, rows, d, d, la.Context.Slice(0, rows * d), w.Wo, la.AttnSum.Slice(0, rows * d), w.Bo);
-            _backend.Accumulate(x, la.AttnSum.Slice(0, rows * d));
-            _backend.LayerNormForward(la.AttnSum.Slice(0, rows * d), w.AttnLnGamma, w.AttnLnBeta, la.AttnOut.Slice(0, rows * d),
-                la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), rows, d, Spec.Epsilon);
-            _backend.Gemm(GemmOp.NN, rows, F, d, la.AttnOut.Slice(0, rows * d), w.W1, la.FfnIn.Slice(0, rows * F), w.B1);
-            _backend.GeluForward(la.FfnIn.Slice(0, rows * F), la.FfnAct.Slice(0, rows * F));
-            _backend.Gemm(GemmOp.NN, rows, d, F, la.FfnAct.Slice(0, rows * F), w.W2, la.FfnSum.Slice(0, rows * d), w.B2);
-            _backend.Accumulate(la.AttnOut.Slice(0, rows * d), la.FfnSum.Slice(0, rows * d));
-            _backend.LayerNormForward(la.FfnSum.Slice(0, rows * d), w.OutLnGamma, w.OutLnBeta, a.Hidden[l + 1].Slice(0, rows * d),
-                la.OutMean.Slice(0, rows), la.OutRstd.Slice(0, rows), rows, d, Spec.Epsilon);
-        }
-        return a.Hidden[L].Slice(0, rows * d);
+            _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), a.Hidden[l + 1].Slice(0, rows * d));
+        if (!Spec.HasFinalNorm) return a.Hidden[L].Slice(0, rows * d);
+        var final = a.Final!.Slice(0, rows * d);
+        _sublayers.Norm.Forward(a.Hidden[L].Slice(0, rows * d), _w.FinalNormGamma, _w.FinalNormBeta, final, a.FinalMean!.Slice(0, rows),
+            a.FinalRstd!.Slice(0, rows), rows);
+        return final;
     }
 
     /// <summary>
     /// Backward of the last <see cref="Forward"/> from d(loss)/d(final hidden states) [B, m_p + T, d]:
-    /// accumulates d(loss)/d(prompt) [m_p, d] and d(loss)/d(prefix) [L, 2, m, d], each summed over the batch; under full
+    /// accumulates d(loss)/d(prompt) [m_p, d] and d(loss)/d(prefix) [L, 2, m, kvDim], each summed over the batch; under full
     /// fine-tuning also every weight's gradient, and with LoRA the A/B gradients, into the trainable parameters'
     /// gradient buffer (+=; the caller zeroes it per step).
     /// </summary>
@@ -194,74 +213,31 @@ public sealed class TransformerEngine : IDisposable
     {
         var a = _act ?? throw new InvalidOperationException("Backward before Forward");
         var shape = _shape;
-        int d = Spec.Hidden, L = Spec.Layers, F = Spec.FfnSize, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
+        int d = Spec.Hidden, L = Spec.Layers, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
         if (dHidden.Length != rows * d)
             throw new ArgumentException($"dHidden has {dHidden.Length} values, expected B·(m+T)·d = {B}·{shape.Positions}·{d} = {rows * d}");
         if (dPrompt.Length != shape.PromptLen * d)
             throw new ArgumentException($"dPrompt has {dPrompt.Length} values, expected m·d = {shape.PromptLen}·{d}");
-        if (dPrefix.Length != shape.PrefixLen * 2 * L * d)
-            throw new ArgumentException($"dPrefix has {dPrefix.Length} values, expected L·2·m·d = {L}·2·{shape.PrefixLen}·{d}");
-        var att = AttentionShape(shape);
+        if (dPrefix.Length != shape.PrefixLen * 2 * L * Spec.KvDim)
+            throw new ArgumentException($"dPrefix has {dPrefix.Length} values, expected L·2·m·kvDim = {L}·2·{shape.PrefixLen}·{Spec.KvDim}");
         var dx = a.DX.Slice(0, rows * d);
         var dr = a.DR.Slice(0, rows * d);
         var dh = a.DH.Slice(0, rows * d);
-        var dffn = a.DFfn.Slice(0, rows * F);
-        var dact = a.DFfnAct.Slice(0, rows * F);
-        var dqkv = a.DQkv.Slice(0, rows * 3 * d);
-        _backend.Copy(dHidden, dx);
+        _sublayers.SetPrefixGradient(dPrefix);
+        if (Spec.HasFinalNorm)
+        {
+            _backend.Zero(dx);
+            _sublayers.Norm.Backward(dHidden, a.Hidden[L].Slice(0, rows * d), _w.FinalNormGamma, a.FinalMean!.Slice(0, rows),
+                a.FinalRstd!.Slice(0, rows), dx, _g?.FinalNormGamma ?? default, _g?.FinalNormBeta ?? default, rows);
+        }
+        else _backend.Copy(dHidden, dx);
         for (int l = L - 1; l >= 0; l--)
         {
-            var w = _w.Layers[l];
-            var g = _g?.Layers[l];
-            var la = a.Layers[l];
-            // x_{l+1} = LN2(ffnSum), ffnSum = W2·gelu(W1·h + b1) + b2 + h
-            _backend.Zero(dr);
-            _backend.LayerNormBackward(dx, la.FfnSum.Slice(0, rows * d), w.OutLnGamma, la.OutMean.Slice(0, rows), la.OutRstd.Slice(0, rows),
-                dr, g?.OutLnGamma ?? default, g?.OutLnBeta ?? default, rows, d);
-            _backend.Copy(dr, dh);
-            _backend.Gemm(GemmOp.NT, rows, F, d, dr, w.W2, dact);
-            if (g is not null)
-            {
-                _backend.Gemm(GemmOp.TN, F, d, rows, la.FfnAct.Slice(0, rows * F), dr, g.W2, accumulate: true);
-                _backend.BiasBackward(dr, g.B2, rows, d);
-            }
-            _backend.Zero(dffn);
-            _backend.GeluBackward(dact, la.FfnIn.Slice(0, rows * F), dffn);
-            _backend.Gemm(GemmOp.NT, rows, d, F, dffn, w.W1, dh, accumulate: true);
-            if (g is not null)
-            {
-                _backend.Gemm(GemmOp.TN, d, F, rows, la.AttnOut.Slice(0, rows * d), dffn, g.W1, accumulate: true);
-                _backend.BiasBackward(dffn, g.B1, rows, F);
-            }
-            // h = LN1(attnSum), attnSum = Wo·context + bo + x_l
-            _backend.Zero(dr);
-            _backend.LayerNormBackward(dh, la.AttnSum.Slice(0, rows * d), w.AttnLnGamma, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows),
-                dr, g?.AttnLnGamma ?? default, g?.AttnLnBeta ?? default, rows, d);
-            _backend.Gemm(GemmOp.NT, rows, d, d, dr, w.Wo, dh);
-            if (g is not null)
-            {
-                _backend.Gemm(GemmOp.TN, d, d, rows, la.Context.Slice(0, rows * d), dr, g.Wo, accumulate: true);
-                _backend.BiasBackward(dr, g.Bo, rows, d);
-            }
-            _backend.Zero(dqkv);
-            var (pk, pv) = PrefixViews(_prefix, l, shape.PrefixLen);
-            var (dpk, dpv) = PrefixViews(dPrefix, l, shape.PrefixLen);
-            _backend.AttentionBackward(att, dh, la.Qkv.Slice(0, rows * 3 * d), pk, pv, la.Probabilities.Slice(0, att.ProbsLength),
-                dqkv, dpk, dpv);
-            var x = a.Hidden[l].Slice(0, rows * d);
-            if (g is not null)
-            {
-                _backend.Gemm(GemmOp.TN, d, 3 * d, rows, x, dqkv, g.Wqkv, accumulate: true);
-                _backend.BiasBackward(dqkv, g.Bqkv, rows, 3 * d);
-            }
             // Below layer 0 only a prompt or the embedding tables (full fine-tuning) need d(loss)/dx: a prefix-only step skips it.
-            if (l > 0 || shape.PromptLen > 0 || _g is not null)
-            {
-                _backend.Copy(dr, dx);
-                _backend.Gemm(GemmOp.NT, rows, d, 3 * d, dqkv, w.Wqkv, dx, accumulate: true);
-            }
-            if (_lora is not null) LoraBackward(l, rows, x, dqkv, dx);
+            bool inputGradient = l > 0 || shape.PromptLen > 0 || _g is not null;
+            _block.Backward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dx, dr, dh, inputGradient);
         }
+        _sublayers.SetPrefixGradient(default);
         if (shape.PromptLen > 0)
             _backend.PrependBackward(dx, dPrompt, default, B, shape.PromptLen, T, d);
         if (_g is not null) EmbeddingBackward(shape, dx, dr, dh);
@@ -269,7 +245,7 @@ public sealed class TransformerEngine : IDisposable
 
     /// <summary>
     /// Full fine-tuning, after the layers: from d(loss)/d(layer-0 input) <paramref name="dx"/> back through the embedding
-    /// LayerNorm (γ/β gradients) to the three tables (scatter-add). <paramref name="scratch1"/>/<paramref name="scratch2"/> are free [rows, d] buffers.
+    /// norm, where the model has one (γ/β gradients), to the tables (scatter-add). <paramref name="scratch1"/>/<paramref name="scratch2"/> are free [rows, d] buffers.
     /// </summary>
     private void EmbeddingBackward(ForwardShape shape, DeviceView<float> dx, DeviceView<float> scratch1, DeviceView<float> scratch2)
     {
@@ -284,110 +260,69 @@ public sealed class TransformerEngine : IDisposable
             _backend.Zero(dOut);
             _backend.PrependBackward(dx, default, dOut, B, shape.PromptLen, T, d);
         }
-        var dSum = scratch1.Slice(0, tokRows * d);
-        _backend.Zero(dSum);
-        _backend.LayerNormBackward(dOut, a.EmbeddingSum.Slice(0, tokRows * d), _w.EmbeddingLnGamma, a.EmbeddingMean.Slice(0, tokRows),
-            a.EmbeddingRstd.Slice(0, tokRows), dSum, g.EmbeddingLnGamma, g.EmbeddingLnBeta, tokRows, d);
-        _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), dSum, g.WordEmbeddings, g.PositionEmbeddings,
-            g.TokenTypeEmbeddings, B, T, d);
-    }
-
-    /// <summary>
-    /// The counter-RNG stream of LoRA's dropout for one layer and target (0 query, 1 value): its own seed and offset, so
-    /// no mask repeats another (nor the head's or an adapter's, which use the caller's seed directly).
-    /// </summary>
-    internal static (ulong Seed, long Offset) LoraDropoutStream(ulong seed, int layer, int target, int rows, int dim) =>
-        (seed ^ 0x4C6F52414C6F5241UL, (long)(2 * layer + target) * rows * dim);
-
-    private bool LoraDropoutActive => _training && _loraOptions!.Dropout > 0f;
-
-    /// <summary>qkv[:, q or v columns] += (α/r)·(dropout(x)·A)·B for layer <paramref name="l"/>; saves t = dropout(x)·A.</summary>
-    private void LoraForward(int l, int rows, DeviceView<float> x, DeviceView<float> qkv)
-    {
-        var a = _act!;
-        var o = _loraOptions!;
-        int d = Spec.Hidden, r = o.Rank;
-        for (int j = 0; j < 2; j++)
+        var dSum = dOut;
+        if (Spec.EmbeddingNorm)
         {
-            var (A, Bm) = j == 0 ? (_lora![l].QueryA.Value, _lora[l].QueryB.Value) : (_lora![l].ValueA.Value, _lora[l].ValueB.Value);
-            var input = x;
-            if (LoraDropoutActive)
-            {
-                input = a.LoraX!.Slice(0, rows * d);
-                var (s, off) = LoraDropoutStream(_seed, l, j, rows, d);
-                _backend.DropoutForward(x, input, o.Dropout, s, off);
-            }
-            var t = a.LoraT[2 * l + j].Slice(0, rows * r);
-            var u = a.LoraU!.Slice(0, rows * d);
-            _backend.Gemm(GemmOp.NN, rows, r, d, input, A, t);
-            _backend.Gemm(GemmOp.NN, rows, d, r, t, Bm, u);
-            _backend.AddColumnBlock(u, qkv, rows, d, 3 * d, j == 0 ? 0 : 2 * d, o.Scale);
+            dSum = scratch1.Slice(0, tokRows * d);
+            _backend.Zero(dSum);
+            _sublayers.Norm.Backward(dOut, a.EmbeddingSum.Slice(0, tokRows * d), _w.EmbeddingNormGamma, a.EmbeddingMean.Slice(0, tokRows),
+                a.EmbeddingRstd.Slice(0, tokRows), dSum, g.EmbeddingNormGamma, g.EmbeddingNormBeta, tokRows);
         }
-    }
-
-    /// <summary>From dqkv: accumulates dA, dB of layer <paramref name="l"/> and adds LoRA's share of d(loss)/d(x) into <paramref name="dx"/>.</summary>
-    private void LoraBackward(int l, int rows, DeviceView<float> x, DeviceView<float> dqkv, DeviceView<float> dx)
-    {
-        var a = _act!;
-        var o = _loraOptions!;
-        int d = Spec.Hidden, r = o.Rank;
-        for (int j = 0; j < 2; j++)
-        {
-            var (A, Bm) = j == 0 ? (_lora![l].QueryA, _lora[l].QueryB) : (_lora![l].ValueA, _lora[l].ValueB);
-            var t = a.LoraT[2 * l + j].Slice(0, rows * r);
-            var du = a.LoraU!.Slice(0, rows * d);
-            var dt = a.LoraDT!.Slice(0, rows * r);
-            _backend.Zero(du);
-            _backend.ColumnBlockBackward(dqkv, du, rows, d, 3 * d, j == 0 ? 0 : 2 * d, o.Scale);
-            _backend.Gemm(GemmOp.TN, r, d, rows, t, du, Bm.Gradient, accumulate: true);   // dB += tᵀ·du
-            _backend.Gemm(GemmOp.NT, rows, r, d, du, Bm.Value, dt);                      // dt = du·Bᵀ
-            if (LoraDropoutActive)
-            {
-                var xd = a.LoraX!.Slice(0, rows * d);
-                var (s, off) = LoraDropoutStream(_seed, l, j, rows, d);
-                _backend.DropoutForward(x, xd, o.Dropout, s, off);                      // recompute dropout(x)
-                _backend.Gemm(GemmOp.TN, d, r, rows, xd, dt, A.Gradient, accumulate: true);
-                _backend.Gemm(GemmOp.NT, rows, d, r, dt, A.Value, xd);                  // d(dropout(x)), reusing the buffer
-                _backend.DropoutBackward(xd, dx, o.Dropout, s, off);
-            }
-            else
-            {
-                _backend.Gemm(GemmOp.TN, d, r, rows, x, dt, A.Gradient, accumulate: true); // dA += xᵀ·dt
-                _backend.Gemm(GemmOp.NT, rows, d, r, dt, A.Value, dx, accumulate: true);    // dx += dt·Aᵀ
-            }
-        }
+        _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows), dSum,
+            g.WordEmbeddings, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
     }
 
     private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen);
 
-    private (DeviceView<float> K, DeviceView<float> V) PrefixViews(DeviceView<float> prefix, int layer, int m)
+    /// <summary>
+    /// Uploads the key mask over [prompt; tokens] (prompt rows always attended) and the positions: per token for the
+    /// embedding table, per row for RoPE, and 0..m−1 for the prefix keys. Encoders number tokens 0..T−1 as BERT does;
+    /// causal models continue after the prefix and prompt and skip padding (cumsum(mask) − 1, as generation does), so a
+    /// left-padded example gets the same positions as unpadded.
+    /// </summary>
+    private void UploadMaskAndPositions(TokenBatch batch, ForwardShape s)
     {
-        if (m == 0) return (default, default);
-        int block = m * Spec.Hidden;
-        return (prefix.Slice(2 * layer * block, block), prefix.Slice((2 * layer + 1) * block, block));
-    }
-
-    private void UploadMask(TokenBatch batch, ForwardShape s)
-    {
-        // Prompt positions are always attended: the mask over [prompt; tokens] is ones then the batch's mask.
-        var mask = new float[s.Batch * s.Positions];
-        for (int b = 0; b < s.Batch; b++)
+        int B = s.Batch, T = s.SeqLen, S = s.Positions, m = s.PrefixLen, mp = s.PromptLen;
+        var mask = new float[B * S];
+        var tokenPositions = new int[B * T];
+        var rowPositions = new int[B * S];
+        for (int b = 0; b < B; b++)
         {
-            mask.AsSpan(b * s.Positions, s.PromptLen).Fill(1f);
-            batch.Mask.AsSpan(b * s.SeqLen, s.SeqLen).CopyTo(mask.AsSpan(b * s.Positions + s.PromptLen));
+            mask.AsSpan(b * S, mp).Fill(1f);
+            batch.Mask.AsSpan(b * T, T).CopyTo(mask.AsSpan(b * S + mp));
+            for (int i = 0; i < mp; i++) rowPositions[b * S + i] = m + i;
+            int seen = 0;
+            for (int t = 0; t < T; t++)
+            {
+                int p;
+                if (Spec.Causal)
+                {
+                    if (batch.Mask[b * T + t] != 0) seen++;
+                    p = m + mp + Math.Max(seen - 1, 0);
+                }
+                else p = t;
+                tokenPositions[b * T + t] = p;
+                rowPositions[b * S + mp + t] = p;
+            }
         }
         _backend.Upload(mask, _mask!.Slice(0, mask.Length));
+        _backend.Upload(tokenPositions, _tokenPositions!.Slice(0, tokenPositions.Length));
+        _backend.Upload(rowPositions, _rowPositions!.Slice(0, rowPositions.Length));
     }
 
     private void Prepare(ForwardShape shape)
     {
         if (_act is not null && _act.Fits(shape)) return;
         _act?.Dispose();
-        _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
+        DisposeInputs();
         var cap = _act is null ? shape : ForwardShape.Max(_act.Capacity, shape);
         _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0);
         _ids = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _types = _backend.AllocateInts(cap.Batch * cap.SeqLen);
+        _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);
+        _rowPositions = _backend.AllocateInts(cap.Batch * cap.Positions);
+        _prefixPositions = _backend.AllocateInts(Math.Max(cap.PrefixLen, 1));
+        _backend.Upload(Enumerable.Range(0, Math.Max(cap.PrefixLen, 1)).ToArray(), _prefixPositions.All);
         _mask = _backend.Allocate(cap.Batch * cap.Positions);
     }
 
@@ -395,8 +330,15 @@ public sealed class TransformerEngine : IDisposable
     public void Dispose()
     {
         _act?.Dispose();
-        _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
+        DisposeInputs();
+        _sublayers.Dispose();
         _w.Dispose();
+    }
+
+    private void DisposeInputs()
+    {
+        _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
+        _tokenPositions?.Dispose(); _rowPositions?.Dispose(); _prefixPositions?.Dispose();
     }
 }
 

@@ -57,9 +57,7 @@ public sealed class FrozenModel
     /// <summary>A zero-shot encoder over this model (ONNX Runtime), caching results under the catalog cache folder.</summary>
     public ZeroShotEncoder CreateEncoder(Action<string>? log = null, bool cache = true)
     {
-        // The last hidden state is the graph's own output; the others are intermediate tensors made outputs.
-        var intermediate = Imported.HiddenStateNames.Take(Spec.Layers).ToArray();
-        return new ZeroShotEncoder(Source.OnnxPath, Tokenizer, Spec.MaxPositions, Hash, intermediate,
-            () => Onnx.WithExtraOutputs(intermediate), cache ? Path.Combine(ModelCatalog.CacheRoot, "zeroshot") : null, log);
+        return new ZeroShotEncoder(Imported, Tokenizer, Onnx.Outputs.Select(o => o.Name), Hash,
+            () => Onnx.WithExtraOutputs(Imported.HiddenStateNames), cache ? Path.Combine(ModelCatalog.CacheRoot, "zeroshot") : null, log);
     }
 }

@@ -7,7 +7,7 @@ public enum AdapterKind
 {
     /// <summary>SK-Prompt: P ∈ R^{m×d} prepended after the embedding layer.</summary>
     Prompt,
-    /// <summary>SK-Prefix: K_l, V_l ∈ R^{m×d} for every layer, shared by the batch.</summary>
+    /// <summary>SK-Prefix: K_l, V_l ∈ R^{m×kvDim} for every layer, shared by the batch.</summary>
     Prefix,
 }
 
@@ -28,13 +28,17 @@ public enum AdapterMode
 /// <param name="Tokens">m, the semantic text's length in tokens.</param>
 /// <param name="Dim">d.</param>
 /// <param name="Layers">L.</param>
-public sealed record AdapterShape(AdapterKind Kind, AdapterMode Mode, int Tokens, int Dim, int Layers)
+/// <param name="KvDim">A prefix's key/value width per layer (KV heads × head size; 0 = d, as without grouped KV heads).</param>
+public sealed record AdapterShape(AdapterKind Kind, AdapterMode Mode, int Tokens, int Dim, int Layers, int KvDim = 0)
 {
-    /// <summary>Output blocks of [m, d]: 2·L for a prefix (K then V per layer), 1 for a prompt.</summary>
+    /// <summary>Output blocks of [m, Width]: 2·L for a prefix (K then V per layer), 1 for a prompt.</summary>
     public int Groups => Kind == AdapterKind.Prefix ? 2 * Layers : 1;
 
-    /// <summary>Output values: Groups·m·d (prefix layout [L, 2, m, d]).</summary>
-    public int OutputLength => Groups * Tokens * Dim;
+    /// <summary>Columns of one output block: kvDim for a prefix, d for a prompt.</summary>
+    public int Width => Kind == AdapterKind.Prefix && KvDim > 0 ? KvDim : Dim;
+
+    /// <summary>Output values: Groups·m·Width (prefix layout [L, 2, m, kvDim]).</summary>
+    public int OutputLength => Groups * Tokens * Width;
 }
 
 /// <summary>
@@ -55,7 +59,10 @@ public sealed class SemanticAdapter : IAdapter
     /// <summary>Creates the adapter over the text's hidden states: one [m, d] source per group (token/pooled: all the same).</summary>
     /// <param name="backend">Where it runs.</param>
     /// <param name="shape">Its sizes.</param>
-    /// <param name="sources">Token and pooled modes: one [m, d] matrix; per-layer mode: L matrices, the states entering each layer.</param>
+    /// <param name="sources">
+    /// Token and pooled modes: one [m, d] matrix; per-layer mode: L matrices, what each layer's attention projects
+    /// (<see cref="ModelProjections.AttentionInputs"/> of the states entering it).
+    /// </param>
     /// <param name="dropout">Dropout probability on the output in training (0.1 in the paper's setting).</param>
     /// <param name="init">How the weights start (see <see cref="Initialize"/>).</param>
     /// <param name="model">The frozen weights, needed by <see cref="AdapterInit.Model"/>.</param>
@@ -113,8 +120,8 @@ public sealed class SemanticAdapter : IAdapter
         }
         for (int g = 0; g < Shape.Groups; g++)
         {
-            yield return (GroupName(g) + ".weight", [d, d]);
-            yield return (GroupName(g) + ".bias", [d]);
+            yield return (GroupName(g) + ".weight", [d, Shape.Width]);
+            yield return (GroupName(g) + ".bias", [Shape.Width]);
         }
     }
 
@@ -124,8 +131,9 @@ public sealed class SemanticAdapter : IAdapter
     /// <summary>
     /// Initializes the tensors. <see cref="AdapterInit.Random"/>: torch's Linear default, U(−1/√fan_in, 1/√fan_in).
     /// <see cref="AdapterInit.Model"/> (token and per-layer modes): the frozen model's own maps, so training starts from
-    /// the semantic text's real attention keys/values (prefix: layer l's W_k, W_v and biases) or its own hidden states
-    /// (prompt: identity) — as if the text itself were prepended.
+    /// the semantic text's real attention keys/values (prefix: layer l's W_k, W_v and biases,
+    /// <see cref="ModelProjections.KeyValue"/>) or its own hidden states (prompt: identity) — as if the text itself were
+    /// prepended.
     /// </summary>
     public void Initialize(TrainableParameters p, Random rng)
     {
@@ -143,8 +151,8 @@ public sealed class SemanticAdapter : IAdapter
                 }
                 else
                 {
-                    var layer = _model!.Layers[g / 2];
-                    (weight, bias) = g % 2 == 0 ? (layer.Wk, layer.Bk) : (layer.Wv, layer.Bv);
+                    var (wk, bk, wv, bv) = ModelProjections.KeyValue(_model!, g / 2);
+                    (weight, bias) = g % 2 == 0 ? (wk, bk) : (wv, bv);
                 }
                 p.Set(p[GroupName(g) + ".weight"], weight);
                 p.Set(p[GroupName(g) + ".bias"], bias);
@@ -166,10 +174,10 @@ public sealed class SemanticAdapter : IAdapter
 
     private DeviceView<float> Source(int g) => _sources[Shape.Mode == AdapterMode.PerLayer ? g / 2 : 0].All;
 
-    /// <summary>Computes the prompt [m, d] or prefix [L, 2, m, d]; the view stays valid until the next call.</summary>
+    /// <summary>Computes the prompt [m, d] or prefix [L, 2, m, kvDim]; the view stays valid until the next call.</summary>
     public DeviceView<float> Forward(TrainableParameters p, bool training, ulong seed)
     {
-        int m = Shape.Tokens, d = Shape.Dim, block = m * d;
+        int m = Shape.Tokens, d = Shape.Dim, w = Shape.Width, block = m * w;
         if (Shape.Mode == AdapterMode.Pooled)
         {
             _backend.Gemm(GemmOp.NN, m, 1, d, Source(0), p.Value(p["adapter.pool.weight"]), _pooled.All, p.Value(p["adapter.pool.bias"]));
@@ -178,7 +186,7 @@ public sealed class SemanticAdapter : IAdapter
         else
         {
             for (int g = 0; g < Shape.Groups; g++)
-                _backend.Gemm(GemmOp.NN, m, d, d, Source(g), p.Value(p[GroupName(g) + ".weight"]), _raw.Slice(g * block, block),
+                _backend.Gemm(GemmOp.NN, m, w, d, Source(g), p.Value(p[GroupName(g) + ".weight"]), _raw.Slice(g * block, block),
                     p.Value(p[GroupName(g) + ".bias"]));
         }
         _training = training && Dropout > 0;
@@ -191,7 +199,7 @@ public sealed class SemanticAdapter : IAdapter
     /// <summary>Accumulates the adapter's gradients from d(loss)/d(output) of the last <see cref="Forward"/>.</summary>
     public void Backward(TrainableParameters p, DeviceView<float> dOutput)
     {
-        int m = Shape.Tokens, d = Shape.Dim, block = m * d;
+        int m = Shape.Tokens, d = Shape.Dim, w = Shape.Width, block = m * w;
         _backend.Zero(_dRaw.All);
         if (_training) _backend.DropoutBackward(dOutput, _dRaw.All, Dropout, _seed, 0);
         else _backend.Accumulate(dOutput, _dRaw.All);
@@ -208,8 +216,8 @@ public sealed class SemanticAdapter : IAdapter
         for (int g = 0; g < Shape.Groups; g++)
         {
             var dg = _dRaw.Slice(g * block, block);
-            _backend.Gemm(GemmOp.TN, d, d, m, Source(g), dg, p.Gradient(p[GroupName(g) + ".weight"]), accumulate: true);
-            _backend.BiasBackward(dg, p.Gradient(p[GroupName(g) + ".bias"]), m, d);
+            _backend.Gemm(GemmOp.TN, d, w, m, Source(g), dg, p.Gradient(p[GroupName(g) + ".weight"]), accumulate: true);
+            _backend.BiasBackward(dg, p.Gradient(p[GroupName(g) + ".bias"]), m, w);
         }
     }
 

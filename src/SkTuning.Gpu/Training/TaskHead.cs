@@ -10,6 +10,11 @@ public enum Pooling
     Mean,
     /// <summary>The first real token's final state ([CLS]).</summary>
     Cls,
+    /// <summary>
+    /// The last real token's final state (causal decoders, as transformers' <c>*ForSequenceClassification</c>: under a
+    /// causal mask only the last token has read the whole input); right or left padding alike.
+    /// </summary>
+    Last,
 }
 
 /// <summary>The targets of one batch for the head: class ids [B], values [B], or token labels [B·T] (−100 = ignore).</summary>
@@ -160,12 +165,27 @@ public sealed class TaskHead : IDisposable
             _backend.MeanPoolBackward(dInput, _mask.Slice(0, B * batch.SeqLen), dHidden, B, S, skip, d);
     }
 
+    /// <summary>The rows the mean pool averages: every real token (mean), or one of them (cls: the first, last: the last real one).</summary>
     private int[] PoolMask(TokenBatch batch)
     {
-        var mask = new int[batch.Batch * batch.SeqLen];
+        int T = batch.SeqLen;
+        var mask = new int[batch.Batch * T];
         for (int b = 0; b < batch.Batch; b++)
-            for (int t = 0; t < batch.SeqLen; t++)
-                mask[b * batch.SeqLen + t] = Pooling == Pooling.Cls ? (t == 0 ? 1 : 0) : (batch.Mask[b * batch.SeqLen + t] != 0 ? 1 : 0);
+        {
+            var real = batch.Mask.AsSpan(b * T, T);
+            switch (Pooling)
+            {
+                case Pooling.Cls: mask[b * T] = 1; break;
+                case Pooling.Last:
+                    int last = real.LastIndexOfAnyExcept(0f);
+                    if (last < 0) throw new ArgumentException($"example {b} of the batch has no real token to pool");
+                    mask[b * T + last] = 1;
+                    break;
+                default:
+                    for (int t = 0; t < T; t++) mask[b * T + t] = real[t] != 0 ? 1 : 0;
+                    break;
+            }
+        }
         return mask;
     }
 

@@ -46,8 +46,11 @@ public sealed record TrainOptions
     /// <summary>The semantic text the frozen model reads zero-shot.</summary>
     public string SemanticText { get; init; } = "Classify the sentiment of the text as positive or negative.";
 
-    /// <summary>Sequence pooling for sequence-level heads.</summary>
-    public Pooling Pooling { get; init; } = Pooling.Mean;
+    /// <summary>Sequence pooling for sequence-level heads; null: the family's default (<see cref="DefaultPooling"/>).</summary>
+    public Pooling? Pooling { get; init; }
+
+    /// <summary>The pooling a model family reads a sequence with by default: the last real token for causal decoders, the mean otherwise.</summary>
+    public static Pooling DefaultPooling(Import.ModelSpec spec) => spec.Causal ? Training.Pooling.Last : Training.Pooling.Mean;
 
     /// <summary>Training steps (optimizer updates).</summary>
     public int Steps { get; init; } = 2000;

@@ -218,6 +218,9 @@ public static class Trainer
             throw new SkTuningException("--mode per-layer is an SK-Prefix mode; SK-Prompt takes token or pooled");
         var method = Baselines.MethodCatalog.Get(o.Method);
         if (!method.Supported) throw new SkTuningException($"method '{o.Method}' is not supported yet ({method.Description})");
+        var pooling = o.Pooling ?? TrainOptions.DefaultPooling(spec);
+        if (pooling == Pooling.Last && frozen.Imported.AttentionMaskName is null)
+            throw new SkTuningException($"{frozen.Source.OnnxPath}: --pooling last needs the model's attention mask to find the last real token, and the graph has no attention-mask input");
         bool semantic = o.Method.StartsWith("sk-", StringComparison.Ordinal);
         TunedModelBuilder.SourceStates(frozen, o.Kind, semantic ? o.Mode : AdapterMode.Token, o.PromptSource, o.SemanticText, log, out int m);
         int tokens = semantic || o.Tokens <= 0 ? m : o.Tokens;
@@ -226,7 +229,7 @@ public static class Trainer
         {
             Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
             SemanticTokens = m, Tokens = tokens, Model = modelName, ModelHash = frozen.Hash, Task = taskName, CustomTask = custom,
-            TaskKind = kind, Labels = labels, Pooling = o.Pooling, Classes = classes,
+            TaskKind = kind, Labels = labels, Pooling = pooling, Classes = classes,
             Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = primaryMetric,
             TrainableParameters = trainable, ModelParameters = spec.ParameterCount, Training = o,
         };

@@ -1,6 +1,5 @@
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
-using SkTuning.Gpu.Kernels;
 using SkTuning.Gpu.Training.Baselines;
 
 namespace SkTuning.Gpu.Training;
@@ -10,7 +9,8 @@ public static class TunedModelBuilder
 {
     /// <summary>
     /// The zero-shot source states the adapter maps: the last layer (token/pooled prefix, SK-Prompt default), the
-    /// embedding output (SK-Prompt, embedding source), or the states entering each layer (per-layer prefix).
+    /// embedding output (SK-Prompt, embedding source), or what each layer's attention projects from the states entering
+    /// it (per-layer prefix; <see cref="ModelProjections.AttentionInputs"/>).
     /// </summary>
     public static IReadOnlyList<float[]> SourceStates(FrozenModel model, AdapterKind kind, AdapterMode mode, PromptSource promptSource,
         string semanticText, Action<string>? log, out int tokens)
@@ -19,7 +19,7 @@ public static class TunedModelBuilder
         bool all = mode == AdapterMode.PerLayer || (kind == AdapterKind.Prompt && promptSource == PromptSource.Embedding);
         var states = encoder.Encode(semanticText, all);
         tokens = states.Tokens;
-        if (mode == AdapterMode.PerLayer) return states.Layers.Take(model.Spec.Layers).ToArray();
+        if (mode == AdapterMode.PerLayer) return ModelProjections.AttentionInputs(model.Weights, states.Layers.Take(model.Spec.Layers).ToArray());
         if (kind == AdapterKind.Prompt && promptSource == PromptSource.Embedding) return [states.Layers[0]];
         return [states.Last];
     }
@@ -57,9 +57,9 @@ public static class TunedModelBuilder
     };
 
     /// <summary>
-    /// Prompt tuning's vocabulary init: the embedding-layer outputs (word + position + type embedding, then the embedding
-    /// LayerNorm) of <paramref name="count"/> tokens sampled from the vocabulary (seeded; ids past the first 1000, which
-    /// BERT vocabularies reserve for special and unused tokens, when the vocabulary is that large).
+    /// Prompt tuning's vocabulary init: the embedding-layer outputs (<see cref="ModelProjections.EmbedTokens"/>) of
+    /// <paramref name="count"/> tokens sampled from the vocabulary (seeded; ids past the first 1000, which BERT
+    /// vocabularies reserve for special and unused tokens, when the vocabulary is that large).
     /// </summary>
     public static float[] VocabularyRows(FrozenModel model, int count, int seed)
     {
@@ -67,11 +67,6 @@ public static class TunedModelBuilder
         var rng = new Random(seed);
         int first = spec.VocabSize > 2000 ? 1000 : 0;
         var ids = Enumerable.Range(0, count).Select(_ => rng.Next(first, spec.VocabSize)).ToArray();
-        var sum = new float[count * spec.Hidden];
-        var e = model.Weights.Embeddings;
-        Embedding.Forward(ids, new int[count], e.Word, e.Position, e.TokenType, sum, 1, count, spec.Hidden);
-        var rows = new float[sum.Length];
-        LayerNorm.Forward(sum, e.NormGamma, e.NormBeta, rows, new float[count], new float[count], count, spec.Hidden, spec.Epsilon);
-        return rows;
+        return ModelProjections.EmbedTokens(model.Weights, ids);
     }
 }

@@ -29,6 +29,9 @@ public static class OrtSessions
     public static InferenceSession Create(string onnxPath, byte[]? modelBytes = null, Action<string>? log = null, bool tryCuda = true)
     {
         var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        // Bytes carry no location: external-data initializers resolve against the model file's folder.
+        if (modelBytes is not null)
+            options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(Path.GetFullPath(onnxPath))!);
         LastProvider = "cpu";
         lock (Gate)
         {

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Tokenization;
 
 namespace SkTuning.Gpu.ZeroShot;
@@ -13,33 +13,30 @@ namespace SkTuning.Gpu.ZeroShot;
 /// </summary>
 public sealed class ZeroShotEncoder : IDisposable
 {
-    private readonly string _onnxPath;
+    private readonly ImportedModel _model;
+    private readonly IReadOnlySet<string> _graphOutputs;
     private readonly Func<byte[]> _modelWithLayerOutputs;
-    private readonly IReadOnlyList<string> _layerOutputs;
-    private readonly int _maxPositions;
     private readonly string _modelHash;
     private readonly string? _cacheDirectory;
     private readonly Action<string>? _log;
     private readonly Lock _gate = new();
-    private InferenceSession? _lastOnly, _allLayers;
+    private OrtModelRunner? _lastOnly, _allLayers;
 
-    /// <summary>Creates an encoder over a model file.</summary>
-    /// <param name="onnxPath">The frozen model.</param>
+    /// <summary>Creates an encoder over an imported model.</summary>
+    /// <param name="model">The imported model: file, input names, and <see cref="ImportedModel.HiddenStateNames"/>.</param>
     /// <param name="tokenizer">Its tokenizer.</param>
-    /// <param name="maxPositions">The model's position limit; longer texts are rejected.</param>
+    /// <param name="graphOutputs">The graph's own output names.</param>
     /// <param name="modelHash">Identifies the model in the cache key.</param>
-    /// <param name="layerOutputs">Names of the intermediate tensors holding each layer's output (embedding output first, then layers 1..L−1; the last layer is last_hidden_state).</param>
-    /// <param name="modelWithLayerOutputs">Produces the model bytes with <paramref name="layerOutputs"/> added as graph outputs (called once, on first use).</param>
+    /// <param name="modelWithLayerOutputs">Produces the model bytes with every hidden state added as a graph output (called once, on first use).</param>
     /// <param name="cacheDirectory">Where results are cached; null disables the cache.</param>
     /// <param name="log">Receives one-line progress messages (execution provider, cache hits).</param>
-    public ZeroShotEncoder(string onnxPath, TextTokenizer tokenizer, int maxPositions, string modelHash,
-        IReadOnlyList<string> layerOutputs, Func<byte[]> modelWithLayerOutputs, string? cacheDirectory, Action<string>? log = null)
+    public ZeroShotEncoder(ImportedModel model, TextTokenizer tokenizer, IEnumerable<string> graphOutputs, string modelHash,
+        Func<byte[]> modelWithLayerOutputs, string? cacheDirectory, Action<string>? log = null)
     {
-        _onnxPath = onnxPath;
+        _model = model;
+        _graphOutputs = graphOutputs.ToHashSet(StringComparer.Ordinal);
         Tokenizer = tokenizer;
-        _maxPositions = maxPositions;
         _modelHash = modelHash;
-        _layerOutputs = layerOutputs;
         _modelWithLayerOutputs = modelWithLayerOutputs;
         _cacheDirectory = cacheDirectory;
         _log = log;
@@ -53,8 +50,8 @@ public sealed class ZeroShotEncoder : IDisposable
     public HiddenStates Encode(string text, bool allLayers = false)
     {
         var encoded = Tokenizer.Encode(text);
-        if (encoded.Length > _maxPositions)
-            throw new SkTuningException($"text of {encoded.Length} tokens is longer than the model's {_maxPositions} positions");
+        if (encoded.Length > _model.Spec.MaxPositions)
+            throw new SkTuningException($"text of {encoded.Length} tokens is longer than the model's {_model.Spec.MaxPositions} positions");
         var cachePath = CachePath(text, allLayers);
         if (cachePath is not null && File.Exists(cachePath))
         {
@@ -73,43 +70,22 @@ public sealed class ZeroShotEncoder : IDisposable
     /// <summary>Runs ONNX Runtime on one already-tokenized sequence, bypassing the cache.</summary>
     public HiddenStates Run(EncodedText encoded, bool allLayers)
     {
-        InferenceSession session;
+        OrtModelRunner runner;
         lock (_gate)
         {
-            session = allLayers
-                ? _allLayers ??= OrtSessions.Create(_onnxPath, _modelWithLayerOutputs(), _log)
-                : _lastOnly ??= OrtSessions.Create(_onnxPath, null, _log);
+            // The final state is the graph's own output in most exports; a CausalLM export has it only as an intermediate value.
+            var final = _model.HiddenStateNames[^1];
+            runner = allLayers
+                ? _allLayers ??= new OrtModelRunner(_model, _modelWithLayerOutputs(), _model.HiddenStateNames, _log)
+                : _lastOnly ??= new OrtModelRunner(_model, IsGraphOutput(final) ? null : _modelWithLayerOutputs(), [final], _log);
         }
         int m = encoded.Length;
-        var shape = new[] { 1, m };
-        var inputs = new List<NamedOnnxValue>();
-        foreach (var name in session.InputMetadata.Keys)
-        {
-            var tensor = new DenseTensor<long>(shape);
-            for (int t = 0; t < m; t++)
-                tensor[0, t] = name switch
-                {
-                    "input_ids" => encoded.Ids[t],
-                    "attention_mask" => 1,
-                    "token_type_ids" => encoded.TypeIds[t],
-                    _ => throw new SkTuningException($"{_onnxPath}: unexpected model input '{name}'"),
-                };
-            inputs.Add(NamedOnnxValue.CreateFromTensor(name, tensor));
-        }
-        var outputs = allLayers ? [.. _layerOutputs, "last_hidden_state"] : new[] { "last_hidden_state" };
-        using var results = session.Run(inputs, outputs);
-        var layers = new List<float[]>(outputs.Length);
-        int dim = 0;
-        foreach (var result in results)
-        {
-            var t = result.AsTensor<float>();
-            dim = t.Dimensions[^1];
-            if (t.Length != (long)m * dim)
-                throw new SkTuningException($"{_onnxPath}: output {result.Name} has {t.Length} values, expected {m}×d");
-            layers.Add(t.ToArray());
-        }
-        return new HiddenStates(m, dim, layers);
+        var batch = new TokenBatch(1, m, encoded.Ids, encoded.TypeIds, Enumerable.Repeat(1f, m).ToArray());
+        var layers = runner.Run(batch);
+        return new HiddenStates(m, _model.Spec.Hidden, layers);
     }
+
+    private bool IsGraphOutput(string name) => _graphOutputs.Contains(name);
 
     private string? CachePath(string text, bool allLayers)
     {

@@ -3,8 +3,8 @@ using SkTuning.Gpu.Engine;
 namespace SkTuning.Gpu.Training.Baselines;
 
 /// <summary>
-/// P-tuning v2 (deep prompt tuning without reparameterization): the per-layer prefix [L, 2, n, d] is itself the
-/// trainable tensor <c>prefix.kv</c> [2L, n, d] (block 2l: layer l's keys, 2l + 1: its values), with dropout in training.
+/// P-tuning v2 (deep prompt tuning without reparameterization): the per-layer prefix [L, 2, n, kvDim] is itself the
+/// trainable tensor <c>prefix.kv</c> [2L, n, kvDim] (block 2l: layer l's keys, 2l + 1: its values), with dropout in training.
 /// </summary>
 public sealed class DeepPrefixAdapter : IAdapter
 {
@@ -13,7 +13,7 @@ public sealed class DeepPrefixAdapter : IAdapter
     /// <summary>Creates the adapter.</summary>
     /// <param name="backend">Where it runs.</param>
     /// <param name="tokens">n, prefix keys per layer.</param>
-    /// <param name="dim">d.</param>
+    /// <param name="dim">Width of each layer's keys and values: kvDim (d without grouped KV heads).</param>
     /// <param name="layers">L.</param>
     /// <param name="dropout">Dropout probability on the prefix in training (P-tuning v2 uses the model's, 0.1).</param>
     /// <param name="initStd">Standard deviation of the N(0, σ²) init (1: torch's nn.Embedding default, as P-tuning v2).</param>
@@ -29,7 +29,7 @@ public sealed class DeepPrefixAdapter : IAdapter
         _dropout = new OutputDropout(backend, OutputLength, dropout);
     }
 
-    /// <summary>d.</summary>
+    /// <summary>Width of each layer's keys and values (kvDim).</summary>
     public int Dim { get; }
 
     /// <summary>L.</summary>

@@ -80,14 +80,14 @@ public static class MethodCatalog
         IReadOnlyList<float[]>? states = null)
     {
         var spec = model.Spec;
-        int d = spec.Hidden, L = spec.Layers;
+        int d = spec.Hidden, L = spec.Layers, kv = spec.KvDim;
         switch (RequireSupported(method).Name)
         {
             case "sk-prefix":
             case "sk-prompt":
                 var kind = method == "sk-prefix" ? AdapterKind.Prefix : AdapterKind.Prompt;
                 if (states is null || states.Count == 0) throw new SkTuningException($"{method} needs the semantic text's zero-shot states");
-                return new SemanticAdapter(backend, new AdapterShape(kind, options.Mode, tokens, d, L), states, options.Dropout, options.Init, model);
+                return new SemanticAdapter(backend, new AdapterShape(kind, options.Mode, tokens, d, L, kv), states, options.Dropout, options.Init, model);
             case "prompt":
                 float[]? rows = null;
                 if (options.PromptInit != PromptInit.Random)
@@ -97,9 +97,9 @@ public static class MethodCatalog
                 }
                 return new PromptTuningAdapter(backend, tokens, d, rows, options.Dropout);
             case "prefix":
-                return new PrefixTuningAdapter(backend, tokens, d, L, options.PrefixHidden, options.Dropout);
+                return new PrefixTuningAdapter(backend, tokens, d, L, options.PrefixHidden, options.Dropout, kv);
             case "ptuning-v2":
-                return new DeepPrefixAdapter(backend, tokens, d, L, options.Dropout);
+                return new DeepPrefixAdapter(backend, tokens, kv, L, options.Dropout);
             default:
                 return null;
         }
@@ -107,8 +107,9 @@ public static class MethodCatalog
 
     /// <summary>
     /// Trainable values of the method from its formula (not from tensors): adapter + head (d·C + C).
-    /// prompt n·d; prefix n·d + d·h + h + 2L·(h·d + d); ptuning-v2 2L·n·d; linear 0;
-    /// sk-prefix token / per-layer 2L·(d² + d), pooled d + 1 + n·2Lnd + 2Lnd; sk-prompt token d² + d, pooled d + 1 + n·nd + nd.
+    /// prompt n·d; prefix n·d + d·h + h + 2L·(h·k + k); ptuning-v2 2L·n·k; linear 0;
+    /// sk-prefix token / per-layer 2L·(d·k + k), pooled d + 1 + n·2Lnk + 2Lnk; sk-prompt token d² + d, pooled d + 1 + n·nd + nd —
+    /// with k = kvDim, the width of a layer's keys and values (d without grouped KV heads).
     /// </summary>
     /// <param name="method">The method name.</param>
     /// <param name="spec">The frozen model's sizes (L, d).</param>
@@ -119,13 +120,14 @@ public static class MethodCatalog
     public static long TrainableParameterCount(string method, ModelSpec spec, int tokens, int classes, MethodOptions? options = null)
     {
         options ??= new MethodOptions();
-        long d = spec.Hidden, L = spec.Layers, n = tokens, h = options.PrefixHidden;
+        long d = spec.Hidden, k = spec.KvDim, L = spec.Layers, n = tokens, h = options.PrefixHidden;
         long adapter = RequireSupported(method).Name switch
         {
-            "sk-prefix" or "sk-prompt" => SemanticCount(method == "sk-prefix" ? 2 * L : 1, options.Mode, n, d),
+            "sk-prefix" => SemanticCount(2 * L, options.Mode, n, d, k),
+            "sk-prompt" => SemanticCount(1, options.Mode, n, d, d),
             "prompt" => n * d,
-            "prefix" => n * d + d * h + h + 2 * L * (h * d + d),
-            "ptuning-v2" => 2 * L * n * d,
+            "prefix" => n * d + d * h + h + 2 * L * (h * k + k),
+            "ptuning-v2" => 2 * L * n * k,
             "lora" => EngineParameters.LoraParameterCount(spec, options.LoraRank),
             "full" => EngineParameters.FullParameterCount(spec),
             _ => 0,
@@ -136,15 +138,15 @@ public static class MethodCatalog
     /// <summary>The head's trainable values: d·C + C.</summary>
     public static long HeadParameterCount(int dim, int classes) => (long)dim * classes + classes;
 
-    private static long SemanticCount(long groups, AdapterMode mode, long m, long d)
+    private static long SemanticCount(long groups, AdapterMode mode, long m, long d, long width)
     {
         if (mode == AdapterMode.Pooled)
         {
-            long output = groups * m * d;
+            long output = groups * m * width;
             return d + 1 + m * output + output;
         }
         if (mode == AdapterMode.PerLayer && groups == 1) throw new SkTuningException("per-layer mode is an SK-Prefix mode; SK-Prompt takes token or pooled");
-        return groups * (d * d + d);
+        return groups * (d * width + width);
     }
 
     private static TuningMethod RequireSupported(string name)

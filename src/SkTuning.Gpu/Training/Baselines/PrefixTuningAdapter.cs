@@ -27,7 +27,8 @@ public sealed class PrefixTuningAdapter : IAdapter
     /// <param name="layers">L.</param>
     /// <param name="hidden">h, the MLP's hidden size.</param>
     /// <param name="dropout">Dropout probability on the prefix in training.</param>
-    public PrefixTuningAdapter(Backend backend, int tokens, int dim, int layers, int hidden = DefaultHidden, float dropout = 0.1f)
+    /// <param name="width">Width of each layer's keys and values: kvDim (0: d; smaller with grouped KV heads).</param>
+    public PrefixTuningAdapter(Backend backend, int tokens, int dim, int layers, int hidden = DefaultHidden, float dropout = 0.1f, int width = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(dim, 1);
@@ -36,6 +37,7 @@ public sealed class PrefixTuningAdapter : IAdapter
         _backend = backend;
         Tokens = tokens;
         Dim = dim;
+        Width = width > 0 ? width : dim;
         Layers = layers;
         Hidden = hidden;
         _dropout = new OutputDropout(backend, OutputLength, dropout);
@@ -49,6 +51,9 @@ public sealed class PrefixTuningAdapter : IAdapter
 
     /// <summary>d.</summary>
     public int Dim { get; }
+
+    /// <summary>Width of each layer's prefix keys and values (kvDim).</summary>
+    public int Width { get; }
 
     /// <summary>L.</summary>
     public int Layers { get; }
@@ -66,7 +71,7 @@ public sealed class PrefixTuningAdapter : IAdapter
     public int Tokens { get; }
 
     /// <inheritdoc />
-    public int OutputLength => 2 * Layers * Tokens * Dim;
+    public int OutputLength => 2 * Layers * Tokens * Width;
 
     private int Groups => 2 * Layers;
 
@@ -78,8 +83,8 @@ public sealed class PrefixTuningAdapter : IAdapter
         yield return ("prefix.mlp1.bias", [Hidden]);
         for (int g = 0; g < Groups; g++)
         {
-            yield return ($"prefix.mlp2.{g}.weight", [Hidden, Dim]);
-            yield return ($"prefix.mlp2.{g}.bias", [Dim]);
+            yield return ($"prefix.mlp2.{g}.weight", [Hidden, Width]);
+            yield return ($"prefix.mlp2.{g}.bias", [Width]);
         }
     }
 
@@ -97,11 +102,11 @@ public sealed class PrefixTuningAdapter : IAdapter
     /// <inheritdoc />
     public DeviceView<float> Forward(TrainableParameters p, bool training, ulong seed)
     {
-        int n = Tokens, d = Dim, h = Hidden, block = n * d;
+        int n = Tokens, d = Dim, w = Width, h = Hidden, block = n * w;
         _backend.Gemm(GemmOp.NN, n, h, d, p.Value(p["prefix.embedding"]), p.Value(p["prefix.mlp1.weight"]), _pre.All, p.Value(p["prefix.mlp1.bias"]));
         _backend.TanhForward(_pre.All, _act.All);
         for (int g = 0; g < Groups; g++)
-            _backend.Gemm(GemmOp.NN, n, d, h, _act.All, p.Value(p[$"prefix.mlp2.{g}.weight"]), _raw.Slice(g * block, block),
+            _backend.Gemm(GemmOp.NN, n, w, h, _act.All, p.Value(p[$"prefix.mlp2.{g}.weight"]), _raw.Slice(g * block, block),
                 p.Value(p[$"prefix.mlp2.{g}.bias"]));
         return _dropout.Forward(_raw.All, training, seed);
     }
@@ -109,16 +114,16 @@ public sealed class PrefixTuningAdapter : IAdapter
     /// <inheritdoc />
     public void Backward(TrainableParameters p, DeviceView<float> dOutput)
     {
-        int n = Tokens, d = Dim, h = Hidden, block = n * d;
+        int n = Tokens, d = Dim, w = Width, h = Hidden, block = n * w;
         _backend.Zero(_dRaw.All);
         _dropout.Backward(dOutput, _dRaw.All);
         for (int g = 0; g < Groups; g++)
         {
             var dg = _dRaw.Slice(g * block, block);
             var w2 = p[$"prefix.mlp2.{g}.weight"];
-            _backend.Gemm(GemmOp.TN, h, d, n, _act.All, dg, p.Gradient(w2), accumulate: true);
-            _backend.BiasBackward(dg, p.Gradient(p[$"prefix.mlp2.{g}.bias"]), n, d);
-            _backend.Gemm(GemmOp.NT, n, h, d, dg, p.Value(w2), _dAct.All, accumulate: g > 0);
+            _backend.Gemm(GemmOp.TN, h, w, n, _act.All, dg, p.Gradient(w2), accumulate: true);
+            _backend.BiasBackward(dg, p.Gradient(p[$"prefix.mlp2.{g}.bias"]), n, w);
+            _backend.Gemm(GemmOp.NT, n, h, w, dg, p.Value(w2), _dAct.All, accumulate: g > 0);
         }
         _backend.Zero(_dPre.All);
         _backend.TanhBackward(_dAct.All, _act.All, _dPre.All);

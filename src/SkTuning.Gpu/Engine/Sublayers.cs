@@ -1,0 +1,281 @@
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
+
+namespace SkTuning.Gpu.Engine;
+
+/// <summary>
+/// The two sublayers every family's layer is made of, forward and backward, on one forward's state: attention (fused QKV
+/// projection, LoRA on q/v, RoPE, the fused attention kernel with the batch-shared prefix, the output projection) and
+/// the FFN (input projection, GELU-erf / GELU-tanh / SwiGLU, output projection). Under full fine-tuning the backward also
+/// accumulates the weight gradients. A <see cref="TransformerBlock"/> wires them with norms and residuals.
+/// </summary>
+internal sealed class Sublayers : IDisposable
+{
+    private readonly DeviceWeights _w;
+    private readonly DeviceWeights? _g;
+    private readonly LoraLayer[]? _lora;
+    private readonly LoraOptions? _loraOptions;
+    private readonly DeviceArray<float>? _ropeCos, _ropeSin;
+    private Activations _act = null!;
+    private AttentionShape _shape;
+    private DeviceView<float> _mask, _prefix, _dPrefix;
+    private DeviceView<int> _positions, _prefixPositions;
+    private bool _training;
+    private ulong _seed;
+
+    public Sublayers(Backend backend, ModelSpec spec, DeviceWeights weights, DeviceWeights? gradients, LoraLayer[]? lora, LoraOptions? loraOptions)
+    {
+        Backend = backend;
+        Spec = spec;
+        Norm = new NormOps(backend, spec);
+        _w = weights;
+        _g = gradients;
+        _lora = lora;
+        _loraOptions = loraOptions;
+        if (spec.Activation is not (ActivationKind.GeluErf or ActivationKind.GeluTanh or ActivationKind.SwiGlu))
+            throw new SkTuningException($"the engine has no kernel for activation {spec.Activation}");
+        if (spec.Positions == PositionKind.Rope)
+        {
+            var (cos, sin) = Rope.Tables(spec.MaxPositions, spec.RotaryDim, spec.RopeTheta);
+            _ropeCos = backend.UploadNew(cos);
+            _ropeSin = backend.UploadNew(sin);
+        }
+    }
+
+    public Backend Backend { get; }
+    public ModelSpec Spec { get; }
+    public NormOps Norm { get; }
+    public DeviceLayer Weights(int l) => _w.Layers[l];
+    public DeviceLayer? Gradients(int l) => _g?.Layers[l];
+
+    private int QkvWidth => EngineParameters.QkvWidth(Spec);
+
+    /// <summary>
+    /// Sets the state of one forward: shape, key mask [B, S], RoPE positions of the rows [B·S] and of the prefix keys [m],
+    /// the prefix [L, 2, m, kvDim] and, for the backward, where its gradient goes.
+    /// </summary>
+    public void Begin(Activations act, AttentionShape shape, DeviceView<float> mask, DeviceView<int> positions, DeviceView<int> prefixPositions,
+        DeviceView<float> prefix, bool training, ulong seed)
+    {
+        _act = act; _shape = shape; _mask = mask; _positions = positions; _prefixPositions = prefixPositions;
+        _prefix = prefix; _training = training; _seed = seed;
+    }
+
+    /// <summary>Where <see cref="AttentionBackward"/> accumulates the prefix gradient [L, 2, m, kvDim] (empty = none).</summary>
+    public void SetPrefixGradient(DeviceView<float> dPrefix) => _dPrefix = dPrefix;
+
+    private (DeviceView<float> K, DeviceView<float> V) PrefixViews(DeviceView<float> prefix, int layer)
+    {
+        int m = _shape.PrefixLength;
+        if (m == 0 || prefix.IsEmpty) return (default, default);
+        int block = m * Spec.KvDim;
+        return (prefix.Slice(2 * layer * block, block), prefix.Slice((2 * layer + 1) * block, block));
+    }
+
+    private bool Rotary => _ropeCos is not null;
+
+    /// <summary>output = Attention(input)·Wo + bo for layer <paramref name="l"/>; saves qkv (rotated), probabilities and context.</summary>
+    public void Attention(int l, int rows, LayerActivations la, DeviceView<float> input, DeviceView<float> output)
+    {
+        int d = Spec.Hidden, qkvw = QkvWidth;
+        var w = _w.Layers[l];
+        var qkv = la.Qkv.Slice(0, rows * qkvw);
+        Backend.Gemm(GemmOp.NN, rows, qkvw, d, input, w.Wqkv, qkv, w.Bqkv);
+        if (_lora is not null) LoraForward(l, rows, input, qkv);
+        var (pk, pv) = PrefixViews(_prefix, l);
+        if (Rotary)
+        {
+            // q and k columns are contiguous: one call rotates both; prefix keys sit at positions 0..m−1.
+            Backend.RopeForward(qkv, _positions, _ropeCos!.All, _ropeSin!.All, rows, qkvw, Spec.Heads + Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
+            if (!pk.IsEmpty)
+            {
+                var rotated = la.PrefixK!.Slice(0, pk.Length);
+                Backend.Copy(pk, rotated);
+                Backend.RopeForward(rotated, _prefixPositions, _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
+                    Spec.HeadSize, Spec.RotaryDim);
+                pk = rotated;
+            }
+        }
+        Backend.AttentionForward(_shape, Spec.MaskValue, Spec.Causal, qkv, pk, pv, _mask, la.Context.Slice(0, rows * d),
+            la.Probabilities.Slice(0, _shape.ProbsLength));
+        Backend.Gemm(GemmOp.NN, rows, d, d, la.Context.Slice(0, rows * d), w.Wo, output, w.Bo);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Attention"/> from d(loss)/d(output) <paramref name="dOut"/>: dInput += (when
+    /// <paramref name="inputGradient"/>), the prefix gradient and (full fine-tuning, LoRA) the weight gradients accumulate.
+    /// </summary>
+    public void AttentionBackward(int l, int rows, LayerActivations la, DeviceView<float> input, DeviceView<float> dOut,
+        DeviceView<float> dInput, bool inputGradient)
+    {
+        int d = Spec.Hidden, qkvw = QkvWidth;
+        var w = _w.Layers[l];
+        var g = _g?.Layers[l];
+        var a = _act;
+        var dctx = a.DContext.Slice(0, rows * d);
+        var dqkv = a.DQkv.Slice(0, rows * qkvw);
+        Backend.Gemm(GemmOp.NT, rows, d, d, dOut, w.Wo, dctx);
+        if (g is not null)
+        {
+            Backend.Gemm(GemmOp.TN, d, d, rows, la.Context.Slice(0, rows * d), dOut, g.Wo, accumulate: true);
+            if (!g.Bo.IsEmpty) Backend.BiasBackward(dOut, g.Bo, rows, d);
+        }
+        Backend.Zero(dqkv);
+        var (pk, pv) = PrefixViews(_prefix, l);
+        var (dpk, dpv) = PrefixViews(_dPrefix, l);
+        var dpkRotated = dpk;
+        if (Rotary && !pk.IsEmpty)
+        {
+            pk = la.PrefixK!.Slice(0, pk.Length);
+            if (!dpk.IsEmpty)
+            {
+                dpkRotated = a.DPrefixK!.Slice(0, dpk.Length);
+                Backend.Zero(dpkRotated);
+            }
+        }
+        Backend.AttentionBackward(_shape, dctx, la.Qkv.Slice(0, rows * qkvw), pk, pv, la.Probabilities.Slice(0, _shape.ProbsLength),
+            dqkv, dpkRotated, dpv);
+        if (Rotary)
+        {
+            Backend.RopeBackward(dqkv, _positions, _ropeCos!.All, _ropeSin!.All, rows, qkvw, Spec.Heads + Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
+            if (dpkRotated != dpk)
+            {
+                Backend.RopeBackward(dpkRotated, _prefixPositions, _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
+                    Spec.HeadSize, Spec.RotaryDim);
+                Backend.Accumulate(dpkRotated, dpk);
+            }
+        }
+        if (g is not null)
+        {
+            Backend.Gemm(GemmOp.TN, d, qkvw, rows, input, dqkv, g.Wqkv, accumulate: true);
+            if (!g.Bqkv.IsEmpty) Backend.BiasBackward(dqkv, g.Bqkv, rows, qkvw);
+        }
+        if (inputGradient) Backend.Gemm(GemmOp.NT, rows, d, qkvw, dqkv, w.Wqkv, dInput, accumulate: true);
+        if (_lora is not null) LoraBackward(l, rows, input, dqkv, dInput);
+    }
+
+    /// <summary>output = act(input·W1 + b1)·W2 + b2 for layer <paramref name="l"/>; saves the projection and the activation.</summary>
+    public void FeedForward(int l, int rows, LayerActivations la, DeviceView<float> input, DeviceView<float> output)
+    {
+        int d = Spec.Hidden, F = Spec.FfnSize, Fin = EngineParameters.FfnInputWidth(Spec);
+        var w = _w.Layers[l];
+        var ffnIn = la.FfnIn.Slice(0, rows * Fin);
+        var act = la.FfnAct.Slice(0, rows * F);
+        Backend.Gemm(GemmOp.NN, rows, Fin, d, input, w.W1, ffnIn, w.B1);
+        switch (Spec.Activation)
+        {
+            case ActivationKind.GeluErf: Backend.GeluForward(ffnIn, act); break;
+            case ActivationKind.GeluTanh: Backend.GeluTanhForward(ffnIn, act); break;
+            default: Backend.SwiGluForward(ffnIn, act, rows, F); break;
+        }
+        Backend.Gemm(GemmOp.NN, rows, d, F, act, w.W2, output, w.B2);
+    }
+
+    /// <summary>Backward of <see cref="FeedForward"/>: dInput += FFNᵀ·dOut; weight gradients under full fine-tuning.</summary>
+    public void FeedForwardBackward(int l, int rows, LayerActivations la, DeviceView<float> input, DeviceView<float> dOut, DeviceView<float> dInput)
+    {
+        int d = Spec.Hidden, F = Spec.FfnSize, Fin = EngineParameters.FfnInputWidth(Spec);
+        var w = _w.Layers[l];
+        var g = _g?.Layers[l];
+        var dact = _act.DFfnAct.Slice(0, rows * F);
+        var dffn = _act.DFfn.Slice(0, rows * Fin);
+        var ffnIn = la.FfnIn.Slice(0, rows * Fin);
+        Backend.Gemm(GemmOp.NT, rows, F, d, dOut, w.W2, dact);
+        if (g is not null)
+        {
+            Backend.Gemm(GemmOp.TN, F, d, rows, la.FfnAct.Slice(0, rows * F), dOut, g.W2, accumulate: true);
+            if (!g.B2.IsEmpty) Backend.BiasBackward(dOut, g.B2, rows, d);
+        }
+        Backend.Zero(dffn);
+        switch (Spec.Activation)
+        {
+            case ActivationKind.GeluErf: Backend.GeluBackward(dact, ffnIn, dffn); break;
+            case ActivationKind.GeluTanh: Backend.GeluTanhBackward(dact, ffnIn, dffn); break;
+            default: Backend.SwiGluBackward(dact, ffnIn, dffn, rows, F); break;
+        }
+        Backend.Gemm(GemmOp.NT, rows, d, Fin, dffn, w.W1, dInput, accumulate: true);
+        if (g is not null)
+        {
+            Backend.Gemm(GemmOp.TN, d, Fin, rows, input, dffn, g.W1, accumulate: true);
+            if (!g.B1.IsEmpty) Backend.BiasBackward(dffn, g.B1, rows, Fin);
+        }
+    }
+
+    /// <summary>
+    /// The counter-RNG stream of LoRA's dropout for one layer and target (0 query, 1 value): its own seed and offset, so
+    /// no mask repeats another (nor the head's or an adapter's, which use the caller's seed directly).
+    /// </summary>
+    internal static (ulong Seed, long Offset) LoraDropoutStream(ulong seed, int layer, int target, int rows, int dim) =>
+        (seed ^ 0x4C6F52414C6F5241UL, (long)(2 * layer + target) * rows * dim);
+
+    private bool LoraDropoutActive => _training && _loraOptions!.Dropout > 0f;
+
+    /// <summary>Columns of q (target 0) or v (target 1) in the fused qkv row, and their width.</summary>
+    private (int Column0, int Width) LoraTarget(int j) =>
+        j == 0 ? (0, Spec.Hidden) : (Spec.Hidden + Spec.KvDim, Spec.KvDim);
+
+    /// <summary>qkv[:, q or v columns] += (α/r)·(dropout(x)·A)·B for layer <paramref name="l"/>; saves t = dropout(x)·A.</summary>
+    private void LoraForward(int l, int rows, DeviceView<float> x, DeviceView<float> qkv)
+    {
+        var a = _act;
+        var o = _loraOptions!;
+        int d = Spec.Hidden, r = o.Rank;
+        for (int j = 0; j < 2; j++)
+        {
+            var (A, Bm) = j == 0 ? (_lora![l].QueryA.Value, _lora[l].QueryB.Value) : (_lora![l].ValueA.Value, _lora[l].ValueB.Value);
+            var (column0, width) = LoraTarget(j);
+            var input = x;
+            if (LoraDropoutActive)
+            {
+                input = a.LoraX!.Slice(0, rows * d);
+                var (s, off) = LoraDropoutStream(_seed, l, j, rows, d);
+                Backend.DropoutForward(x, input, o.Dropout, s, off);
+            }
+            var t = a.LoraT[2 * l + j].Slice(0, rows * r);
+            var u = a.LoraU!.Slice(0, rows * width);
+            Backend.Gemm(GemmOp.NN, rows, r, d, input, A, t);
+            Backend.Gemm(GemmOp.NN, rows, width, r, t, Bm, u);
+            Backend.AddColumnBlock(u, qkv, rows, width, QkvWidth, column0, o.Scale);
+        }
+    }
+
+    /// <summary>From dqkv: accumulates dA, dB of layer <paramref name="l"/> and adds LoRA's share of d(loss)/d(x) into <paramref name="dx"/>.</summary>
+    private void LoraBackward(int l, int rows, DeviceView<float> x, DeviceView<float> dqkv, DeviceView<float> dx)
+    {
+        var a = _act;
+        var o = _loraOptions!;
+        int d = Spec.Hidden, r = o.Rank;
+        for (int j = 0; j < 2; j++)
+        {
+            var (A, Bm) = j == 0 ? (_lora![l].QueryA, _lora[l].QueryB) : (_lora![l].ValueA, _lora[l].ValueB);
+            var (column0, width) = LoraTarget(j);
+            var t = a.LoraT[2 * l + j].Slice(0, rows * r);
+            var du = a.LoraU!.Slice(0, rows * width);
+            var dt = a.LoraDT!.Slice(0, rows * r);
+            Backend.Zero(du);
+            Backend.ColumnBlockBackward(dqkv, du, rows, width, QkvWidth, column0, o.Scale);
+            Backend.Gemm(GemmOp.TN, r, width, rows, t, du, Bm.Gradient, accumulate: true);   // dB += tᵀ·du
+            Backend.Gemm(GemmOp.NT, rows, r, width, du, Bm.Value, dt);                      // dt = du·Bᵀ
+            if (LoraDropoutActive)
+            {
+                var xd = a.LoraX!.Slice(0, rows * d);
+                var (s, off) = LoraDropoutStream(_seed, l, j, rows, d);
+                Backend.DropoutForward(x, xd, o.Dropout, s, off);                      // recompute dropout(x)
+                Backend.Gemm(GemmOp.TN, d, r, rows, xd, dt, A.Gradient, accumulate: true);
+                Backend.Gemm(GemmOp.NT, rows, d, r, dt, A.Value, xd);                  // d(dropout(x)), reusing the buffer
+                Backend.DropoutBackward(xd, dx, o.Dropout, s, off);
+            }
+            else
+            {
+                Backend.Gemm(GemmOp.TN, d, r, rows, x, dt, A.Gradient, accumulate: true); // dA += xᵀ·dt
+                Backend.Gemm(GemmOp.NT, rows, d, r, dt, A.Value, dx, accumulate: true);    // dx += dt·Aᵀ
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _ropeCos?.Dispose();
+        _ropeSin?.Dispose();
+    }
+}
