@@ -12,5 +12,6 @@ var root = new RootCommand("SK-Tuning of frozen transformer models with hand-wri
     PredictCommand.Create(),
     CompareCommand.Create(),
     DeviceCheckCommand.Create(),
+    VerifyCommand.Create(),
 };
 return CliRunner.Run(root, args);

@@ -15,3 +15,4 @@ internal static class TempStubs {
  public static void EmbeddingBackward(this Backend b, DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput, DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) => throw new NotImplementedException();
 }}
 namespace SkTuning.Gpu.Kernels { internal static class RmsNorm { internal static void ForwardReference(ReadOnlySpan<double> x, ReadOnlySpan<double> g, Span<double> y, Span<double> rstd, int rows, int dim, double eps) => throw new NotImplementedException(); } }
+namespace SkTuning.Gpu.Import { internal static class ModelImporter { internal static ImportedModel Import(SkTuning.Gpu.Onnx.OnnxModel m) => BertImporter.Import(m); } }

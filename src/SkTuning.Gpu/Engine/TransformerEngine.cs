@@ -203,6 +203,14 @@ public sealed class TransformerEngine : IDisposable
         return final;
     }
 
+    /// <summary>The input of layer <paramref name="layer"/> (the embedding output for 0) in the last forward, [B·(m_p+T), d].</summary>
+    public DeviceView<float> LayerInput(int layer)
+    {
+        var a = _act ?? throw new InvalidOperationException("LayerInput before Forward");
+        if ((uint)layer >= (uint)Spec.Layers) throw new ArgumentOutOfRangeException(nameof(layer), $"layer {layer} of {Spec.Layers}");
+        return a.Hidden[layer].Slice(0, _shape.Batch * _shape.Positions * Spec.Hidden);
+    }
+
     /// <summary>
     /// Backward of the last <see cref="Forward"/> from d(loss)/d(final hidden states) [B, m_p + T, d]:
     /// accumulates d(loss)/d(prompt) [m_p, d] and d(loss)/d(prefix) [L, 2, m, kvDim], each summed over the batch; under full

@@ -1,0 +1,186 @@
+using System.Globalization;
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Onnx;
+using SkTuning.Gpu.Tokenization;
+using SkTuning.Gpu.ZeroShot;
+
+namespace SkTuning.Gpu.Verification;
+
+/// <summary>One compared value: where, the error relative to the reference's scale, and the tolerance it must meet.</summary>
+/// <param name="What">e.g. "layer 3 input, right-padded".</param>
+/// <param name="Error">max |engine − reference| / max |reference| over real tokens.</param>
+/// <param name="Tolerance">The bound.</param>
+public sealed record VerifyLine(string What, double Error, double Tolerance)
+{
+    /// <summary>Whether the error is within tolerance (NaN fails).</summary>
+    public bool Passed => Error <= Tolerance;
+}
+
+/// <summary>The outcome of <see cref="ModelVerifier.Run"/>.</summary>
+/// <param name="Architecture">The detected architecture (one line).</param>
+/// <param name="Inputs">What the texts were (tokenizer or random ids) and the batch shape.</param>
+/// <param name="Lines">Every comparison.</param>
+public sealed record VerifyReport(string Architecture, string Inputs, IReadOnlyList<VerifyLine> Lines)
+{
+    /// <summary>Whether every line passed.</summary>
+    public bool Passed => Lines.All(l => l.Passed);
+}
+
+/// <summary>
+/// What a user runs on their own export before training (<c>sktune verify</c>): imports the graph, runs ONNX Runtime and
+/// the engine on the same few texts (the model's tokenizer; random ids without one), right-padded and — where the graph
+/// takes position ids or numbers positions per token — left-padded, and compares every layer's input and the final
+/// states; then checks the engine's prefix gradient against central finite differences of its own forward. A graph
+/// that computes something the engine does not model either fails to import (an input error) or fails here.
+/// </summary>
+public static class ModelVerifier
+{
+    /// <summary>Documented tolerance of the hidden states: fp32 engine vs fp32 ONNX Runtime, relative to the states' scale.</summary>
+    public const double StateTolerance = 1e-4;
+
+    /// <summary>Tolerance of the gradient check: fp32 central differences of the loss are good to about 1e-3.</summary>
+    public const double GradientTolerance = 1e-2;
+
+    private static readonly string[] Texts =
+    [
+        "The quick brown fox jumps over the lazy dog.",
+        "a gripping, funny film",
+        "It's not that I dislike it; I just expected more from a 2-hour movie!",
+        "ok",
+    ];
+
+    /// <summary>Verifies the model at <paramref name="model"/> (catalog name, .onnx file or folder) on <paramref name="backend"/>.</summary>
+    /// <exception cref="SkTuningException">The model cannot be read or imported (an input error).</exception>
+    public static VerifyReport Run(string model, Backend backend, Action<string>? log = null)
+    {
+        var source = ModelCatalog.Resolve(model);
+        var onnx = OnnxModel.Load(source.OnnxPath);
+        var imported = ModelImporter.Import(onnx);
+        var spec = imported.Spec;
+        TextTokenizer? tokenizer = null;
+        if (HasTokenizerFiles(source.TokenizerDirectory)) tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
+        var sequences = Sequences(spec, tokenizer);
+        var lines = new List<VerifyLine>();
+        var right = Batch(sequences, spec, leftPad: false);
+        var names = imported.HiddenStateNames;
+        using var runner = new OrtModelRunner(imported, onnx.WithExtraOutputs(names), names, log);
+        using var engine = new TransformerEngine(backend, spec, imported.Weights);
+        Compare(engine, runner, right, "right-padded", lines);
+        // Encoders number positions 0..T−1 either way; causal models need the graph to take position ids for left padding.
+        if (!spec.Causal || runner.TakesPositions)
+            Compare(engine, runner, Batch(sequences, spec, leftPad: true), "left-padded", lines);
+        lines.Add(GradientCheck(engine, right, spec));
+        string inputs = (tokenizer is null ? "random ids (no tokenizer files beside the model)" : $"{Texts.Length} texts through the {tokenizer.Kind} tokenizer")
+                        + $", batch {right.Batch} × {right.SeqLen}";
+        return new VerifyReport(spec.Describe(), inputs, lines);
+    }
+
+    private static bool HasTokenizerFiles(string directory) =>
+        new[] { "vocab.txt", "tokenizer.json", "vocab.json", "tokenizer.model" }.Any(f => File.Exists(Path.Combine(directory, f)));
+
+    private static List<int[]> Sequences(ModelSpec spec, TextTokenizer? tokenizer)
+    {
+        if (tokenizer is not null) return Texts.Select(t => tokenizer.Encode(t).Ids).ToList();
+        var rng = new Random(1234);
+        return [.. new[] { 9, 6, 12, 3 }.Select(n => Enumerable.Range(0, n).Select(_ => rng.Next(spec.VocabSize)).ToArray())];
+    }
+
+    private static TokenBatch Batch(List<int[]> sequences, ModelSpec spec, bool leftPad)
+    {
+        int B = sequences.Count, T = sequences.Max(s => s.Length);
+        var ids = new int[B * T];
+        var mask = new float[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            var s = sequences[b];
+            int start = leftPad ? T - s.Length : 0;
+            s.CopyTo(ids, b * T + start);
+            mask.AsSpan(b * T + start, s.Length).Fill(1f);
+        }
+        return new TokenBatch(B, T, ids, new int[B * T], mask);
+    }
+
+    private static void Compare(TransformerEngine engine, OrtModelRunner runner, TokenBatch batch, string label, List<VerifyLine> lines)
+    {
+        var reference = runner.Run(batch);
+        var final = engine.Forward(batch);
+        int L = engine.Spec.Layers;
+        for (int l = 0; l <= L; l++)
+        {
+            var mine = engine.Backend.ToHost(l < L ? engine.LayerInput(l) : final);
+            string what = l == 0 ? "embedding output" : l < L ? $"layer {l} input" : "final hidden states";
+            lines.Add(new VerifyLine($"{what}, {label}", RelativeError(mine, reference[l], batch, engine.Spec.Hidden), StateTolerance));
+        }
+    }
+
+    /// <summary>max |a − ref| / max |ref| over the real tokens' rows.</summary>
+    internal static double RelativeError(float[] actual, float[] reference, TokenBatch batch, int dim)
+    {
+        double diff = 0, scale = 0;
+        for (int r = 0; r < batch.Batch * batch.SeqLen; r++)
+        {
+            if (batch.Mask[r] == 0) continue;
+            for (int c = 0; c < dim; c++)
+            {
+                double a = actual[r * dim + c], e = reference[r * dim + c];
+                diff = Math.Max(diff, Math.Abs(a - e));
+                if (double.IsNaN(a)) diff = double.NaN;
+                scale = Math.Max(scale, Math.Abs(e));
+            }
+        }
+        return diff / Math.Max(scale, 1e-30);
+    }
+
+    /// <summary>
+    /// d(loss)/d(prefix) from the engine's backward against central differences of its forward, along two random
+    /// directions; loss = Σ w ⊙ final states over the real tokens, prefix of 2 keys per layer.
+    /// </summary>
+    private static VerifyLine GradientCheck(TransformerEngine engine, TokenBatch batch, ModelSpec spec)
+    {
+        var backend = engine.Backend;
+        var rng = new Random(99);
+        int m = 2, n = 2 * spec.Layers * m * spec.KvDim, rows = batch.Batch * batch.SeqLen, d = spec.Hidden;
+        float[] R(int count, double scale) => Enumerable.Range(0, count).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
+        var prefix = R(n, 1.0);
+        var w = R(rows * d, 1.0);
+        for (int r = 0; r < rows; r++) if (batch.Mask[r] == 0) Array.Clear(w, r * d, d);
+        using var p = backend.UploadNew(prefix);
+        using var dHidden = backend.UploadNew(w);
+        using var dPrefix = backend.Allocate(n);
+        double Loss(float[] values)
+        {
+            backend.Upload(values, p.All);
+            var h = backend.ToHost(engine.Forward(batch, prefix: p.All));
+            double s = 0;
+            for (int i = 0; i < h.Length; i++) s += (double)w[i] * h[i];
+            return s;
+        }
+        Loss(prefix);
+        engine.Backward(dHidden.All, dPrefix: dPrefix.All);
+        var grad = backend.ToHost(dPrefix.All);
+        double worst = 0;
+        for (int k = 0; k < 2; k++)
+        {
+            var v = R(n, 1.0);
+            double eps = 1e-2, analytic = 0;
+            for (int i = 0; i < n; i++) analytic += (double)grad[i] * v[i];
+            var plus = prefix.Select((x, i) => (float)(x + eps * v[i])).ToArray();
+            var minus = prefix.Select((x, i) => (float)(x - eps * v[i])).ToArray();
+            double numeric = (Loss(plus) - Loss(minus)) / (2 * eps);
+            worst = Math.Max(worst, Math.Abs(analytic - numeric) / Math.Max(Math.Abs(numeric), 1e-6));
+        }
+        return new VerifyLine("prefix gradient vs finite differences", worst, GradientTolerance);
+    }
+
+    /// <summary>The report as the lines <c>sktune verify</c> prints.</summary>
+    public static IEnumerable<string> Format(VerifyReport report)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        yield return $"architecture  {report.Architecture}";
+        yield return $"inputs        {report.Inputs}";
+        foreach (var l in report.Lines)
+            yield return string.Create(ic, $"{(l.Passed ? "ok  " : "FAIL")}  {l.Error,10:E2}  (≤ {l.Tolerance:G2})  {l.What}");
+        yield return report.Passed ? "verify: passed" : $"verify: FAILED ({report.Lines.Count(l => !l.Passed)} of {report.Lines.Count} above tolerance)";
+    }
+}
