@@ -3,143 +3,139 @@ using Microsoft.ML.Tokenizers;
 
 namespace SkTuning.Gpu.Tokenization;
 
-/// <summary>Token ids and token type ids of one encoded text (or sentence pair), special tokens included.</summary>
-/// <param name="Ids">Vocabulary ids.</param>
-/// <param name="TypeIds">0 for the first sentence, 1 for the second (all 0 for a single text).</param>
-public sealed record EncodedText(int[] Ids, int[] TypeIds)
-{
-    /// <summary>Number of tokens.</summary>
-    public int Length => Ids.Length;
-}
-
 /// <summary>
-/// The model's tokenizer, found from the files beside it: <c>vocab.txt</c> → BERT WordPiece,
-/// <c>vocab.json</c> + <c>merges.txt</c> or a BPE <c>tokenizer.json</c> → byte-level BPE,
-/// <c>tokenizer.model</c> → SentencePiece. Encodes texts and pairs the way the model was trained
-/// (<c>[CLS] a [SEP] b [SEP]</c> with token types 0/1 for BERT).
+/// The model's tokenizer, found from the files beside it (no network): <c>vocab.txt</c> → BERT WordPiece;
+/// <c>tokenizer.json</c> → WordPiece, byte-level BPE (GPT-2, SmolLM, Qwen2, Llama-3) or SentencePiece-style BPE with
+/// byte fallback (converted Llama-2/Mistral); <c>vocab.json</c> + <c>merges.txt</c> → GPT-2 byte-level BPE;
+/// <c>tokenizer.model</c> → SentencePiece. Ids match the model's own tokenizer token for token.
+/// BERT texts are <c>[CLS] a [SEP] b [SEP]</c> with types 0/1; decoder texts are <c>[BOS] a EOS b [EOS]</c>, all type 0,
+/// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>.
 /// </summary>
 public sealed class TextTokenizer
 {
-    private readonly Tokenizer _tokenizer;
+    private readonly ITokenModel _model;
     private readonly BertTokenizer? _bert;
+    private readonly SpecialTokens _special;
 
-    private TextTokenizer(Tokenizer tokenizer, string kind, int vocabularySize)
+    private TextTokenizer(ITokenModel model, SpecialTokens special)
     {
-        _tokenizer = tokenizer;
-        _bert = tokenizer as BertTokenizer;
-        Kind = kind;
-        VocabularySize = vocabularySize;
+        _model = model;
+        _bert = (model as WordPieceModel)?.Bert;
+        _special = special;
     }
 
-    // GPT-2/RoBERTa byte-level BPE splits words with their leading space attached (the space becomes 'Ġ').
-    private static readonly PreTokenizer Gpt2PreTokenizer = new RegexPreTokenizer(
-        new System.Text.RegularExpressions.Regex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
-            System.Text.RegularExpressions.RegexOptions.Compiled), null);
+    /// <summary>"wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model) or "sentencepiece-bpe" (its tokenizer.json conversion).</summary>
+    public string Kind => _model.Kind;
 
-    /// <summary>"wordpiece", "bpe" or "sentencepiece".</summary>
-    public string Kind { get; }
+    /// <summary>One more than the largest token id (vocabulary and added tokens): the embedding rows the model needs.</summary>
+    public int VocabularySize => _model.VocabularySize;
 
-    /// <summary>Number of entries in the vocabulary file.</summary>
-    public int VocabularySize { get; }
+    /// <summary>The decoder's beginning-of-sequence id, or null (BERT, or a decoder without one).</summary>
+    public int? BosId => _bert is null ? _special.BosId : null;
 
-    /// <summary>The padding id (0 for BERT vocabularies).</summary>
-    public int PadId => _bert?.PaddingTokenId ?? 0;
+    /// <summary>The decoder's end-of-sequence id, or null (BERT, or a decoder without one).</summary>
+    public int? EosId => _bert is null ? _special.EosId : null;
+
+    /// <summary>Whether <see cref="Encode"/> starts with <see cref="BosId"/> (Llama-2/3: yes; GPT-2: no).</summary>
+    public bool AddsBos => _bert is null && _special.AddBos;
+
+    /// <summary>Whether <see cref="Encode"/> ends with <see cref="EosId"/> (<c>add_eos_token</c>; rarely set).</summary>
+    public bool AddsEos => _bert is null && _special.AddEos;
+
+    /// <summary>Whether the vocabulary has a real padding token (BERT's [PAD]; most decoders have none).</summary>
+    public bool HasPadToken => _bert is not null || _special.PadId is not null;
+
+    /// <summary>
+    /// The id padding positions hold: the pad token, else (a decoder without one) the EOS id, else 0. Without a pad token
+    /// any id does, since padded positions are masked out of attention and loss.
+    /// </summary>
+    public int PadId => _bert?.PaddingTokenId ?? _special.PadId ?? _special.EosId ?? 0;
 
     /// <summary>Loads the tokenizer files from <paramref name="directory"/>.</summary>
-    /// <exception cref="SkTuningException">No tokenizer file is there, or one is malformed.</exception>
+    /// <exception cref="SkTuningException">No tokenizer file is there, or one is malformed (the message names the file).</exception>
     public static TextTokenizer Load(string directory)
     {
         string P(string name) => Path.Combine(directory, name);
+        string? current = null;
         try
         {
-            if (File.Exists(P("vocab.txt"))) return LoadWordPiece(P("vocab.txt"), directory);
-            if (File.Exists(P("tokenizer.json"))) return LoadTokenizerJson(P("tokenizer.json"));
-            if (File.Exists(P("vocab.json")) && File.Exists(P("merges.txt")))
+            if (File.Exists(current = P("vocab.txt"))) return new TextTokenizer(new WordPieceModel(current, directory), Bert);
+            if (File.Exists(current = P("tokenizer.json")))
             {
-                var bpe = BpeTokenizer.Create(new BpeOptions(P("vocab.json"), P("merges.txt")) { ByteLevel = true, PreTokenizer = Gpt2PreTokenizer });
-                return new TextTokenizer(bpe, "bpe", CountJsonEntries(P("vocab.json")));
+                using var doc = JsonDocument.Parse(File.ReadAllText(current));
+                var model = TokenizerJson.Read(doc.RootElement, current);
+                if (model is WordPieceModel) return new TextTokenizer(model, Bert);
+                // A SentencePiece conversion without a post_processor still adds BOS as Llama does.
+                var defaults = new SpecialTokens(null, null, null, model.Kind == "sentencepiece-bpe", false);
+                return Decoder(model, directory, doc.RootElement, defaults);
             }
-            if (File.Exists(P("tokenizer.model")))
+            if (File.Exists(current = P("vocab.json")) && File.Exists(P("merges.txt")))
             {
-                using var stream = File.OpenRead(P("tokenizer.model"));
-                var sp = SentencePieceTokenizer.Create(stream, true, false);
-                return new TextTokenizer(sp, "sentencepiece", sp.Vocabulary.Count);
+                var vocab = ReadVocabJson(current);
+                current = P("merges.txt");
+                var merges = File.ReadLines(current).Where(l => l.Length > 0 && !l.StartsWith("#version")).ToList();
+                var model = new ByteLevelBpeModel(vocab, merges, [], ByteLevelBpeModel.Gpt2Pattern, false, false);
+                // GPT-2's tokenizer class defaults BOS/EOS to <|endoftext|> and adds neither.
+                int? eot = vocab.TryGetValue("<|endoftext|>", out var e) ? e : null;
+                return Decoder(model, directory, null, new SpecialTokens(eot, eot, null, false, false));
+            }
+            if (File.Exists(current = P("tokenizer.model")))
+            {
+                var model = new SentencePieceModel(current);
+                // Llama's tokenizer adds BOS and no EOS unless tokenizer_config.json says otherwise.
+                return Decoder(model, directory, null, new SpecialTokens(model.Sp.BeginningOfSentenceId, model.Sp.EndOfSentenceId, null, true, false));
             }
         }
         catch (Exception e) when (e is not SkTuningException)
         {
-            throw new SkTuningException($"{directory}: tokenizer files could not be read: {OneLine(e.Message)}", e);
+            throw new SkTuningException($"{current}: malformed tokenizer file: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         throw new SkTuningException(
-            $"{directory}: no vocabulary (expected vocab.txt, tokenizer.json, vocab.json + merges.txt or tokenizer.model)");
+            $"{directory}: no tokenizer file (vocab.txt, tokenizer.json, vocab.json + merges.txt or tokenizer.model)");
     }
 
-    private static TextTokenizer LoadWordPiece(string vocabPath, string directory)
-    {
-        var vocabulary = File.ReadAllLines(vocabPath);
-        if (vocabulary.Length == 0) throw new SkTuningException($"{vocabPath}: empty vocabulary");
-        var options = new BertOptions { LowerCaseBeforeTokenization = IsUncased(directory, vocabulary) };
-        return new TextTokenizer(BertTokenizer.Create(vocabPath, options), "wordpiece", vocabulary.Length);
-    }
+    // BERT's specials come from BertTokenizer itself.
+    private static SpecialTokens Bert => new(null, null, null, false, false);
 
-    // tokenizer_config.json says so when present; otherwise an uncased vocabulary has no capitalized words.
-    private static bool IsUncased(string directory, string[] vocabulary)
-    {
-        var config = Path.Combine(directory, "tokenizer_config.json");
-        if (File.Exists(config))
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(config));
-            if (doc.RootElement.TryGetProperty("do_lower_case", out var lower)) return lower.GetBoolean();
-        }
-        return !vocabulary.Any(t => t.Length > 1 && char.IsUpper(t[0]) && !t.StartsWith('[') && t.Skip(1).All(char.IsLower));
-    }
+    private static TextTokenizer Decoder(ITokenModel model, string directory, JsonElement? tokenizerJson, SpecialTokens defaults) =>
+        new(model, SpecialTokens.Read(directory, model.IdOf, tokenizerJson, defaults));
 
-    private static TextTokenizer LoadTokenizerJson(string path)
+    private static Dictionary<string, int> ReadVocabJson(string path)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        var model = doc.RootElement.GetProperty("model");
-        var type = model.TryGetProperty("type", out var t) ? t.GetString() : null;
-        var vocab = model.GetProperty("vocab").EnumerateObject().Select(p => new KeyValuePair<string, int>(p.Name, p.Value.GetInt32())).ToList();
-        if (type == "WordPiece")
-        {
-            var temp = Path.Combine(Path.GetTempPath(), $"sktune-vocab-{Guid.NewGuid():N}.txt");
-            File.WriteAllLines(temp, vocab.OrderBy(p => p.Value).Select(p => p.Key));
-            try { return LoadWordPiece(temp, Path.GetDirectoryName(path)!); }
-            finally { File.Delete(temp); }
-        }
-        if (type != "BPE") throw new SkTuningException($"{path}: tokenizer model type '{type}' is not supported (BPE or WordPiece)");
-        var merges = model.GetProperty("merges").EnumerateArray()
-            .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!).ToList();
-        var bpe = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, ByteLevel = true, PreTokenizer = Gpt2PreTokenizer });
-        return new TextTokenizer(bpe, "bpe", vocab.Count);
+        return doc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt32());
     }
 
-    private static int CountJsonEntries(string path)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        return doc.RootElement.EnumerateObject().Count();
-    }
-
-    /// <summary>Encodes one text, or a pair of texts as the model expects, with special tokens.</summary>
+    /// <summary>
+    /// Encodes one text, or a pair of texts as the model expects, with special tokens. BERT: <c>[CLS] a [SEP] b [SEP]</c>,
+    /// types 0 then 1. Decoders: <c>[BOS] a EOS b [EOS]</c>, all type 0: the EOS between the texts is the separator
+    /// (a decoder without an EOS token joins them with none).
+    /// </summary>
     /// <exception cref="SkTuningException">The text is empty.</exception>
     public EncodedText Encode(string text, string? pair = null)
     {
         if (string.IsNullOrWhiteSpace(text)) throw new SkTuningException("empty text: nothing to encode");
         if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new SkTuningException("empty second text of a pair");
+        var a = _model.Encode(text);
+        var b = pair is null ? null : _model.Encode(pair);
         if (_bert is not null)
         {
-            var a = _bert.EncodeToIds(text, addSpecialTokens: false);
-            var b = pair is null ? null : _bert.EncodeToIds(pair, addSpecialTokens: false);
             var ids = _bert.BuildInputsWithSpecialTokens(a, b);
             var types = _bert.CreateTokenTypeIdsFromSequences(a, b);
-            return new EncodedText(ids.ToArray(), types.ToArray());
+            return new EncodedText(ids.ToArray(), types.ToArray(), b is null ? -1 : a.Count + 2);
         }
-        var first = _tokenizer.EncodeToIds(text);
-        if (pair is null) return new EncodedText(first.ToArray(), new int[first.Count]);
-        var second = _tokenizer.EncodeToIds(pair);
-        var joined = first.Concat(second).ToArray();
-        var typeIds = Enumerable.Repeat(0, first.Count).Concat(Enumerable.Repeat(1, second.Count)).ToArray();
-        return new EncodedText(joined, typeIds);
+        var result = new List<int>(a.Count + (b?.Count ?? 0) + 3);
+        if (AddsBos) result.Add(_special.BosId!.Value);
+        result.AddRange(a);
+        int secondStart = -1;
+        if (b is not null)
+        {
+            if (_special.EosId is { } sep) result.Add(sep);
+            secondStart = result.Count;
+            result.AddRange(b);
+        }
+        if (AddsEos) result.Add(_special.EosId!.Value);
+        return new EncodedText(result.ToArray(), new int[result.Count], secondStart);
     }
 
     /// <summary>
@@ -149,28 +145,11 @@ public sealed class TextTokenizer
     /// </summary>
     public int[] EncodeWordPieces(string word)
     {
-        IReadOnlyList<int> ids;
-        int unknown;
-        if (_bert is not null)
-        {
-            ids = _bert.EncodeToIds(word, addSpecialTokens: false);
-            unknown = _bert.UnknownTokenId;
-        }
-        else if (_tokenizer is SentencePieceTokenizer sp)
-        {
-            ids = sp.EncodeToIds(word, addBeginningOfSentence: false, addEndOfSentence: false);
-            unknown = sp.UnknownId;
-        }
-        else
-        {
-            ids = word.Length == 0 ? [] : _tokenizer.EncodeToIds(word);
-            unknown = PadId;
-        }
+        var ids = word.Length == 0 ? [] : _model.Encode(word);
+        int unknown = _bert?.UnknownTokenId ?? (_model as SentencePieceModel)?.Sp.UnknownId ?? PadId;
         return ids.Count == 0 ? [unknown] : ids.ToArray();
     }
 
-    /// <summary>The vocabulary strings of <paramref name="ids"/> (for display).</summary>
-    public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids) ?? "";
-
-    private static string OneLine(string s) => s.ReplaceLineEndings(" ");
+    /// <summary>The text of <paramref name="ids"/> (for display).</summary>
+    public string Decode(IEnumerable<int> ids) => _model.Decode(ids);
 }

@@ -73,8 +73,9 @@ public static class ExampleEncoder
     // [prefixA] a [suffixA] [prefixB] b [suffixB], the A segment typed 0 and the B segment 1.
     private static (int[] Ids, int[] Types) TruncatePair(EncodedText full, Layout layout, int max)
     {
-        int n = full.Length, nA = Array.IndexOf(full.TypeIds, 1);
-        if (nA < 0) nA = n; // a tokenizer that does not type the second sentence: treat it all as A (cannot happen for BERT)
+        // SecondStart, not the types: a decoder's pair is all type 0.
+        int n = full.Length, nA = full.SecondStart;
+        if (nA < 0) nA = n;
         int la = nA - layout.PairA.Prefix - layout.PairA.Suffix;
         int lb = n - nA - layout.PairB.Prefix - layout.PairB.Suffix;
         int budget = max - layout.PairSpecials;
@@ -148,7 +149,7 @@ public static class ExampleEncoder
             var single = tokenizer.Encode(probe).Ids;
             int at = Find(single, pieces);
             var pair = tokenizer.Encode(probe, probe);
-            int nA = Array.IndexOf(pair.TypeIds, 1);
+            int nA = pair.SecondStart;
             if (nA < 0) nA = pair.Length;
             int atA = Find(pair.Ids.AsSpan(0, nA), pieces);
             int atB = nA < pair.Length ? Find(pair.Ids.AsSpan(nA), pieces) : 0;

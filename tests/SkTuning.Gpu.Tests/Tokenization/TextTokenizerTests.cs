@@ -25,8 +25,13 @@ public class TextTokenizerTests
         var tok = TextTokenizer.Load(dir.Path);
         Assert.Equal("bpe", tok.Kind);
         Assert.Equal(new[] { 11, 16 }, tok.Encode("hello world").Ids);
+        // A decoder has no segment embedding: the pair is all type 0, the second text starts where SecondStart says.
         var pair = tok.Encode("hello", "world");
-        Assert.Equal(new[] { 0, 1 }, pair.TypeIds.Distinct().Order().ToArray());
+        Assert.All(pair.TypeIds, t => Assert.Equal(0, t));
+        // No EOS in this vocabulary: the texts are joined with no separator.
+        Assert.Equal(new[] { 11, 5, 13, 15 }, pair.Ids);
+        Assert.Equal(1, pair.SecondStart);
+        Assert.False(tok.HasPadToken);
     }
 
     [Fact]
@@ -35,7 +40,7 @@ public class TextTokenizerTests
         using var dir = new TempDir();
         var e = Assert.Throws<SkTuningException>(() => TextTokenizer.Load(dir.Path));
         Assert.Contains(dir.Path, e.Message);
-        Assert.Contains("no vocabulary", e.Message);
+        Assert.Contains("no tokenizer file", e.Message);
     }
 
     [Fact]
