@@ -28,7 +28,7 @@ public sealed class TransformerEngine : IDisposable
     private readonly LoraLayer[]? _lora;  // LoRA: per-layer A/B values and gradients; null without LoRA
     private readonly LoraOptions? _loraOptions;
     private Activations? _act;
-    private DeviceArray<int>? _ids, _types;
+    private DeviceArray<int>? _ids, _types, _positions;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
     private DeviceView<float> _prefix;
@@ -147,13 +147,14 @@ public sealed class TransformerEngine : IDisposable
 
         _backend.Upload(batch.Ids, _ids!.Slice(0, B * T));
         _backend.Upload(batch.Types, _types!.Slice(0, B * T));
+        _backend.Upload(Positions(B, T), _positions!.Slice(0, B * T));
         UploadMask(batch, shape);
 
         // Embeddings and their LayerNorm apply to the real tokens only; the prompt is prepended after them.
         var tokRows = B * T;
         var x0 = shape.PromptLen > 0 ? a.EmbeddingOut.Slice(0, tokRows * d) : a.Hidden[0].Slice(0, rows * d);
-        _backend.EmbeddingForward(_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _w.WordEmbeddings, _w.PositionEmbeddings,
-            _w.TokenTypeEmbeddings, a.EmbeddingSum.Slice(0, tokRows * d), B, T, d);
+        _backend.EmbeddingForward(_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _positions.Slice(0, tokRows), _w.WordEmbeddings,
+            _w.PositionEmbeddings, _w.TokenTypeEmbeddings, a.EmbeddingSum.Slice(0, tokRows * d), B, T, d);
         _backend.LayerNormForward(a.EmbeddingSum.Slice(0, tokRows * d), _w.EmbeddingLnGamma, _w.EmbeddingLnBeta, x0,
             a.EmbeddingMean.Slice(0, tokRows), a.EmbeddingRstd.Slice(0, tokRows), tokRows, d, Spec.Epsilon);
         if (shape.PromptLen > 0)
@@ -288,8 +289,8 @@ public sealed class TransformerEngine : IDisposable
         _backend.Zero(dSum);
         _backend.LayerNormBackward(dOut, a.EmbeddingSum.Slice(0, tokRows * d), _w.EmbeddingLnGamma, a.EmbeddingMean.Slice(0, tokRows),
             a.EmbeddingRstd.Slice(0, tokRows), dSum, g.EmbeddingLnGamma, g.EmbeddingLnBeta, tokRows, d);
-        _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), dSum, g.WordEmbeddings, g.PositionEmbeddings,
-            g.TokenTypeEmbeddings, B, T, d);
+        _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), _positions!.Slice(0, tokRows), dSum,
+            g.WordEmbeddings, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
     }
 
     /// <summary>
@@ -379,15 +380,24 @@ public sealed class TransformerEngine : IDisposable
         _backend.Upload(mask, _mask!.Slice(0, mask.Length));
     }
 
+    /// <summary>The position index of every token row, [B·T]: 0..T−1 per example (absolute positions of the real tokens).</summary>
+    private static int[] Positions(int batch, int seqLen)
+    {
+        var p = new int[batch * seqLen];
+        for (int r = 0; r < p.Length; r++) p[r] = r % seqLen;
+        return p;
+    }
+
     private void Prepare(ForwardShape shape)
     {
         if (_act is not null && _act.Fits(shape)) return;
         _act?.Dispose();
-        _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
+        _ids?.Dispose(); _types?.Dispose(); _positions?.Dispose(); _mask?.Dispose();
         var cap = _act is null ? shape : ForwardShape.Max(_act.Capacity, shape);
         _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0);
         _ids = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _types = _backend.AllocateInts(cap.Batch * cap.SeqLen);
+        _positions = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _mask = _backend.Allocate(cap.Batch * cap.Positions);
     }
 
@@ -395,7 +405,7 @@ public sealed class TransformerEngine : IDisposable
     public void Dispose()
     {
         _act?.Dispose();
-        _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
+        _ids?.Dispose(); _types?.Dispose(); _positions?.Dispose(); _mask?.Dispose();
         _w.Dispose();
     }
 }

@@ -69,7 +69,7 @@ public static class TunedModelBuilder
         var ids = Enumerable.Range(0, count).Select(_ => rng.Next(first, spec.VocabSize)).ToArray();
         var sum = new float[count * spec.Hidden];
         var e = model.Weights.Embeddings;
-        Embedding.Forward(ids, new int[count], e.Word, e.Position, e.TokenType, sum, 1, count, spec.Hidden);
+        Embedding.Forward(ids, new int[count], Enumerable.Range(0, count).ToArray(), e.Word, e.Position, e.TokenType, sum, 1, count, spec.Hidden);
         var rows = new float[sum.Length];
         LayerNorm.Forward(sum, e.NormGamma, e.NormBeta, rows, new float[count], new float[count], count, spec.Hidden, spec.Epsilon);
         return rows;
