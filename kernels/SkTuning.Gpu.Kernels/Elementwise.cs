@@ -61,3 +61,17 @@ internal static class Elementwise
         }
     }
 }
+
+/// <summary>
+/// The logistic function <c>σ(z) = 1/(1 + e^(−z))</c>, shared by SiLU (<see cref="SwiGlu"/>) and tanh-GELU
+/// (<see cref="GeluTanh"/>, which is <c>x·σ(2u)</c>). Written this way it has no cancellation for either sign of z:
+/// <c>e^(−z) → ∞</c> gives 0, not NaN. Usable on the CPU and inside ILGPU kernels.
+/// </summary>
+internal static class Sigmoid
+{
+    /// <summary>σ(z) of one float.</summary>
+    public static float Value(float z) => 1f / (1f + MathF.Exp(-z));
+
+    /// <summary>σ(z) on 16 lanes (<c>Vector512.Exp</c>).</summary>
+    public static Vector512<float> Value(Vector512<float> z) => Vector512<float>.One / (Vector512<float>.One + Vector512.Exp(-z));
+}

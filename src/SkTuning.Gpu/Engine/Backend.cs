@@ -39,16 +39,19 @@ public abstract class Backend : IDisposable
     /// <summary>Waits for all queued work (no-op on the CPU).</summary>
     public virtual void Synchronize() { }
 
-    /// <summary>out[b,t] = wte[ids] + wpe[t] + wtt[types], [B·T, d].</summary>
-    public abstract void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
-        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim);
+    /// <summary>
+    /// out[r] = wte[ids[r]] + wpe[positions[r]] + wtt[types[r]], [B·T, d]. An empty wpe means no position table (RoPE models),
+    /// an empty wtt no token types (GPT-2); an empty types with a type table means type 0.
+    /// </summary>
+    public abstract void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim);
 
     /// <summary>
     /// Backward of <see cref="EmbeddingForward"/>: scatter-adds dOutput [B·T, d] into the table gradients
-    /// (dWte[ids] +=, dWpe[t] +=, dWtt[types] +=); an empty gradient view is skipped.
+    /// (dWte[ids] +=, dWpe[positions] +=, dWtt[types] +=); an empty gradient view is skipped.
     /// </summary>
-    public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
-        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim);
+    public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
+        DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim);
 
     /// <summary>matrix[r, column0 + c] += scale·block[r, c]: adds a [rows, width] block into columns of a [rows, columns] matrix.</summary>
     public abstract void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale);
@@ -79,6 +82,38 @@ public abstract class Backend : IDisposable
 
     /// <summary>dx += GELU'(x)·dy.</summary>
     public abstract void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx);
+
+    /// <summary>RMSNorm over the last dimension: y = x·rstd·γ, rstd = 1/√(mean(x²) + ε); saves rstd per row.</summary>
+    public abstract void RmsNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> y, DeviceView<float> rstd, int rows, int dim, float epsilon);
+
+    /// <summary>dx += RMSNorm'ᵀ·dy; dGamma += Σ_rows dy·x·rstd (each skipped when its view is empty).</summary>
+    public abstract void RmsNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> rstd,
+        DeviceView<float> dx, DeviceView<float> dGamma, int rows, int dim);
+
+    /// <summary>y = GELU(x), tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (Hugging Face gelu_new / gelu_pytorch_tanh).</summary>
+    public abstract void GeluTanhForward(DeviceView<float> x, DeviceView<float> y);
+
+    /// <summary>dx += GELU_tanh'(x)·dy.</summary>
+    public abstract void GeluTanhBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx);
+
+    /// <summary>SwiGLU: y[r, j] = silu(gateUp[r, j]) · gateUp[r, F + j]; gateUp is [rows, 2F] (columns gate | up), y [rows, F].</summary>
+    public abstract void SwiGluForward(DeviceView<float> gateUp, DeviceView<float> y, int rows, int ffn);
+
+    /// <summary>dGateUp += the gate and up gradients of <see cref="SwiGluForward"/>, [rows, 2F].</summary>
+    public abstract void SwiGluBackward(DeviceView<float> dy, DeviceView<float> gateUp, DeviceView<float> dGateUp, int rows, int ffn);
+
+    /// <summary>
+    /// Rotary position embedding IN PLACE on the first heads·headDim columns of each of <paramref name="rows"/> rows of x (row r starts
+    /// at r·stride): within each head, the first rotaryDim values pair i ↔ i + rotaryDim/2 (Hugging Face rotate_half layout, as
+    /// LLaMA/GPT-NeoX/Phi); x' = x·cos + rotate_half(x)·sin with angle index positions[r]; cos/sin are tables
+    /// [maxPositions, rotaryDim/2] (<see cref="Rope.Tables"/>); dims ≥ rotaryDim untouched.
+    /// </summary>
+    public abstract void RopeForward(DeviceView<float> x, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim);
+
+    /// <summary>The transpose of <see cref="RopeForward"/>, IN PLACE (the inverse rotation): turns d(loss)/d(rotated) into d(loss)/d(unrotated).</summary>
+    public abstract void RopeBackward(DeviceView<float> dx, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim);
 
     /// <summary>y = tanh(x).</summary>
     public abstract void TanhForward(DeviceView<float> x, DeviceView<float> y);

@@ -53,14 +53,14 @@ public sealed class CpuBackend : Backend
     public override void Copy(DeviceView<float> source, DeviceView<float> target) => S(source).CopyTo(Checked(S(target), source.Length));
 
     /// <inheritdoc />
-    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
-        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
-        Embedding.Forward(S(ids), S(types), S(wte), S(wpe), S(wtt), S(output), batch, seqLen, dim);
+    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        Embedding.Forward(S(ids), S(types), S(positions), S(wte), S(wpe), S(wtt), S(output), batch, seqLen, dim);
 
     /// <inheritdoc />
-    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
-        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
-        Embedding.Backward(S(ids), S(types), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);
+    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
+        DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
+        Embedding.Backward(S(ids), S(types), S(positions), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
@@ -108,6 +108,38 @@ public sealed class CpuBackend : Backend
 
     /// <inheritdoc />
     public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(S(dy), S(x), S(dx));
+
+    /// <inheritdoc />
+    public override void RmsNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> y, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        RmsNorm.Forward(S(x), S(gamma), S(y), S(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void RmsNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> rstd,
+        DeviceView<float> dx, DeviceView<float> dGamma, int rows, int dim) =>
+        RmsNorm.Backward(S(dy), S(x), S(gamma), S(rstd), S(dx), S(dGamma), rows, dim);
+
+    /// <inheritdoc />
+    public override void GeluTanhForward(DeviceView<float> x, DeviceView<float> y) => GeluTanh.Forward(S(x), S(y));
+
+    /// <inheritdoc />
+    public override void GeluTanhBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => GeluTanh.Backward(S(dy), S(x), S(dx));
+
+    /// <inheritdoc />
+    public override void SwiGluForward(DeviceView<float> gateUp, DeviceView<float> y, int rows, int ffn) => SwiGlu.Forward(S(gateUp), S(y), rows, ffn);
+
+    /// <inheritdoc />
+    public override void SwiGluBackward(DeviceView<float> dy, DeviceView<float> gateUp, DeviceView<float> dGateUp, int rows, int ffn) =>
+        SwiGlu.Backward(S(dy), S(gateUp), S(dGateUp), rows, ffn);
+
+    /// <inheritdoc />
+    public override void RopeForward(DeviceView<float> x, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim) =>
+        Rope.Forward(S(x), S(positions), S(cos), S(sin), rows, stride, heads, headDim, rotaryDim);
+
+    /// <inheritdoc />
+    public override void RopeBackward(DeviceView<float> dx, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim) =>
+        Rope.Backward(S(dx), S(positions), S(cos), S(sin), rows, stride, heads, headDim, rotaryDim);
 
     /// <inheritdoc />
     public override void TanhForward(DeviceView<float> x, DeviceView<float> y) => Tanh.Forward(S(x), S(y));

@@ -101,14 +101,14 @@ public sealed class GpuBackend : Backend
     public override void Synchronize() => _device.Synchronize();
 
     /// <inheritdoc />
-    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> wte, DeviceView<float> wpe,
-        DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
-        Embedding.Forward(_device, V(ids), V(types), V(wte), V(wpe), V(wtt), V(output), batch, seqLen, dim);
+    public override void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        Embedding.Forward(_device, V(ids), V(types), V(positions), V(wte), V(wpe), V(wtt), V(output), batch, seqLen, dim);
 
     /// <inheritdoc />
-    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<float> dOutput, DeviceView<float> dWte,
-        DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
-        Embedding.Backward(_device, V(ids), V(types), V(dOutput), V(dWte), V(dWpe), V(dWtt), batch, seqLen, dim);
+    public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
+        DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
+        Embedding.Backward(_device, V(ids), V(types), V(positions), V(dOutput), V(dWte), V(dWpe), V(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
@@ -156,6 +156,38 @@ public sealed class GpuBackend : Backend
 
     /// <inheritdoc />
     public override void GeluBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => Gelu.Backward(_device, V(dy), V(x), V(dx));
+
+    /// <inheritdoc />
+    public override void RmsNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> y, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        RmsNorm.Forward(_device, V(x), V(gamma), V(y), V(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void RmsNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> rstd,
+        DeviceView<float> dx, DeviceView<float> dGamma, int rows, int dim) =>
+        RmsNorm.Backward(_device, V(dy), V(x), V(gamma), V(rstd), V(dx), V(dGamma), rows, dim);
+
+    /// <inheritdoc />
+    public override void GeluTanhForward(DeviceView<float> x, DeviceView<float> y) => GeluTanh.Forward(_device, V(x), V(y));
+
+    /// <inheritdoc />
+    public override void GeluTanhBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> dx) => GeluTanh.Backward(_device, V(dy), V(x), V(dx));
+
+    /// <inheritdoc />
+    public override void SwiGluForward(DeviceView<float> gateUp, DeviceView<float> y, int rows, int ffn) => SwiGlu.Forward(_device, V(gateUp), V(y), rows, ffn);
+
+    /// <inheritdoc />
+    public override void SwiGluBackward(DeviceView<float> dy, DeviceView<float> gateUp, DeviceView<float> dGateUp, int rows, int ffn) =>
+        SwiGlu.Backward(_device, V(dy), V(gateUp), V(dGateUp), rows, ffn);
+
+    /// <inheritdoc />
+    public override void RopeForward(DeviceView<float> x, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim) =>
+        Rope.Forward(_device, V(x), V(positions), V(cos), V(sin), rows, stride, heads, headDim, rotaryDim);
+
+    /// <inheritdoc />
+    public override void RopeBackward(DeviceView<float> dx, DeviceView<int> positions, DeviceView<float> cos, DeviceView<float> sin,
+        int rows, int stride, int heads, int headDim, int rotaryDim) =>
+        Rope.Backward(_device, V(dx), V(positions), V(cos), V(sin), rows, stride, heads, headDim, rotaryDim);
 
     /// <inheritdoc />
     public override void TanhForward(DeviceView<float> x, DeviceView<float> y) => Tanh.Forward(_device, V(x), V(y));

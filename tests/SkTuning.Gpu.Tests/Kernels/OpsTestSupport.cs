@@ -35,6 +35,18 @@ internal static class OpsTest
 
     public static MemoryBuffer1D<int, Stride1D.Dense> Up(GpuDevice d, int[] a) => d.Accelerator.Allocate1D(a);
 
+    /// <summary>A buffer holding <paramref name="a"/>, or null when it is empty (ILGPU cannot allocate an empty one); see <see cref="View(MemoryBuffer1D{float, Stride1D.Dense}?)"/>.</summary>
+    public static MemoryBuffer1D<float, Stride1D.Dense>? UpOrNull(GpuDevice d, float[] a) => a.Length == 0 ? null : Up(d, a);
+
+    /// <inheritdoc cref="UpOrNull(GpuDevice, float[])"/>
+    public static MemoryBuffer1D<int, Stride1D.Dense>? UpOrNull(GpuDevice d, int[] a) => a.Length == 0 ? null : Up(d, a);
+
+    /// <summary>The buffer's view, or an empty view for a null buffer (an absent optional operand).</summary>
+    public static ArrayView<float> View(MemoryBuffer1D<float, Stride1D.Dense>? b) => b is null ? ArrayView<float>.Empty : b.View;
+
+    /// <inheritdoc cref="View(MemoryBuffer1D{float, Stride1D.Dense}?)"/>
+    public static ArrayView<int> View(MemoryBuffer1D<int, Stride1D.Dense>? b) => b is null ? ArrayView<int>.Empty : b.View;
+
     public static float[] Down(GpuDevice d, MemoryBuffer1D<float, Stride1D.Dense> b)
     {
         d.Synchronize();

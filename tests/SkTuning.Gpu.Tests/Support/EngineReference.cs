@@ -28,7 +28,7 @@ internal static class EngineReference
         int d = s.Hidden, F = s.FfnSize, B = batch.Batch, T = batch.SeqLen, mp = prompt.Length / d, m = prefix.Length / (2 * s.Layers * d);
         int S = mp + T, rows = B * S;
         var emb = new double[B * T * d];
-        Embedding.ForwardReference(batch.Ids, batch.Types, t[EngineParameters.WordEmbeddings], t[EngineParameters.PositionEmbeddings],
+        Embedding.ForwardReference(batch.Ids, batch.Types, Enumerable.Range(0, B * T).Select(r => r % T).ToArray(), t[EngineParameters.WordEmbeddings], t[EngineParameters.PositionEmbeddings],
             t[EngineParameters.TokenTypeEmbeddings], emb, B, T, d);
         var x0 = new double[B * T * d];
         LayerNorm.ForwardReference(emb, t[EngineParameters.EmbeddingNormGamma], t[EngineParameters.EmbeddingNormBeta], x0,
@@ -79,7 +79,7 @@ internal static class EngineReference
             if (lora.Dropout > 0)
             {
                 input = new double[x.Length];
-                var (seed, offset) = TransformerEngine.LoraDropoutStream(lora.Seed, l, j, rows, d);
+                var (seed, offset) = Sublayers.LoraDropoutStream(lora.Seed, l, j, rows, d);
                 Dropout.ForwardReference(x, input, lora.Dropout, seed, offset);
             }
             var tt = new double[rows * r];

@@ -50,9 +50,8 @@ public class ZeroShotEncoderTests
         using var dir = new TempDir();
         var model = MiniLm.Value;
         var messages = new List<string>();
-        using var encoder = new SkTuning.Gpu.ZeroShot.ZeroShotEncoder(model.Source.OnnxPath, model.Tokenizer, model.Spec.MaxPositions, model.Hash,
-            model.Imported.HiddenStateNames.Take(model.Spec.Layers).ToArray(), () => model.Onnx.WithExtraOutputs(model.Imported.HiddenStateNames.Take(model.Spec.Layers)),
-            dir.Path, messages.Add);
+        using var encoder = new SkTuning.Gpu.ZeroShot.ZeroShotEncoder(model.Imported, model.Tokenizer, model.Onnx.Outputs.Select(o => o.Name), model.Hash,
+            () => model.Onnx.WithExtraOutputs(model.Imported.HiddenStateNames), dir.Path, messages.Add);
         var first = encoder.Encode("a cached prompt", allLayers: true);
         Assert.Single(Directory.GetFiles(dir.Path));
         var second = encoder.Encode("a cached prompt", allLayers: true);
