@@ -46,7 +46,7 @@ public sealed class FrozenModel
     {
         var source = ModelCatalog.Resolve(model);
         var onnx = OnnxModel.Load(source.OnnxPath);
-        var imported = BertImporter.Import(onnx);
+        var imported = ModelImporter.Import(onnx);
         var tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
         if (tokenizer.VocabularySize > imported.Spec.VocabSize)
             throw new SkTuningException(

@@ -1,5 +1,6 @@
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Onnx;
+using SkTuning.Gpu.Onnx.Proto;
 using SkTuning.Gpu.Tests.Support;
 
 namespace SkTuning.Gpu.Tests.Import;
@@ -181,6 +182,35 @@ public sealed class BertImporterTests : IDisposable
             scale = Math.Max(scale, Math.Abs(expected[i]));
         }
         return worst / scale;
+    }
+
+    [Theory]
+    [InlineData("tanh", ActivationKind.GeluTanh)]
+    [InlineData("none", ActivationKind.GeluErf)]
+    public void FusedGeluIsReadWithItsApproximation(string approximate, ActivationKind expected)
+    {
+        // Replace each Erf GELU (x/√2, Erf, +1, ·x, ·0.5) of a fixture by one opset-20 Gelu node: a BERT exported with
+        // gelu_new must import as GELU-tanh, not silently as erf.
+        var proto = OnnxModel.Parse(FixtureModels.BertBytes(new BertFixtureOptions()), "gelu.onnx").Proto.Clone();
+        var nodes = proto.Graph.Node;
+        NodeProto Consumer(string value) => nodes.First(n => n.Input.Contains(value));
+        foreach (var erf in nodes.Where(n => n.OpType == "Erf").ToList())
+        {
+            var scale = nodes.First(n => n.Output.Contains(erf.Input[0]));
+            var add = Consumer(erf.Output[0]);
+            var timesX = Consumer(add.Output[0]);
+            var half = Consumer(timesX.Output[0]);
+            var gelu = new NodeProto { OpType = "Gelu", Name = "gelu" + nodes.IndexOf(erf) };
+            gelu.Input.Add(scale.Input[0]);
+            gelu.Output.Add(half.Output[0]);
+            gelu.Attribute.Add(new AttributeProto { Name = "approximate", Type = AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8(approximate) });
+            nodes.Insert(nodes.IndexOf(scale), gelu);
+            foreach (var n in new[] { scale, erf, add, timesX, half }) nodes.Remove(n);
+        }
+        proto.OpsetImport.First(o => o.Domain is "" or "ai.onnx").Version = 20;
+        var imported = ModelImporter.Import(OnnxModel.FromProto(proto, "gelu.onnx"));
+        Assert.Equal(ModelFamily.Bert, imported.Spec.Family);
+        Assert.Equal(expected, imported.Spec.Activation);
     }
 
     [Fact]

@@ -1,0 +1,77 @@
+using SkTuning.Gpu.Onnx;
+
+namespace SkTuning.Gpu.Import;
+
+/// <summary>
+/// Imports a GPT-2-style decoder (GPT2Model exports) by structure: word + learned position embeddings, pre-LayerNorm
+/// layers with a fused query/key/value projection (Conv1D, split in three), GELU-tanh FFN, a causal mask built in the
+/// graph, and the final LayerNorm (ln_f).
+/// </summary>
+public static class Gpt2Importer
+{
+    /// <summary>Loads and imports an .onnx file.</summary>
+    public static ImportedModel Import(string path) => Import(OnnxModel.Load(path));
+
+    /// <summary>Imports a loaded model.</summary>
+    /// <exception cref="SkTuningException">The graph is not a GPT-2-style decoder (the message names the node).</exception>
+    public static ImportedModel Import(OnnxModel model)
+    {
+        var r = DecoderReader.Read(model, ModelFamily.Gpt2);
+        var s = r.Imported.Spec;
+        var g = new GraphWalker(model);
+        if (s.Positions != PositionKind.Absolute) throw g.Fail("rotary embeddings in a GPT-2 graph (import it as LLaMA)", r.FirstSoftmax);
+        if (s.Norm != NormKind.LayerNorm) throw g.Fail($"{s.Norm} in a GPT-2 graph (GPT-2 uses LayerNorm)", r.FirstSoftmax);
+        if (s.Activation is not (ActivationKind.GeluTanh or ActivationKind.GeluErf))
+            throw g.Fail($"{s.Activation} FFN in a GPT-2 graph", r.FirstSoftmax);
+        return r.Imported;
+    }
+}
+
+/// <summary>
+/// Imports a LLaMA-family decoder (LLaMA, Mistral, Qwen2, SmolLM, TinyLlama; <see cref="ModelFamily.Llama"/>) by
+/// structure: word embeddings, pre-RMSNorm layers with query/key/value projections (biases: Qwen2), rotary embeddings
+/// (inverse frequencies computed in the graph or cos/sin caches), grouped KV heads (repeat_kv), SwiGLU FFN, a causal
+/// mask built in the graph, and the final RMSNorm. "With past" exports (past_key_values.N.key/value inputs) import
+/// the same way and list their cache inputs in <see cref="ImportedModel.PastInputNames"/>.
+/// </summary>
+public static class LlamaImporter
+{
+    /// <summary>Loads and imports an .onnx file.</summary>
+    public static ImportedModel Import(string path) => Import(OnnxModel.Load(path));
+
+    /// <summary>Imports a loaded model.</summary>
+    /// <exception cref="SkTuningException">The graph is not a LLaMA-family decoder (the message names the node).</exception>
+    public static ImportedModel Import(OnnxModel model)
+    {
+        var r = DecoderReader.Read(model, ModelFamily.Llama);
+        var s = r.Imported.Spec;
+        var g = new GraphWalker(model);
+        if (s.Positions != PositionKind.Rope) throw g.Fail("learned absolute positions in a LLaMA graph (no rotary embedding)", r.FirstSoftmax);
+        if (s.Norm != NormKind.RmsNorm) throw g.Fail($"{s.Norm} in a LLaMA graph (LLaMA uses RMSNorm)", r.FirstSoftmax);
+        if (s.Activation != ActivationKind.SwiGlu) throw g.Fail($"{s.Activation} FFN in a LLaMA graph (LLaMA uses SwiGLU)", r.FirstSoftmax);
+        if (s.OtherBiases) throw g.Fail("biases on the attention output or FFN projections in a LLaMA graph", r.FirstSoftmax);
+        return r.Imported;
+    }
+}
+
+/// <summary>
+/// Picks the importer by the graph's structure: embeddings that go straight into a norm (post-norm) are BERT; a
+/// pre-norm residual stream with a learned position table is GPT-2; one without (rotary positions) is LLaMA.
+/// Each importer then checks the rest of its family's structure.
+/// </summary>
+public static class ModelImporter
+{
+    /// <summary>Loads and imports an .onnx file.</summary>
+    public static ImportedModel Import(string path) => Import(OnnxModel.Load(path));
+
+    /// <summary>Imports a loaded model with the importer its structure calls for.</summary>
+    /// <exception cref="SkTuningException">No supported family fits (the message names the file and the node).</exception>
+    public static ImportedModel Import(OnnxModel model)
+    {
+        var g = new GraphWalker(model);
+        var (_, position, _, sum) = g.Embeddings();
+        bool preNorm = g.ConsumersThrough(sum).Any(n => n.OpType == "Add");
+        if (!preNorm) return BertImporter.Import(model);
+        return position is not null ? Gpt2Importer.Import(model) : LlamaImporter.Import(model);
+    }
+}
