@@ -358,7 +358,7 @@ public sealed class TransformerEngine : IDisposable
         }
     }
 
-    private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen);
+    private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen, Spec.KvHeads);
 
     private (DeviceView<float> K, DeviceView<float> V) PrefixViews(DeviceView<float> prefix, int layer, int m)
     {
