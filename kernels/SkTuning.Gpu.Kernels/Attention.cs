@@ -59,8 +59,8 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 /// <remarks>
 /// <para>Layouts (row-major): qkv [B, T, d + 2·dkv] with Q = columns 0..d−1, K = d..d+dkv−1, V = d+dkv..d+2·dkv−1 and
 /// head h = columns h·dh..(h+1)·dh−1 within each (d = H·dh, dkv = KV·dh); query head h reads key/value head
-/// h / (H/KV) (Hugging Face repeat_kv). prefixK, prefixV [m, dkv] (one buffer per KV head block, read by every example
-/// and every query head of the group); key mask [B, T] (1 = real token, 0 = padding); out [B, T, d];
+/// h / (H/KV) (Hugging Face repeat_kv). prefixK, prefixV [m, dkv] (one buffer each, stored once per KV head, read by
+/// every example and every query head of the group); key mask [B, T] (1 = real token, 0 = padding); out [B, T, d];
 /// P [B, H, T, m+T] with keys ordered prefix first, then tokens.</para>
 /// <para>Score of query i and key j: s = (q_i·k_j)/sqrt(dh), plus (1 − mask[b, j])·maskValue for token keys
 /// (the BERT / Hugging Face additive-mask formula); the prefix is never masked. With <c>causal</c>, query i sees the
