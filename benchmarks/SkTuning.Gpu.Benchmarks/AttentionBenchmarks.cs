@@ -10,7 +10,7 @@ namespace SkTuning.Gpu.Benchmarks;
 [MemoryDiagnoser]
 public class AttentionBenchmarks
 {
-    private readonly AttentionShape _shape = new(32, 64, 12, 32, 12);
+    private readonly AttentionShape _shape = new(32, 64, 12, 32, 12, 12);
     private float[] _qkv = [], _pk = [], _pv = [], _mask = [], _out = [], _probs = [], _dOut = [], _dqkv = [], _dpk = [], _dpv = [];
 
     [GlobalSetup]

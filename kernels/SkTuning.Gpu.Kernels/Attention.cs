@@ -6,29 +6,41 @@ using System.Runtime.Intrinsics;
 namespace SkTuning.Gpu.Kernels;
 
 /// <summary>
-/// Sizes of one SK-Prefix multi-head attention call.
+/// Sizes of one SK-Prefix attention call: multi-head (KvHeads = Heads), grouped-query (1 &lt; KvHeads &lt; Heads) or
+/// multi-query (KvHeads = 1).
 /// </summary>
 /// <param name="Batch">B, examples in the batch.</param>
 /// <param name="Tokens">T, token positions per example (queries, and token keys).</param>
-/// <param name="Heads">H, attention heads.</param>
+/// <param name="Heads">H, query heads.</param>
 /// <param name="HeadDim">dh, columns per head; the model width is d = H·dh.</param>
 /// <param name="PrefixLength">m, shared prefix keys/values per layer (0 = plain attention).</param>
-public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, int HeadDim, int PrefixLength)
+/// <param name="KvHeads">KV, key/value heads (must divide H); query head h reads KV head h / (H / KV), as Hugging Face's
+/// repeat_kv does. The key/value width is dkv = KV·dh.</param>
+public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, int HeadDim, int PrefixLength, int KvHeads)
 {
-    /// <summary>d = H·dh.</summary>
+    /// <summary>d = H·dh, the query and output width.</summary>
     public int Model => Heads * HeadDim;
+
+    /// <summary>dkv = KV·dh, the width of the keys and of the values.</summary>
+    public int KvModel => KvHeads * HeadDim;
+
+    /// <summary>G = H / KV, query heads per key/value head.</summary>
+    public int HeadsPerKv => Heads / KvHeads;
+
+    /// <summary>Columns of one qkv row: d + 2·dkv (queries, then keys, then values).</summary>
+    public int QkvRow => Model + 2 * KvModel;
 
     /// <summary>S = m + T, keys seen by every query.</summary>
     public int Keys => PrefixLength + Tokens;
 
-    /// <summary>Elements of the fused qkv buffer [B, T, 3d] (and of its gradient).</summary>
-    public int QkvLength => Batch * Tokens * 3 * Model;
+    /// <summary>Elements of the fused qkv buffer [B, T, d + 2·dkv] (and of its gradient).</summary>
+    public int QkvLength => Batch * Tokens * QkvRow;
 
     /// <summary>Elements of the output [B, T, d] (and of its gradient).</summary>
     public int OutputLength => Batch * Tokens * Model;
 
-    /// <summary>Elements of one prefix buffer [m, d] (keys or values, and their gradients).</summary>
-    public int PrefixElements => PrefixLength * Model;
+    /// <summary>Elements of one prefix buffer [m, dkv] (keys or values, and their gradients).</summary>
+    public int PrefixElements => PrefixLength * KvModel;
 
     /// <summary>Elements of the key mask [B, T].</summary>
     public int MaskLength => Batch * Tokens;
@@ -41,21 +53,27 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 }
 
 /// <summary>
-/// Multi-head scaled dot-product attention over a fused qkv buffer with a per-layer key/value prefix
-/// shared by the whole batch (SK-Prefix). Keys are [Kp ; K_x], values [Vp ; V_x].
+/// Multi-head, grouped-query or multi-query scaled dot-product attention over a fused qkv buffer with a per-layer
+/// key/value prefix shared by the whole batch (SK-Prefix). Keys are [Kp ; K_x], values [Vp ; V_x].
 /// </summary>
 /// <remarks>
-/// <para>Layouts (row-major): qkv [B, T, 3d] with Q = columns 0..d−1, K = d..2d−1, V = 2d..3d−1 and head
-/// h = columns h·dh..(h+1)·dh−1 within each; prefixK, prefixV [m, d] (one buffer, read by every example);
-/// key mask [B, T] (1 = real token, 0 = padding); out [B, T, d]; P [B, H, T, m+T] with keys ordered
-/// prefix first, then tokens.</para>
+/// <para>Layouts (row-major): qkv [B, T, d + 2·dkv] with Q = columns 0..d−1, K = d..d+dkv−1, V = d+dkv..d+2·dkv−1 and
+/// head h = columns h·dh..(h+1)·dh−1 within each (d = H·dh, dkv = KV·dh); query head h reads key/value head
+/// h / (H/KV) (Hugging Face repeat_kv). prefixK, prefixV [m, dkv] (one buffer each, stored once per KV head, read by
+/// every example and every query head of the group); key mask [B, T] (1 = real token, 0 = padding); out [B, T, d];
+/// P [B, H, T, m+T] with keys ordered prefix first, then tokens.</para>
 /// <para>Score of query i and key j: s = (q_i·k_j)/sqrt(dh), plus (1 − mask[b, j])·maskValue for token keys
-/// (the BERT additive-mask formula); the prefix is never masked. With <c>causal</c>, query i sees the
-/// prefix and token keys j ≤ i only (the others get probability exactly 0).</para>
+/// (the BERT / Hugging Face additive-mask formula); the prefix is never masked. With <c>causal</c>, query i sees the
+/// prefix and token keys j ≤ i only (the others get probability exactly 0). All three versions subtract the largest
+/// mask term of the visible keys before adding it (softmax ignores a common shift), so maskValue may be
+/// float.MinValue without −∞ or NaN, and a row whose every visible key is padded (a left-padded row's pad queries
+/// when m = 0) gets the softmax of its raw scores over those keys, whatever the mask value. (PyTorch in fp32 gives such
+/// rows a uniform distribution with float.MinValue; their outputs never reach a real token, which masks them as keys.)</para>
 /// <para>Backward needs only P (saved by the forward, B·H·T·(m+T) floats), not the output: it uses
-/// D_i = Σ_j P_ij·dP_ij, which equals rowsum(dO∘O). The prefix gradient is the sum over the batch:
-/// on the CPU every (b, h) writes its share into its own slice of a [B, m, d] partial buffer and the
-/// partials are added in order b = 0..B−1, so results are deterministic.</para>
+/// D_i = Σ_j P_ij·dP_ij, which equals rowsum(dO∘O). Key/value gradients are summed over the query heads of each
+/// group, and the prefix gradient over the batch too: on the CPU every (b, KV head) writes its share into its own
+/// slice of a [B, m, dkv] partial buffer and the partials are added in order b = 0..B−1, so results are
+/// deterministic.</para>
 /// <para>Precision: both paths compute in fp32 (the CPU one in register-blocked 16-lane tiles, with its own
 /// Cody–Waite exp), within 3e-4 of the fp64 reference at T = 64, m = 12 (measured 1.1–1.5e-4 against the 1e-3·max floor
 /// of the check: dS = P∘(dP − D) cancels). An fp64 version of the same tiles was 1.8x slower forward and 1.6x backward
@@ -72,22 +90,26 @@ public static class Attention
         double[] output, double[] probs, AttentionShape shape, double maskValue, bool causal)
     {
         Validate("ForwardReference", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
-        int B = shape.Batch, T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength;
-        int d = shape.Model, S = shape.Keys;
+        int B = shape.Batch, T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim;
+        int d = shape.Model, S = shape.Keys, row = shape.QkvRow;
         double scale = 1.0 / Math.Sqrt(dh);
         var score = new double[S];
         for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
         for (int i = 0; i < T; i++)
         {
-            int allowed = causal ? m + i + 1 : S;
+            int allowed = causal ? shape.PrefixLength + i + 1 : S;
+            // The mask terms enter shifted by their largest visible value: the same softmax in exact arithmetic, but with
+            // maskValue = float.MinValue the scores of a fully padded row keep their digits instead of all becoming −3.4e38.
+            double maxBias = double.NegativeInfinity;
+            for (int j = 0; j < allowed; j++) maxBias = Math.Max(maxBias, BiasRef(mask, b, j, shape, maskValue));
             double max = double.NegativeInfinity;
             for (int j = 0; j < allowed; j++)
             {
                 double dot = 0;
                 for (int k = 0; k < dh; k++)
-                    dot += qkv[(b * T + i) * 3 * d + h * dh + k] * KeyRef(qkv, prefixK, b, j, h, k, shape);
-                score[j] = dot * scale + (j < m ? 0.0 : (1.0 - mask[b * T + j - m]) * maskValue);
+                    dot += qkv[(b * T + i) * row + h * dh + k] * KeyRef(qkv, prefixK, b, j, h, k, shape);
+                score[j] = dot * scale + (BiasRef(mask, b, j, shape, maskValue) - maxBias);
                 max = Math.Max(max, score[j]);
             }
             double sum = 0;
@@ -106,7 +128,8 @@ public static class Attention
 
     /// <summary>
     /// fp64 reference backward from the saved <paramref name="probs"/>: accumulates (+=) into
-    /// <paramref name="dQkv"/> [B,T,3d], <paramref name="dPrefixK"/> and <paramref name="dPrefixV"/> [m,d] (summed over the batch).
+    /// <paramref name="dQkv"/> [B,T,d+2·dkv], <paramref name="dPrefixK"/> and <paramref name="dPrefixV"/> [m,dkv]
+    /// (summed over the batch and over the query heads of each group).
     /// </summary>
     public static void BackwardReference(double[] dOut, double[] qkv, double[] prefixK, double[] prefixV, double[] probs,
         double[] dQkv, double[] dPrefixK, double[] dPrefixV, AttentionShape shape)
@@ -114,14 +137,14 @@ public static class Attention
         ValidateBackward("BackwardReference", shape, dOut.Length, qkv.Length, prefixK.Length, prefixV.Length, probs.Length,
             dQkv.Length, dPrefixK.Length, dPrefixV.Length);
         int B = shape.Batch, T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength;
-        int d = shape.Model, S = shape.Keys;
+        int d = shape.Model, dkv = shape.KvModel, S = shape.Keys, row = shape.QkvRow;
         double scale = 1.0 / Math.Sqrt(dh);
         var dP = new double[S];
         for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
         for (int i = 0; i < T; i++)
         {
-            int row = ((b * H + h) * T + i) * S;
+            int pr = ((b * H + h) * T + i) * S, kvCol = h / shape.HeadsPerKv * dh;
             double D = 0;
             for (int j = 0; j < S; j++)
             {
@@ -129,52 +152,61 @@ public static class Attention
                 for (int k = 0; k < dh; k++)
                     dp += dOut[(b * T + i) * d + h * dh + k] * ValueRef(qkv, prefixV, b, j, h, k, shape);
                 dP[j] = dp;
-                D += probs[row + j] * dp;
+                D += probs[pr + j] * dp;
             }
             for (int j = 0; j < S; j++)
             {
-                double p = probs[row + j], dS = p * (dP[j] - D);
+                double p = probs[pr + j], dS = p * (dP[j] - D);
                 for (int k = 0; k < dh; k++)
                 {
-                    double q = qkv[(b * T + i) * 3 * d + h * dh + k];
+                    double q = qkv[(b * T + i) * row + h * dh + k];
                     double dO = dOut[(b * T + i) * d + h * dh + k];
-                    dQkv[(b * T + i) * 3 * d + h * dh + k] += scale * dS * KeyRef(qkv, prefixK, b, j, h, k, shape);
+                    dQkv[(b * T + i) * row + h * dh + k] += scale * dS * KeyRef(qkv, prefixK, b, j, h, k, shape);
                     if (j < m)
                     {
-                        dPrefixK[j * d + h * dh + k] += scale * dS * q;
-                        dPrefixV[j * d + h * dh + k] += p * dO;
+                        dPrefixK[j * dkv + kvCol + k] += scale * dS * q;
+                        dPrefixV[j * dkv + kvCol + k] += p * dO;
                     }
                     else
                     {
-                        dQkv[(b * T + j - m) * 3 * d + d + h * dh + k] += scale * dS * q;
-                        dQkv[(b * T + j - m) * 3 * d + 2 * d + h * dh + k] += p * dO;
+                        dQkv[(b * T + j - m) * row + d + kvCol + k] += scale * dS * q;
+                        dQkv[(b * T + j - m) * row + d + dkv + kvCol + k] += p * dO;
                     }
                 }
             }
         }
     }
 
-    private static double KeyRef(double[] qkv, double[] prefixK, int b, int j, int h, int k, AttentionShape s) =>
-        j < s.PrefixLength
-            ? prefixK[j * s.Model + h * s.HeadDim + k]
-            : qkv[(b * s.Tokens + j - s.PrefixLength) * 3 * s.Model + s.Model + h * s.HeadDim + k];
+    private static double BiasRef(double[] mask, int b, int j, AttentionShape s, double maskValue) =>
+        j < s.PrefixLength ? 0.0 : (1.0 - mask[b * s.Tokens + j - s.PrefixLength]) * maskValue;
 
-    private static double ValueRef(double[] qkv, double[] prefixV, int b, int j, int h, int k, AttentionShape s) =>
-        j < s.PrefixLength
-            ? prefixV[j * s.Model + h * s.HeadDim + k]
-            : qkv[(b * s.Tokens + j - s.PrefixLength) * 3 * s.Model + 2 * s.Model + h * s.HeadDim + k];
+    private static double KeyRef(double[] qkv, double[] prefixK, int b, int j, int h, int k, AttentionShape s)
+    {
+        int kvCol = h / s.HeadsPerKv * s.HeadDim;
+        return j < s.PrefixLength
+            ? prefixK[j * s.KvModel + kvCol + k]
+            : qkv[(b * s.Tokens + j - s.PrefixLength) * s.QkvRow + s.Model + kvCol + k];
+    }
+
+    private static double ValueRef(double[] qkv, double[] prefixV, int b, int j, int h, int k, AttentionShape s)
+    {
+        int kvCol = h / s.HeadsPerKv * s.HeadDim;
+        return j < s.PrefixLength
+            ? prefixV[j * s.KvModel + kvCol + k]
+            : qkv[(b * s.Tokens + j - s.PrefixLength) * s.QkvRow + s.Model + s.KvModel + kvCol + k];
+    }
 
     // ---------------------------------------------------------------------------------------------
-    // CPU (SIMD + Parallel.For over (b, h))
+    // CPU (SIMD + Parallel.For over (b, h) forward, (b, KV head) backward)
     // ---------------------------------------------------------------------------------------------
 
     /// <summary>
     /// CPU forward: overwrites <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T]
     /// (saved for <see cref="Backward"/>). The prefix buffers are read in place by every example.
     /// </summary>
-    /// <param name="qkv">Fused projections [B, T, 3d].</param>
-    /// <param name="prefixK">Shared prefix keys [m, d] (empty when m = 0).</param>
-    /// <param name="prefixV">Shared prefix values [m, d] (empty when m = 0).</param>
+    /// <param name="qkv">Fused projections [B, T, d + 2·dkv]: queries, keys, values.</param>
+    /// <param name="prefixK">Shared prefix keys [m, dkv] (empty when m = 0).</param>
+    /// <param name="prefixV">Shared prefix values [m, dkv] (empty when m = 0).</param>
     /// <param name="mask">Key mask [B, T]: 1 = real token, 0 = padding.</param>
     /// <param name="output">Attention output [B, T, d].</param>
     /// <param name="probs">Softmax probabilities [B, H, T, m+T], prefix keys first.</param>
@@ -185,14 +217,14 @@ public static class Attention
         ReadOnlySpan<float> mask, Span<float> output, Span<float> probs, AttentionShape shape, float maskValue, bool causal)
     {
         Validate("Forward", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
-        int d = shape.Model, T = shape.Tokens;
+        int d = shape.Model, dkv = shape.KvModel, T = shape.Tokens, row = shape.QkvRow;
         fixed (float* pQkv = qkv, pK = prefixK, pV = prefixV, pMask = mask, pOut = output, pProbs = probs)
         {
             var a = new Sources
             {
-                Q = pQkv, QRow = 3 * d, QExample = T * 3 * d,
-                PreK = pK, PreV = pV, PreExample = 0,
-                TokK = pQkv + d, TokV = pQkv + 2 * d, TokRow = 3 * d, TokExample = T * 3 * d,
+                Q = pQkv, QRow = row, QExample = T * row,
+                PreK = pK, PreV = pV, PreRow = dkv, PreExample = 0,
+                TokK = pQkv + d, TokV = pQkv + d + dkv, TokRow = row, TokExample = T * row,
             };
             RunForward(a, pMask, pOut, pProbs, shape, maskValue, causal);
         }
@@ -200,7 +232,7 @@ public static class Attention
 
     /// <summary>
     /// Baseline for benchmarks only: what the reference PyTorch code does. Copies the prefix B times into
-    /// concatenated [B, m+T, d] key and value buffers (allocated per call, 2·B·(m+T)·d floats), then runs
+    /// concatenated [B, m+T, dkv] key and value buffers (allocated per call, 2·B·(m+T)·dkv floats), then runs
     /// plain attention over them. Same results as <see cref="Forward"/>; slower and bigger.
     /// </summary>
     /// <inheritdoc cref="Forward" path="/param"/>
@@ -209,44 +241,46 @@ public static class Attention
         float maskValue, bool causal)
     {
         Validate("ForwardNaiveConcatenated", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
-        int B = shape.Batch, T = shape.Tokens, m = shape.PrefixLength, d = shape.Model, S = shape.Keys;
-        var catK = new float[B * S * d];
-        var catV = new float[B * S * d];
+        int B = shape.Batch, T = shape.Tokens, m = shape.PrefixLength, d = shape.Model, dkv = shape.KvModel, S = shape.Keys;
+        int row = shape.QkvRow;
+        var catK = new float[B * S * dkv];
+        var catV = new float[B * S * dkv];
         for (int b = 0; b < B; b++)
         {
-            prefixK.CopyTo(catK.AsSpan(b * S * d, m * d));
-            prefixV.CopyTo(catV.AsSpan(b * S * d, m * d));
+            prefixK.CopyTo(catK.AsSpan(b * S * dkv, m * dkv));
+            prefixV.CopyTo(catV.AsSpan(b * S * dkv, m * dkv));
             for (int t = 0; t < T; t++)
             {
-                qkv.Slice((b * T + t) * 3 * d + d, d).CopyTo(catK.AsSpan((b * S + m + t) * d, d));
-                qkv.Slice((b * T + t) * 3 * d + 2 * d, d).CopyTo(catV.AsSpan((b * S + m + t) * d, d));
+                qkv.Slice((b * T + t) * row + d, dkv).CopyTo(catK.AsSpan((b * S + m + t) * dkv, dkv));
+                qkv.Slice((b * T + t) * row + d + dkv, dkv).CopyTo(catV.AsSpan((b * S + m + t) * dkv, dkv));
             }
         }
         fixed (float* pQkv = qkv, pK = catK, pV = catV, pMask = mask, pOut = output, pProbs = probs)
         {
             var a = new Sources
             {
-                Q = pQkv, QRow = 3 * d, QExample = T * 3 * d,
-                PreK = pK, PreV = pV, PreExample = S * d,
-                TokK = pK + m * d, TokV = pV + m * d, TokRow = d, TokExample = S * d,
+                Q = pQkv, QRow = row, QExample = T * row,
+                PreK = pK, PreV = pV, PreRow = dkv, PreExample = S * dkv,
+                TokK = pK + m * dkv, TokV = pV + m * dkv, TokRow = dkv, TokExample = S * dkv,
             };
             RunForward(a, pMask, pOut, pProbs, shape, maskValue, causal);
         }
     }
 
     /// <summary>
-    /// CPU backward from the saved <paramref name="probs"/>: accumulates (+=) into <paramref name="dQkv"/> [B,T,3d],
-    /// and into <paramref name="dPrefixK"/>, <paramref name="dPrefixV"/> [m,d] their gradient summed over the batch
-    /// (deterministic: per-example partials added in order b = 0..B−1, no atomics).
+    /// CPU backward from the saved <paramref name="probs"/>: accumulates (+=) into <paramref name="dQkv"/> [B,T,d+2·dkv]
+    /// (the key/value columns get the sum over their group's query heads), and into <paramref name="dPrefixK"/>,
+    /// <paramref name="dPrefixV"/> [m,dkv] their gradient summed over the batch and the group (deterministic: query heads
+    /// of a group added in order, per-example partials added in order b = 0..B−1, no atomics).
     /// </summary>
     /// <param name="dOut">Gradient of the output [B, T, d].</param>
-    /// <param name="qkv">Fused projections [B, T, 3d] (as given to the forward).</param>
-    /// <param name="prefixK">Shared prefix keys [m, d].</param>
-    /// <param name="prefixV">Shared prefix values [m, d].</param>
+    /// <param name="qkv">Fused projections [B, T, d + 2·dkv] (as given to the forward).</param>
+    /// <param name="prefixK">Shared prefix keys [m, dkv].</param>
+    /// <param name="prefixV">Shared prefix values [m, dkv].</param>
     /// <param name="probs">P [B, H, T, m+T] saved by the forward (encodes mask and causality).</param>
-    /// <param name="dQkv">Gradient of qkv [B, T, 3d], accumulated.</param>
-    /// <param name="dPrefixK">Gradient of the prefix keys [m, d], accumulated.</param>
-    /// <param name="dPrefixV">Gradient of the prefix values [m, d], accumulated.</param>
+    /// <param name="dQkv">Gradient of qkv [B, T, d + 2·dkv], accumulated.</param>
+    /// <param name="dPrefixK">Gradient of the prefix keys [m, dkv], accumulated.</param>
+    /// <param name="dPrefixV">Gradient of the prefix values [m, dkv], accumulated.</param>
     /// <param name="shape">Sizes.</param>
     public static unsafe void Backward(ReadOnlySpan<float> dOut, ReadOnlySpan<float> qkv, ReadOnlySpan<float> prefixK,
         ReadOnlySpan<float> prefixV, ReadOnlySpan<float> probs, Span<float> dQkv, Span<float> dPrefixK, Span<float> dPrefixV,
@@ -254,7 +288,7 @@ public static class Attention
     {
         ValidateBackward("Backward", shape, dOut.Length, qkv.Length, prefixK.Length, prefixV.Length, probs.Length,
             dQkv.Length, dPrefixK.Length, dPrefixV.Length);
-        int B = shape.Batch, m = shape.PrefixLength, d = shape.Model;
+        int B = shape.Batch, m = shape.PrefixLength, d = shape.KvModel;
         int partialLength = B * m * d;
         double[]? partials = partialLength > 0 ? ArrayPool<double>.Shared.Rent(2 * partialLength) : null;
         try
@@ -300,7 +334,7 @@ public static class Attention
     private unsafe struct Sources
     {
         public float* Q; public int QRow, QExample;
-        public float* PreK, PreV; public int PreExample;
+        public float* PreK, PreV; public int PreRow, PreExample;
         public float* TokK, TokV; public int TokRow, TokExample;
     }
 
@@ -355,14 +389,17 @@ public static class Attention
             ForwardHead<TOps, TV>(bh / H, bh % H, a, (float*)nMask, (float*)nOut, (float*)nProbs, shape, maskValue, causal));
     }
 
+    // One backward item per (b, KV head): its query heads run in order and their key/value gradients meet in the item's
+    // own tiles, so the group sum needs neither atomics nor a per-query-head buffer. With KV = H this is the (b, h) split.
     private static unsafe void RunBackward<TOps, TV>(GradArgs g, AttentionShape shape) where TOps : ISimd<TV> where TV : unmanaged
     {
-        int H = shape.Heads;
-        Parallel.For(0, shape.Batch * H, bh => BackwardHead<TOps, TV>(bh / H, bh % H, g, shape));
+        int KV = shape.KvHeads;
+        Parallel.For(0, shape.Batch * KV, bkv => BackwardKvHead<TOps, TV>(bkv / KV, bkv % KV, g, shape));
     }
 
     /// <summary>
-    /// One (b, h): gathers Kᵀ [dh, Sp] and V [S, dhp] (prefix rows first; Sp, dhp = S, dh padded to 16 with zeros),
+    /// One (b, h): gathers Kᵀ [dh, Sp] and V [S, dhp] of KV head h / G (prefix rows first; Sp, dhp = S, dh padded to 16
+    /// with zeros; a group's query heads each gather it again, which costs O(S·dh) against the O(T·S·dh) products),
     /// scores = Q·Kᵀ, row softmax with the max shift, O = P·V; all in register-blocked fp32 tiles.
     /// </summary>
     private static unsafe void ForwardHead<TOps, TV>(int b, int h, in Sources a, float* mask, float* output, float* probs,
@@ -370,7 +407,7 @@ public static class Attention
     {
         int T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength, d = shape.Model, S = shape.Keys;
         int Sp = Pad16(S), dhp = Pad16(dh), w = TOps.Count;
-        int col = h * dh;
+        int col = h * dh, kvCol = h / shape.HeadsPerKv * dh;
         float* kt = Arena(dh * Sp + S * dhp + T * Sp + T * dhp + 2 * Sp);
         float* v = kt + dh * Sp, sc = v + S * dhp, o = sc + T * Sp, bias = o + T * dhp, maxBias = bias + Sp;
 
@@ -380,14 +417,14 @@ public static class Attention
             float* kr, vr;
             if (j < m)
             {
-                kr = a.PreK + b * a.PreExample + j * d + col;
-                vr = a.PreV + b * a.PreExample + j * d + col;
+                kr = a.PreK + b * a.PreExample + j * a.PreRow + kvCol;
+                vr = a.PreV + b * a.PreExample + j * a.PreRow + kvCol;
                 bias[j] = 0;
             }
             else
             {
-                kr = a.TokK + b * a.TokExample + (j - m) * a.TokRow + col;
-                vr = a.TokV + b * a.TokExample + (j - m) * a.TokRow + col;
+                kr = a.TokK + b * a.TokExample + (j - m) * a.TokRow + kvCol;
+                vr = a.TokV + b * a.TokExample + (j - m) * a.TokRow + kvCol;
                 bias[j] = (1f - mask[b * T + j - m]) * maskValue;
             }
             for (int k = 0; k < dh; k++) kt[k * Sp + j] = kr[k];
@@ -437,68 +474,85 @@ public static class Attention
     }
 
     /// <summary>
-    /// One (b, h): dP = dO·Vᵀ, D_i = Σ_j P_ij·dP_ij, dS = scale·P∘(dP − D), dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO, all in
+    /// One (b, KV head): gathers its Vᵀ [dh, Sp] and K [S, dhp] once, then for each query head h of the group in order:
+    /// dP = dO·Vᵀ, D_i = Σ_j P_ij·dP_ij, dS = scale·P∘(dP − D), dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO, all in
     /// register-blocked fp32 tiles. Token rows are added into dQkv; prefix rows go to this item's fp64 partial slice.
     /// </summary>
-    private static unsafe void BackwardHead<TOps, TV>(int b, int h, in GradArgs g, AttentionShape shape)
+    private static unsafe void BackwardKvHead<TOps, TV>(int b, int kvh, in GradArgs g, AttentionShape shape)
         where TOps : ISimd<TV> where TV : unmanaged
     {
         int T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim, m = shape.PrefixLength, d = shape.Model, S = shape.Keys;
+        int dkv = shape.KvModel, row = shape.QkvRow, G = shape.HeadsPerKv;
         int Sp = Pad16(S), dhp = Pad16(dh), w = TOps.Count;
-        int col = h * dh;
-        float* vt = Arena(dh * Sp + 2 * T * Sp + 3 * S * dhp + 3 * T * dhp);
+        int kvCol = kvh * dh;
+        // The group tiles dk2/dv2 exist only when G > 1, so the MHA arena is the same size as before.
+        int groupTiles = G > 1 ? 2 * S * dhp : 0;
+        float* vt = Arena(dh * Sp + 2 * T * Sp + 3 * S * dhp + 3 * T * dhp + groupTiles);
         float* pp = vt + dh * Sp, ds = pp + T * Sp, kr = ds + T * Sp, qr = kr + S * dhp, dor = qr + T * dhp,
-            dq = dor + T * dhp, dk = dq + T * dhp, dv = dk + S * dhp;
+            dq = dor + T * dhp, dk = dq + T * dhp, dv = dk + S * dhp, dk2 = dv + S * dhp, dv2 = dk2 + S * dhp;
 
-        // Gather: Vᵀ [dh, Sp], K [S, dhp], Q and dO [T, dhp], P [T, Sp] (zero padding).
+        // Gather: Vᵀ [dh, Sp], K [S, dhp] (zero padding).
         for (int j = 0; j < S; j++)
         {
-            float* ks = j < m ? g.PreK + j * d + col : g.Qkv + (b * T + j - m) * 3 * d + d + col;
-            float* vs = j < m ? g.PreV + j * d + col : g.Qkv + (b * T + j - m) * 3 * d + 2 * d + col;
+            float* ks = j < m ? g.PreK + j * dkv + kvCol : g.Qkv + (b * T + j - m) * row + d + kvCol;
+            float* vs = j < m ? g.PreV + j * dkv + kvCol : g.Qkv + (b * T + j - m) * row + d + dkv + kvCol;
             CopyPadded(ks, kr + j * dhp, dh, dhp);
             for (int k = 0; k < dh; k++) vt[k * Sp + j] = vs[k];
         }
         if (Sp > S)
             for (int k = 0; k < dh; k++) new Span<float>(vt + k * Sp + S, Sp - S).Clear();
-        for (int t = 0; t < T; t++)
-        {
-            CopyPadded(g.Qkv + (b * T + t) * 3 * d + col, qr + t * dhp, dh, dhp);
-            CopyPadded(g.DOut + (b * T + t) * d + col, dor + t * dhp, dh, dhp);
-            CopyPadded(g.Probs + (long)((b * H + h) * T + t) * S, pp + t * Sp, S, Sp);
-        }
 
-        // dP [T, Sp] = dO·Vᵀ.
-        Gemm<TOps, TV>(dor, dhp, 1, vt, Sp, ds, Sp, T, Sp, dh);
-        // dS = scale·P∘(dP − D) in place (P = 0 in the padding, so it contributes nothing to D).
         var vScale = TOps.Splat(1f / MathF.Sqrt(dh));
-        for (int i = 0; i < T; i++)
+        for (int gi = 0; gi < G; gi++)
         {
-            float* p = pp + i * Sp, row = ds + i * Sp;
-            var vD = TOps.Zero;
-            for (int j = 0; j < Sp; j += w) vD = TOps.Fma(TOps.Load(p + j), TOps.Load(row + j), vD);
-            vD = TOps.Splat(TOps.Sum(vD));
-            for (int j = 0; j < Sp; j += w)
-                TOps.Store(row + j, TOps.Mul(TOps.Mul(TOps.Load(p + j), vScale), TOps.Sub(TOps.Load(row + j), vD)));
-        }
+            int h = kvh * G + gi, col = h * dh;
+            // Q and dO [T, dhp], P [T, Sp] of this query head (zero padding).
+            for (int t = 0; t < T; t++)
+            {
+                CopyPadded(g.Qkv + (b * T + t) * row + col, qr + t * dhp, dh, dhp);
+                CopyPadded(g.DOut + (b * T + t) * d + col, dor + t * dhp, dh, dhp);
+                CopyPadded(g.Probs + (long)((b * H + h) * T + t) * S, pp + t * Sp, S, Sp);
+            }
 
-        // dQ [T, dhp] = dS·K; dK [S, dhp] = dSᵀ·Q; dV [S, dhp] = Pᵀ·dO (transposed A operands read with strides).
-        Gemm<TOps, TV>(ds, Sp, 1, kr, dhp, dq, dhp, T, dhp, S);
-        Gemm<TOps, TV>(ds, 1, Sp, qr, dhp, dk, dhp, S, dhp, T);
-        Gemm<TOps, TV>(pp, 1, Sp, dor, dhp, dv, dhp, S, dhp, T);
+            // dP [T, Sp] = dO·Vᵀ.
+            Gemm<TOps, TV>(dor, dhp, 1, vt, Sp, ds, Sp, T, Sp, dh);
+            // dS = scale·P∘(dP − D) in place (P = 0 in the padding, so it contributes nothing to D).
+            for (int i = 0; i < T; i++)
+            {
+                float* p = pp + i * Sp, r = ds + i * Sp;
+                var vD = TOps.Zero;
+                for (int j = 0; j < Sp; j += w) vD = TOps.Fma(TOps.Load(p + j), TOps.Load(r + j), vD);
+                vD = TOps.Splat(TOps.Sum(vD));
+                for (int j = 0; j < Sp; j += w)
+                    TOps.Store(r + j, TOps.Mul(TOps.Mul(TOps.Load(p + j), vScale), TOps.Sub(TOps.Load(r + j), vD)));
+            }
+
+            // dQ [T, dhp] = dS·K; dK [S, dhp] = dSᵀ·Q; dV [S, dhp] = Pᵀ·dO (transposed A operands read with strides).
+            // The first query head of the group writes dk, dv; the others go through dk2, dv2 and are added in order.
+            Gemm<TOps, TV>(ds, Sp, 1, kr, dhp, dq, dhp, T, dhp, S);
+            float* dkOut = gi == 0 ? dk : dk2, dvOut = gi == 0 ? dv : dv2;
+            Gemm<TOps, TV>(ds, 1, Sp, qr, dhp, dkOut, dhp, S, dhp, T);
+            Gemm<TOps, TV>(pp, 1, Sp, dor, dhp, dvOut, dhp, S, dhp, T);
+            if (gi > 0)
+            {
+                AddInto(dk2, dk, S * dhp);
+                AddInto(dv2, dv, S * dhp);
+            }
+            for (int t = 0; t < T; t++) AddInto(dq + t * dhp, g.DQkv + (b * T + t) * row + col, dh);
+        }
 
         for (int t = 0; t < T; t++)
         {
-            float* r = g.DQkv + (b * T + t) * 3 * d + col;
-            AddInto(dq + t * dhp, r, dh);
-            AddInto(dk + (m + t) * dhp, r + d, dh);
-            AddInto(dv + (m + t) * dhp, r + 2 * d, dh);
+            float* r = g.DQkv + (b * T + t) * row + d + kvCol;
+            AddInto(dk + (m + t) * dhp, r, dh);
+            AddInto(dv + (m + t) * dhp, r + dkv, dh);
         }
-        // This (b, h) owns columns col..col+dh of rows j of partial slice b: plain writes, no races.
+        // This (b, KV head) owns columns kvCol..kvCol+dh of rows j of partial slice b: plain writes, no races.
         for (int j = 0; j < m; j++)
             for (int k = 0; k < dh; k++)
             {
-                g.PartK[(b * m + j) * d + col + k] = dk[j * dhp + k];
-                g.PartV[(b * m + j) * d + col + k] = dv[j * dhp + k];
+                g.PartK[(b * m + j) * dkv + kvCol + k] = dk[j * dhp + k];
+                g.PartV[(b * m + j) * dkv + kvCol + k] = dv[j * dhp + k];
             }
     }
 
@@ -787,7 +841,9 @@ public static class Attention
             throw new ArgumentException(
                 $"{method}: bad shape B={s.Batch}, T={s.Tokens}, H={s.Heads}, dh={s.HeadDim}, m={s.PrefixLength} " +
                 "(B, T, H, dh must be ≥ 1 and m ≥ 0)");
-        long qkv = (long)s.Batch * s.Tokens * 3 * s.Heads * s.HeadDim;
+        if (s.KvHeads < 1 || s.Heads % s.KvHeads != 0)
+            throw new ArgumentException($"{method}: KV={s.KvHeads} key/value heads must be ≥ 1 and divide H={s.Heads}");
+        long qkv = (long)s.Batch * s.Tokens * ((long)s.Heads + 2L * s.KvHeads) * s.HeadDim;
         long probs = (long)s.Batch * s.Heads * s.Tokens * ((long)s.PrefixLength + s.Tokens);
         if (qkv > int.MaxValue || probs > int.MaxValue)
             throw new ArgumentException($"{method}: shape B={s.Batch}, T={s.Tokens}, H={s.Heads}, dh={s.HeadDim}, m={s.PrefixLength} " +
@@ -804,9 +860,9 @@ public static class Attention
     {
         method = "Attention." + method;
         ValidateShape(method, s);
-        CheckLength(method, "qkv", qkv, s.QkvLength, "B*T*3d");
-        CheckLength(method, "prefixK", prefixK, s.PrefixElements, "m*d");
-        CheckLength(method, "prefixV", prefixV, s.PrefixElements, "m*d");
+        CheckLength(method, "qkv", qkv, s.QkvLength, "B*T*(H+2*KV)*dh");
+        CheckLength(method, "prefixK", prefixK, s.PrefixElements, "m*KV*dh");
+        CheckLength(method, "prefixV", prefixV, s.PrefixElements, "m*KV*dh");
         CheckLength(method, "mask", mask, s.MaskLength, "B*T");
         CheckLength(method, "output", output, s.OutputLength, "B*T*d");
         CheckLength(method, "probs", probs, s.ProbsLength, "B*H*T*(m+T)");
@@ -818,12 +874,12 @@ public static class Attention
         method = "Attention." + method;
         ValidateShape(method, s);
         CheckLength(method, "dOut", dOut, s.OutputLength, "B*T*d");
-        CheckLength(method, "qkv", qkv, s.QkvLength, "B*T*3d");
-        CheckLength(method, "prefixK", prefixK, s.PrefixElements, "m*d");
-        CheckLength(method, "prefixV", prefixV, s.PrefixElements, "m*d");
+        CheckLength(method, "qkv", qkv, s.QkvLength, "B*T*(H+2*KV)*dh");
+        CheckLength(method, "prefixK", prefixK, s.PrefixElements, "m*KV*dh");
+        CheckLength(method, "prefixV", prefixV, s.PrefixElements, "m*KV*dh");
         CheckLength(method, "probs", probs, s.ProbsLength, "B*H*T*(m+T)");
-        CheckLength(method, "dQkv", dQkv, s.QkvLength, "B*T*3d");
-        CheckLength(method, "dPrefixK", dPrefixK, s.PrefixElements, "m*d");
-        CheckLength(method, "dPrefixV", dPrefixV, s.PrefixElements, "m*d");
+        CheckLength(method, "dQkv", dQkv, s.QkvLength, "B*T*(H+2*KV)*dh");
+        CheckLength(method, "dPrefixK", dPrefixK, s.PrefixElements, "m*KV*dh");
+        CheckLength(method, "dPrefixV", dPrefixV, s.PrefixElements, "m*KV*dh");
     }
 }

@@ -12,8 +12,10 @@ public readonly struct AttentionGpuParams
     public readonly int Batch;
     /// <summary>T.</summary>
     public readonly int Tokens;
-    /// <summary>H.</summary>
+    /// <summary>H, query heads.</summary>
     public readonly int Heads;
+    /// <summary>KV, key/value heads (divides H).</summary>
+    public readonly int KvHeads;
     /// <summary>dh.</summary>
     public readonly int HeadDim;
     /// <summary>m.</summary>
@@ -31,6 +33,7 @@ public readonly struct AttentionGpuParams
         Batch = shape.Batch;
         Tokens = shape.Tokens;
         Heads = shape.Heads;
+        KvHeads = shape.KvHeads;
         HeadDim = shape.HeadDim;
         Prefix = shape.PrefixLength;
         Causal = causal ? 1 : 0;
@@ -40,19 +43,20 @@ public readonly struct AttentionGpuParams
 }
 
 /// <summary>
-/// ILGPU version of <see cref="Attention"/> (same layouts, same results).
+/// ILGPU version of <see cref="Attention"/> (same layouts, same results, multi-head, grouped-query and multi-query).
 /// </summary>
 /// <remarks>
 /// <para>Forward: one fused kernel, one group of <see cref="GroupSize"/> threads per (query tile of
-/// <see cref="TileQ"/> queries, head, example). The tile's queries are staged in shared memory, its scores
+/// <see cref="TileQ"/> queries, query head, example); query head h reads key/value head h / (H/KV). The tile's queries are staged in shared memory, its scores
 /// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P), then the group
 /// computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
 /// <para>Backward, four launches, all deterministic (no atomics):
 /// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
 /// written to a scratch buffer, dQ += scale·dS·K;
-/// (2) key kernel, one thread per (b, key, column): dK_j += scale·Σ_i dS_ij q_i, dV_j += Σ_i P_ij dO_i,
-/// accumulated into dqkv for token keys and written to per-example partials [B, m, d] for prefix keys;
-/// (3) prefix reduction, one thread per (j, column) of [m, d]: adds the partials in order b = 0..B−1
+/// (2) key kernel, one thread per (b, key, key/value column): dK_j += scale·Σ_h Σ_i dS_ij q_i, dV_j += Σ_h Σ_i P_ij dO_i
+/// over the group's query heads h, accumulated into dqkv for token keys and written to per-example partials [B, m, dkv]
+/// for prefix keys;
+/// (3) prefix reduction, one thread per (j, column) of [m, dkv]: adds the partials in order b = 0..B−1
 /// (the two-pass batch reduction of the shared prefix gradient).</para>
 /// </remarks>
 public static class AttentionGpu
@@ -66,7 +70,7 @@ public static class AttentionGpu
     /// <summary>Largest dh the grouped kernels accept.</summary>
     public const int MaxHeadDim = 128;
 
-    /// <summary>Floats of scratch <see cref="Backward"/> needs: dS [B,H,T,m+T] plus prefix partials 2·[B,m,d].</summary>
+    /// <summary>Floats of scratch <see cref="Backward"/> needs: dS [B,H,T,m+T] plus prefix partials 2·[B,m,dkv].</summary>
     public static int BackwardScratchLength(AttentionShape shape) =>
         shape.ProbsLength + 2 * shape.Batch * shape.PrefixElements;
 
@@ -74,9 +78,9 @@ public static class AttentionGpu
     /// Forward on the device: overwrites <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T].
     /// </summary>
     /// <param name="device">Device (kernels are loaded once and cached on it).</param>
-    /// <param name="qkv">Fused projections [B, T, 3d].</param>
-    /// <param name="prefixK">Shared prefix keys [m, d].</param>
-    /// <param name="prefixV">Shared prefix values [m, d].</param>
+    /// <param name="qkv">Fused projections [B, T, d + 2·dkv]: queries, keys, values.</param>
+    /// <param name="prefixK">Shared prefix keys [m, dkv].</param>
+    /// <param name="prefixV">Shared prefix values [m, dkv].</param>
     /// <param name="mask">Key mask [B, T]: 1 = real token, 0 = padding.</param>
     /// <param name="output">Attention output [B, T, d].</param>
     /// <param name="probs">Softmax probabilities [B, H, T, m+T], saved for backward.</param>
@@ -88,9 +92,9 @@ public static class AttentionGpu
     {
         const string method = "AttentionGpu.Forward";
         ValidateGrouped(method, shape);
-        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*3d");
-        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*d");
-        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*(H+2*KV)*dh");
+        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*KV*dh");
+        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*KV*dh");
         Attention.CheckLength(method, "mask", (int)mask.Length, shape.MaskLength, "B*T");
         Attention.CheckLength(method, "output", (int)output.Length, shape.OutputLength, "B*T*d");
         Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
@@ -105,13 +109,13 @@ public static class AttentionGpu
     /// </summary>
     /// <param name="device">Device.</param>
     /// <param name="dOut">Gradient of the output [B, T, d].</param>
-    /// <param name="qkv">Fused projections [B, T, 3d].</param>
-    /// <param name="prefixK">Shared prefix keys [m, d].</param>
-    /// <param name="prefixV">Shared prefix values [m, d].</param>
+    /// <param name="qkv">Fused projections [B, T, d + 2·dkv]: queries, keys, values.</param>
+    /// <param name="prefixK">Shared prefix keys [m, dkv].</param>
+    /// <param name="prefixV">Shared prefix values [m, dkv].</param>
     /// <param name="probs">P [B, H, T, m+T] saved by the forward.</param>
-    /// <param name="dQkv">Gradient of qkv [B, T, 3d], accumulated.</param>
-    /// <param name="dPrefixK">Gradient of the prefix keys [m, d], accumulated.</param>
-    /// <param name="dPrefixV">Gradient of the prefix values [m, d], accumulated.</param>
+    /// <param name="dQkv">Gradient of qkv [B, T, d + 2·dkv], accumulated (key/value columns: summed over the group).</param>
+    /// <param name="dPrefixK">Gradient of the prefix keys [m, dkv], accumulated.</param>
+    /// <param name="dPrefixV">Gradient of the prefix values [m, dkv], accumulated.</param>
     /// <param name="scratch">Workspace of <see cref="BackwardScratchLength"/> floats (contents ignored and overwritten).</param>
     /// <param name="shape">Sizes.</param>
     public static void Backward(GpuDevice device, ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> prefixK,
@@ -121,14 +125,14 @@ public static class AttentionGpu
         const string method = "AttentionGpu.Backward";
         ValidateGrouped(method, shape);
         Attention.CheckLength(method, "dOut", (int)dOut.Length, shape.OutputLength, "B*T*d");
-        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*3d");
-        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*d");
-        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*d");
+        Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*(H+2*KV)*dh");
+        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*KV*dh");
+        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*KV*dh");
         Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
-        Attention.CheckLength(method, "dQkv", (int)dQkv.Length, shape.QkvLength, "B*T*3d");
-        Attention.CheckLength(method, "dPrefixK", (int)dPrefixK.Length, shape.PrefixElements, "m*d");
-        Attention.CheckLength(method, "dPrefixV", (int)dPrefixV.Length, shape.PrefixElements, "m*d");
-        Attention.CheckLength(method, "scratch", (int)scratch.Length, BackwardScratchLength(shape), "B*H*T*(m+T) + 2*B*m*d");
+        Attention.CheckLength(method, "dQkv", (int)dQkv.Length, shape.QkvLength, "B*T*(H+2*KV)*dh");
+        Attention.CheckLength(method, "dPrefixK", (int)dPrefixK.Length, shape.PrefixElements, "m*KV*dh");
+        Attention.CheckLength(method, "dPrefixV", (int)dPrefixV.Length, shape.PrefixElements, "m*KV*dh");
+        Attention.CheckLength(method, "scratch", (int)scratch.Length, BackwardScratchLength(shape), "B*H*T*(m+T) + 2*B*m*KV*dh");
         var p = new AttentionGpuParams(shape, 0f, false);
 
         var query = device.Kernel("attention.backward.query", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
@@ -137,7 +141,7 @@ public static class AttentionGpu
 
         var key = device.Kernel("attention.backward.key", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(BackwardKeyKernel));
-        key(shape.Batch * shape.Keys * shape.Model, dOut, qkv, probs, dQkv, scratch, p);
+        key(shape.Batch * shape.Keys * shape.KvModel, dOut, qkv, probs, dQkv, scratch, p);
 
         if (shape.PrefixLength > 0)
         {
@@ -168,13 +172,14 @@ public static class AttentionGpu
         var scores = SharedMemory.Allocate<float>(TileQ * MaxKeys);
         var qTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
         int i0 = Grid.IdxX * TileQ, h = Grid.IdxY, b = Grid.IdxZ, tid = Group.IdxX, n = Group.DimX;
-        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, S = m + T, col = h * dh;
+        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, dkv = p.KvHeads * dh, row = d + 2 * dkv;
+        int S = m + T, col = h * dh, kvCol = h / (p.Heads / p.KvHeads) * dh;
         int rows = XMath.Min(TileQ, T - i0);
 
         for (int e = tid; e < rows * dh; e += n)
         {
             int r = e / dh, k = e - r * dh;
-            qTile[r * MaxHeadDim + k] = qkv[(b * T + i0 + r) * 3 * d + col + k];
+            qTile[r * MaxHeadDim + k] = qkv[(b * T + i0 + r) * row + col + k];
         }
         Group.Barrier();
 
@@ -185,12 +190,12 @@ public static class AttentionGpu
             float dot = 0f;
             if (j < m)
             {
-                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * prefixK[j * d + col + k];
+                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * prefixK[j * dkv + kvCol + k];
             }
             else
             {
-                int row = (b * T + j - m) * 3 * d + d + col;
-                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * qkv[row + k];
+                int kr = (b * T + j - m) * row + d + kvCol;
+                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * qkv[kr + k];
             }
             scores[r * MaxKeys + j] = dot * p.Scale;
         }
@@ -228,7 +233,7 @@ public static class AttentionGpu
             float acc = 0f;
             for (int j = 0; j < allowed; j++)
             {
-                float v = j < m ? prefixV[j * d + col + k] : qkv[(b * T + j - m) * 3 * d + 2 * d + col + k];
+                float v = j < m ? prefixV[j * dkv + kvCol + k] : qkv[(b * T + j - m) * row + d + dkv + kvCol + k];
                 acc += scores[r * MaxKeys + j] * v;
             }
             output[(b * T + i0 + r) * d + col + k] = acc;
@@ -242,7 +247,8 @@ public static class AttentionGpu
         var dS = SharedMemory.Allocate<float>(TileQ * MaxKeys);
         var doTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
         int i0 = Grid.IdxX * TileQ, h = Grid.IdxY, b = Grid.IdxZ, tid = Group.IdxX, n = Group.DimX;
-        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, S = m + T, col = h * dh;
+        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, dkv = p.KvHeads * dh, row = d + 2 * dkv;
+        int S = m + T, col = h * dh, kvCol = h / (p.Heads / p.KvHeads) * dh;
         int rows = XMath.Min(TileQ, T - i0);
         int prow0 = ((b * p.Heads + h) * T + i0) * S;
 
@@ -262,12 +268,12 @@ public static class AttentionGpu
             {
                 if (j < m)
                 {
-                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * prefixV[j * d + col + k];
+                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * prefixV[j * dkv + kvCol + k];
                 }
                 else
                 {
-                    int row = (b * T + j - m) * 3 * d + 2 * d + col;
-                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * qkv[row + k];
+                    int vr = (b * T + j - m) * row + d + dkv + kvCol;
+                    for (int k = 0; k < dh; k++) dp += doTile[r * MaxHeadDim + k] * qkv[vr + k];
                 }
             }
             dS[r * MaxKeys + j] = dp;
@@ -294,54 +300,60 @@ public static class AttentionGpu
             float acc = 0f;
             for (int j = 0; j < S; j++)
             {
-                float key = j < m ? prefixK[j * d + col + k] : qkv[(b * T + j - m) * 3 * d + d + col + k];
+                float key = j < m ? prefixK[j * dkv + kvCol + k] : qkv[(b * T + j - m) * row + d + kvCol + k];
                 acc += dS[r * MaxKeys + j] * key;
             }
-            dQkv[(b * T + i0 + r) * 3 * d + col + k] += p.Scale * acc;
+            dQkv[(b * T + i0 + r) * row + col + k] += p.Scale * acc;
         }
     }
 
     /// <summary>
-    /// Backward per (b, key j, column c), index over B·(m+T)·d: token keys accumulate dK, dV into dQkv; prefix keys write
-    /// their per-example share to the partials in scratch (after dS).
+    /// Backward per (b, key j, key/value column c), index over B·(m+T)·dkv: sums over the G query heads of c's group
+    /// (in order) and their queries; token keys accumulate dK, dV into dQkv; prefix keys write their per-example share
+    /// to the partials in scratch (after dS).
     /// </summary>
     internal static void BackwardKeyKernel(Index1D index, ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> probs,
         ArrayView<float> dQkv, ArrayView<float> scratch, AttentionGpuParams p)
     {
-        int T = p.Tokens, m = p.Prefix, d = p.Heads * p.HeadDim, S = m + T;
-        int c = index % d, rest = index / d, j = rest % S, b = rest / S, h = c / p.HeadDim;
+        int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, dkv = p.KvHeads * dh, row = d + 2 * dkv, S = m + T;
+        int G = p.Heads / p.KvHeads;
+        int c = index % dkv, rest = index / dkv, j = rest % S, b = rest / S, kvh = c / dh, k = c - kvh * dh;
         float accK = 0f, accV = 0f;
-        int prow = (b * p.Heads + h) * T * S + j;
-        for (int i = 0; i < T; i++)
+        for (int g = 0; g < G; g++)
         {
-            accK += scratch[prow + i * S] * qkv[(b * T + i) * 3 * d + c];
-            accV += probs[prow + i * S] * dOut[(b * T + i) * d + c];
+            int h = kvh * G + g, qc = h * dh + k;
+            int prow = (b * p.Heads + h) * T * S + j;
+            for (int i = 0; i < T; i++)
+            {
+                accK += scratch[prow + i * S] * qkv[(b * T + i) * row + qc];
+                accV += probs[prow + i * S] * dOut[(b * T + i) * d + qc];
+            }
         }
         if (j >= m)
         {
-            int row = (b * T + j - m) * 3 * d;
-            dQkv[row + d + c] += p.Scale * accK;
-            dQkv[row + 2 * d + c] += accV;
+            int r = (b * T + j - m) * row;
+            dQkv[r + d + c] += p.Scale * accK;
+            dQkv[r + d + dkv + c] += accV;
         }
         else
         {
-            int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * d;
-            scratch[dsLength + (b * m + j) * d + c] = p.Scale * accK;
-            scratch[dsLength + partial + (b * m + j) * d + c] = accV;
+            int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * dkv;
+            scratch[dsLength + (b * m + j) * dkv + c] = p.Scale * accK;
+            scratch[dsLength + partial + (b * m + j) * dkv + c] = accV;
         }
     }
 
-    /// <summary>Second pass of the prefix gradient, index over m·d: adds the per-example partials in order b = 0..B−1.</summary>
+    /// <summary>Second pass of the prefix gradient, index over m·dkv: adds the per-example partials in order b = 0..B−1.</summary>
     internal static void PrefixReduceKernel(Index1D index, ArrayView<float> scratch, ArrayView<float> dPrefixK,
         ArrayView<float> dPrefixV, AttentionGpuParams p)
     {
-        int T = p.Tokens, m = p.Prefix, d = p.Heads * p.HeadDim, S = m + T;
-        int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * d;
+        int T = p.Tokens, m = p.Prefix, dkv = p.KvHeads * p.HeadDim, S = m + T;
+        int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * dkv;
         float sumK = 0f, sumV = 0f;
         for (int b = 0; b < p.Batch; b++)
         {
-            sumK += scratch[dsLength + b * m * d + index];
-            sumV += scratch[dsLength + partial + b * m * d + index];
+            sumK += scratch[dsLength + b * m * dkv + index];
+            sumV += scratch[dsLength + partial + b * m * dkv + index];
         }
         dPrefixK[index] += sumK;
         dPrefixV[index] += sumV;

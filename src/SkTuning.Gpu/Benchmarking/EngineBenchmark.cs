@@ -87,7 +87,7 @@ public static class EngineBenchmark
         rows.Add(new BenchRow($"GEMM NN {m}x{f}x{d}", Median(iterations, () => Gemm.NN(m, f, d, a, w, c)), gemmGflop, $"GEMM naive {m}x{f}x{d}"));
         rows.Add(new BenchRow($"GEMM naive {m}x{f}x{d}", Median(Math.Min(iterations, 3), () => Gemm.NNNaive(m, f, d, a, w, c)), gemmGflop));
 
-        var shape = new AttentionShape(batch, seq, spec.Heads, spec.HeadSize, prefix);
+        var shape = new AttentionShape(batch, seq, spec.Heads, spec.HeadSize, prefix, spec.KvHeads);
         var qkv = Random(rng, shape.QkvLength); var pk = Random(rng, shape.PrefixElements); var pv = Random(rng, shape.PrefixElements);
         var mask = new float[shape.MaskLength]; Array.Fill(mask, 1f);
         var output = new float[shape.OutputLength]; var probs = new float[shape.ProbsLength];

@@ -128,13 +128,18 @@ public abstract class Backend : IDisposable
     public abstract void Accumulate(DeviceView<float> source, DeviceView<float> target);
 
     /// <summary>
-    /// Attention over [prefix; tokens] keys with the batch-shared prefix; padded keys score + (1 − mask)·maskValue;
-    /// saves the probabilities [B, H, T, m+T].
+    /// Attention over [prefix; tokens] keys with the batch-shared prefix (see <see cref="Attention"/>): qkv [B·T, d + 2·dkv]
+    /// with <see cref="AttentionShape.KvHeads"/> key/value heads (grouped-query when fewer than the query heads), prefix
+    /// keys and values [m, dkv]; padded keys score + (1 − mask)·maskValue (float.MinValue allowed); with causal, query i
+    /// sees the prefix and token keys j ≤ i. Writes the output [B·T, d] and saves the probabilities [B, H, T, m+T].
     /// </summary>
     public abstract void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities);
 
-    /// <summary>Backward of <see cref="AttentionForward"/>: accumulates into dqkv and the batch-summed prefix gradients.</summary>
+    /// <summary>
+    /// Backward of <see cref="AttentionForward"/>: accumulates into dqkv (key/value columns summed over each group's query
+    /// heads) and into the prefix gradients [m, dkv] summed over the batch and the group.
+    /// </summary>
     public abstract void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> probabilities, DeviceView<float> dqkv, DeviceView<float> dPrefixK, DeviceView<float> dPrefixV);
 

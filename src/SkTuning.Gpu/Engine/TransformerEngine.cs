@@ -280,7 +280,7 @@ public sealed class TransformerEngine : IDisposable
             g.WordEmbeddings, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
     }
 
-    private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen);
+    private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen, Spec.KvHeads);
 
     /// <summary>
     /// Uploads the key mask over [prompt; tokens] (prompt rows always attended) and the positions: per token for the

@@ -30,13 +30,31 @@ public class AttentionTests
         return mask;
     }
 
+    /// <summary>
+    /// Mask [B, T] for causal decoders: example 0 full, example 1 with two pad tokens (T ≥ 3), the others 1..T real tokens;
+    /// the pads lead (left padding: the first queries see only padded token keys) or trail (right padding).
+    /// </summary>
+    private static float[] PaddedMask(Random rng, int B, int T, bool left)
+    {
+        var mask = new float[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            int length = b == 0 ? T : b == 1 ? T - 2 : 1 + rng.Next(T);
+            for (int t = 0; t < length; t++) mask[b * T + (left ? T - 1 - t : t)] = 1f;
+        }
+        return mask;
+    }
+
     private sealed record Inputs(float[] Qkv, float[] PrefixK, float[] PrefixV, float[] Mask, float[] DOut);
 
-    private static Inputs MakeInputs(int seed, AttentionShape s)
+    private static Inputs MakeInputs(int seed, AttentionShape s, bool? leftPadding = null)
     {
         var rng = new Random(seed);
-        return new Inputs(TestData.Random(rng, s.QkvLength), TestData.Random(rng, s.PrefixElements),
-            TestData.Random(rng, s.PrefixElements), RaggedMask(rng, s.Batch, s.Tokens), TestData.Random(rng, s.OutputLength));
+        var qkv = TestData.Random(rng, s.QkvLength);
+        var pk = TestData.Random(rng, s.PrefixElements);
+        var pv = TestData.Random(rng, s.PrefixElements);
+        var mask = leftPadding is bool left ? PaddedMask(rng, s.Batch, s.Tokens, left) : RaggedMask(rng, s.Batch, s.Tokens);
+        return new Inputs(qkv, pk, pv, mask, TestData.Random(rng, s.OutputLength));
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -44,13 +62,19 @@ public class AttentionTests
     // ---------------------------------------------------------------------------------------------
 
     [Theory]
-    [InlineData(false, 2)]
-    [InlineData(true, 2)]
-    [InlineData(false, 0)]
-    public void ReferenceBackwardMatchesFiniteDifferences(bool causal, int m)
+    [InlineData(false, 2, 2, 2)]
+    [InlineData(true, 2, 2, 2)]
+    [InlineData(false, 0, 2, 2)]
+    [InlineData(false, 2, 4, 2)] // grouped-query
+    [InlineData(true, 2, 4, 2)]
+    [InlineData(true, 0, 4, 2)]
+    [InlineData(false, 2, 4, 1)] // multi-query
+    [InlineData(true, 2, 4, 1)]
+    [InlineData(false, 0, 4, 1)]
+    public void ReferenceBackwardMatchesFiniteDifferences(bool causal, int m, int heads, int kvHeads)
     {
-        var s = new AttentionShape(Batch: 3, Tokens: 4, Heads: 2, HeadDim: 3, PrefixLength: m);
-        var x = MakeInputs(11 + m, s);
+        var s = new AttentionShape(Batch: 3, Tokens: 4, Heads: heads, HeadDim: 3, PrefixLength: m, KvHeads: kvHeads);
+        var x = MakeInputs(11 + m + 7 * kvHeads, s);
         var qkv = TestData.ToDouble(x.Qkv);
         var pk = TestData.ToDouble(x.PrefixK);
         var pv = TestData.ToDouble(x.PrefixV);
@@ -82,17 +106,16 @@ public class AttentionTests
             Assert.Contains(dK, g => Math.Abs(g) > 1e-3);
         }
         // Padded token keys get (numerically) zero gradient; real ones do not.
-        int d = s.Model;
         Assert.Equal(0f, x.Mask[1 * s.Tokens + s.Tokens - 1]);
-        for (int c = 0; c < 2 * d; c++)
-            Assert.True(Math.Abs(dQkv[(1 * s.Tokens + s.Tokens - 1) * 3 * d + d + c]) < 1e-12);
+        for (int c = 0; c < 2 * s.KvModel; c++)
+            Assert.True(Math.Abs(dQkv[(1 * s.Tokens + s.Tokens - 1) * s.QkvRow + s.Model + c]) < 1e-12);
     }
 
     [Fact]
     public void ReferenceIsPlainAttentionWhenPrefixIsConcatenated()
     {
         // Prefix keys behave exactly like extra unmasked, always-visible tokens placed in front.
-        var s = new AttentionShape(2, 3, 2, 2, 2);
+        var s = new AttentionShape(2, 3, 2, 2, 2, 2);
         var x = MakeInputs(5, s);
         var output = new double[s.OutputLength];
         var probs = new double[s.ProbsLength];
@@ -106,15 +129,25 @@ public class AttentionTests
     // (2) CPU fast path vs reference
     // ---------------------------------------------------------------------------------------------
 
-    public static TheoryData<int, int, int, int, int, bool> CpuCases => new()
+    public static TheoryData<int, int, int, int, int, bool, int> CpuCases => new()
     {
-        { 3, 7, 3, 8, 5, false },
-        { 3, 7, 3, 8, 5, true },
-        { 3, 7, 3, 8, 0, false },
-        { 3, 7, 3, 8, 0, true },
-        { 2, 5, 2, 5, 3, true },
-        { 2, 64, 12, 32, 12, false },
-        { 2, 64, 12, 32, 12, true },
+        { 3, 7, 3, 8, 5, false, 3 },
+        { 3, 7, 3, 8, 5, true, 3 },
+        { 3, 7, 3, 8, 0, false, 3 },
+        { 3, 7, 3, 8, 0, true, 3 },
+        { 2, 5, 2, 5, 3, true, 2 },
+        { 2, 64, 12, 32, 12, false, 12 },
+        { 2, 64, 12, 32, 12, true, 12 },
+        // grouped-query
+        { 3, 7, 4, 8, 5, false, 2 },
+        { 3, 7, 4, 8, 5, true, 2 },
+        { 3, 7, 4, 8, 0, true, 2 },
+        { 2, 64, 12, 32, 12, true, 4 },
+        // multi-query
+        { 3, 7, 4, 8, 5, true, 1 },
+        { 3, 7, 4, 8, 0, false, 1 },
+        { 2, 5, 4, 5, 3, false, 1 },
+        { 2, 64, 12, 32, 12, false, 1 },
     };
 
     [Theory]
@@ -125,8 +158,10 @@ public class AttentionTests
         Attention.ForceVectorBits = bits;
         try
         {
-            CpuForwardBackwardMatchReference(3, 7, 3, 8, 5, true);
-            CpuForwardBackwardMatchReference(2, 64, 12, 32, 12, false);
+            CpuForwardBackwardMatchReference(3, 7, 3, 8, 5, true, 3);
+            CpuForwardBackwardMatchReference(2, 64, 12, 32, 12, false, 12);
+            CpuForwardBackwardMatchReference(3, 7, 4, 8, 5, true, 2);
+            CpuForwardBackwardMatchReference(2, 5, 4, 5, 3, false, 1);
         }
         finally
         {
@@ -136,15 +171,21 @@ public class AttentionTests
 
     [Theory]
     [MemberData(nameof(CpuCases))]
-    public void CpuForwardBackwardMatchReference(int B, int T, int H, int dh, int m, bool causal)
+    public void CpuForwardBackwardMatchReference(int B, int T, int H, int dh, int m, bool causal, int kvHeads)
     {
-        var s = new AttentionShape(B, T, H, dh, m);
-        var x = MakeInputs(100 + B * T + m + (causal ? 1 : 0), s);
-        var (refOut, refProbs, refDQkv, refDK, refDV) = Reference(x, s, causal);
+        var s = new AttentionShape(B, T, H, dh, m, kvHeads);
+        var x = MakeInputs(100 + B * T + m + (causal ? 1 : 0) + kvHeads, s);
+        CpuMatchesReference(x, s, causal, MaskValue);
+    }
+
+    /// <summary>Fast CPU forward (poisoned outputs) and backward (random starting gradients) against the fp64 reference.</summary>
+    private static void CpuMatchesReference(Inputs x, AttentionShape s, bool causal, float maskValue)
+    {
+        var (refOut, refProbs, refDQkv, refDK, refDV) = Reference(x, s, causal, maskValue);
 
         var output = TestData.Poisoned(s.OutputLength);
         var probs = TestData.Poisoned(s.ProbsLength);
-        Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, output, probs, s, MaskValue, causal);
+        Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, output, probs, s, maskValue, causal);
         AssertClose("out", output, refOut);
         AssertClose("probs", probs, refProbs);
 
@@ -161,10 +202,13 @@ public class AttentionTests
         AssertClose("dPrefixV", Minus(dV, g0V), refDV);
     }
 
-    [Fact]
-    public void CpuBackwardIsDeterministic()
+    [Theory]
+    [InlineData(3, 3)]
+    [InlineData(6, 2)]
+    [InlineData(6, 1)]
+    public void CpuBackwardIsDeterministic(int heads, int kvHeads)
     {
-        var s = new AttentionShape(4, 9, 3, 8, 4);
+        var s = new AttentionShape(4, 9, heads, 8, 4, kvHeads);
         var x = MakeInputs(3, s);
         var probs = new float[s.ProbsLength];
         Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, new float[s.OutputLength], probs, s, MaskValue, false);
@@ -185,11 +229,13 @@ public class AttentionTests
     // ---------------------------------------------------------------------------------------------
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void NaiveConcatenatedMatchesShared(bool causal)
+    [InlineData(false, 3, 3)]
+    [InlineData(true, 3, 3)]
+    [InlineData(true, 4, 2)]
+    [InlineData(false, 4, 1)]
+    public void NaiveConcatenatedMatchesShared(bool causal, int heads, int kvHeads)
     {
-        var s = new AttentionShape(3, 7, 3, 8, 5);
+        var s = new AttentionShape(3, 7, heads, 8, 5, kvHeads);
         var x = MakeInputs(21, s);
         var outShared = TestData.Poisoned(s.OutputLength);
         var probsShared = TestData.Poisoned(s.ProbsLength);
@@ -219,14 +265,25 @@ public class AttentionTests
     }
 
     [Theory]
-    [InlineData(3, false)]
-    [InlineData(3, true)]
-    [InlineData(0, false)]
-    public void GpuKernelsMatchReferenceOnSimulator(int m, bool causal)
+    [InlineData(3, false, 2, 2)]
+    [InlineData(3, true, 2, 2)]
+    [InlineData(0, false, 2, 2)]
+    [InlineData(3, false, 4, 2)] // grouped-query
+    [InlineData(3, true, 4, 2)]
+    [InlineData(0, true, 4, 2)]
+    [InlineData(3, true, 4, 1)] // multi-query
+    [InlineData(0, false, 4, 1)]
+    public void GpuKernelsMatchReferenceOnSimulator(int m, bool causal, int heads, int kvHeads)
     {
-        var s = new AttentionShape(Batch: 2, Tokens: 5, Heads: 2, HeadDim: 4, PrefixLength: m);
-        var x = MakeInputs(31 + m, s);
-        var (refOut, refProbs, refDQkv, refDK, refDV) = Reference(x, s, causal);
+        var s = new AttentionShape(Batch: 2, Tokens: 5, Heads: heads, HeadDim: 4, PrefixLength: m, KvHeads: kvHeads);
+        var x = MakeInputs(31 + m + kvHeads, s);
+        GpuSimulatorMatchesReference(x, s, causal, MaskValue);
+    }
+
+    /// <summary>ILGPU forward and backward on the CPU simulator (poisoned outputs and scratch) against the fp64 reference.</summary>
+    private static void GpuSimulatorMatchesReference(Inputs x, AttentionShape s, bool causal, float maskValue)
+    {
+        var (refOut, refProbs, refDQkv, refDK, refDV) = Reference(x, s, causal, maskValue);
 
         var rng = new Random(9);
         var g0Qkv = TestData.Random(rng, s.QkvLength, G0Scale);
@@ -248,7 +305,7 @@ public class AttentionTests
         using var scratch = acc.Allocate1D(TestData.Poisoned(AttentionGpu.BackwardScratchLength(s)));
         ArrayView<float> Prefix(MemoryBuffer1D<float, Stride1D.Dense> buffer) => buffer.View.SubView(0, s.PrefixElements);
 
-        AttentionGpu.Forward(device, qkv.View, Prefix(pk), Prefix(pv), mask.View, output.View, probs.View, s, MaskValue, causal);
+        AttentionGpu.Forward(device, qkv.View, Prefix(pk), Prefix(pv), mask.View, output.View, probs.View, s, maskValue, causal);
         AttentionGpu.Backward(device, dOut.View, qkv.View, Prefix(pk), Prefix(pv), probs.View, dQkv.View, Prefix(dK), Prefix(dV),
             scratch.View, s);
         device.Synchronize();
@@ -256,7 +313,7 @@ public class AttentionTests
         AssertClose("out", output.GetAsArray1D(), refOut);
         AssertClose("probs", probs.GetAsArray1D(), refProbs);
         AssertClose("dqkv", Minus(dQkv.GetAsArray1D(), g0Qkv), refDQkv);
-        if (m > 0)
+        if (s.PrefixLength > 0)
         {
             AssertClose("dPrefixK", Minus(dK.GetAsArray1D(), g0K), refDK);
             AssertClose("dPrefixV", Minus(dV.GetAsArray1D(), g0V), refDV);
@@ -270,11 +327,11 @@ public class AttentionTests
     [Fact]
     public void BadSizesThrowWithTheSizes()
     {
-        var s = new AttentionShape(2, 3, 4, 3, 4); // d = 12, m*d = 48
+        var s = new AttentionShape(2, 3, 4, 3, 4, 4); // d = dkv = 12, m*KV*dh = 48
         var x = MakeInputs(1, s);
         var ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, new float[40], x.PrefixV, x.Mask,
             new float[s.OutputLength], new float[s.ProbsLength], s, MaskValue, false));
-        Assert.Contains("Attention.Forward: prefixK has 40 elements, expected m*d = 48", ex.Message);
+        Assert.Contains("Attention.Forward: prefixK has 40 elements, expected m*KV*dh = 48", ex.Message);
 
         ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask,
             new float[s.OutputLength], new float[s.ProbsLength - 1], s, MaskValue, false));
@@ -282,11 +339,11 @@ public class AttentionTests
 
         ex = Assert.Throws<ArgumentException>(() => Attention.Backward(x.DOut, x.Qkv, x.PrefixK, x.PrefixV,
             new float[s.ProbsLength], new float[s.QkvLength + 1], new float[48], new float[48], s));
-        Assert.Contains($"Attention.Backward: dQkv has {s.QkvLength + 1} elements, expected B*T*3d = {s.QkvLength}", ex.Message);
+        Assert.Contains($"Attention.Backward: dQkv has {s.QkvLength + 1} elements, expected B*T*(H+2*KV)*dh = {s.QkvLength}", ex.Message);
 
         ex = Assert.Throws<ArgumentException>(() => Attention.Backward(x.DOut, x.Qkv, x.PrefixK, x.PrefixV,
             new float[s.ProbsLength], new float[s.QkvLength], new float[48], new float[47], s));
-        Assert.Contains("dPrefixV has 47 elements, expected m*d = 48", ex.Message);
+        Assert.Contains("dPrefixV has 47 elements, expected m*KV*dh = 48", ex.Message);
 
         ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask,
             new float[s.OutputLength], new float[s.ProbsLength], s with { Heads = 0 }, MaskValue, false));
@@ -295,18 +352,220 @@ public class AttentionTests
         ex = Assert.Throws<ArgumentException>(() => Attention.ForwardNaiveConcatenated(x.Qkv, x.PrefixK, x.PrefixV,
             new float[5], new float[s.OutputLength], new float[s.ProbsLength], s, MaskValue, false));
         Assert.Contains("mask has 5 elements, expected B*T = 6", ex.Message);
+
+        // Grouped-query: KV must divide H; the k/v and prefix sizes follow KV.
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask,
+            new float[s.OutputLength], new float[s.ProbsLength], s with { KvHeads = 3 }, MaskValue, false));
+        Assert.Contains("KV=3 key/value heads must be ≥ 1 and divide H=4", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => Attention.Backward(x.DOut, x.Qkv, x.PrefixK, x.PrefixV,
+            new float[s.ProbsLength], new float[s.QkvLength], new float[48], new float[48], s with { KvHeads = 0 }));
+        Assert.Contains("KV=0", ex.Message);
+        var gqa = s with { KvHeads = 1 }; // qkv rows 4·3 + 2·3 = 18 columns, prefix 4·3
+        Assert.Equal(2 * 3 * 18, gqa.QkvLength);
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(new float[gqa.QkvLength], x.PrefixK, x.PrefixV, x.Mask,
+            new float[gqa.OutputLength], new float[gqa.ProbsLength], gqa, MaskValue, false));
+        Assert.Contains("prefixK has 48 elements, expected m*KV*dh = 12", ex.Message);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // (6) grouped-query = multi-head over repeated key/value heads; causal decoders with padding
+    // ---------------------------------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(2, false, 3)]
+    [InlineData(2, true, 3)]
+    [InlineData(1, true, 0)]
+    [InlineData(1, false, 3)]
+    public void GroupedQueryEqualsMultiHeadWithRepeatedKeysAndValues(int kvHeads, bool causal, int m)
+    {
+        // Hugging Face's repeat_kv: query head h of a GQA model is MHA head h over a copy of KV head h / G. So GQA must give
+        // MHA's outputs and probabilities on the repeated inputs, the same query gradients, and key/value (and prefix)
+        // gradients equal to the sum of MHA's over each group's copies.
+        const int H = 4;
+        var s = new AttentionShape(Batch: 3, Tokens: 6, Heads: H, HeadDim: 5, PrefixLength: m, KvHeads: kvHeads);
+        var mha = s with { KvHeads = H };
+        var x = MakeInputs(41 + kvHeads + m, s, leftPadding: causal);
+        int G = s.HeadsPerKv, dh = s.HeadDim, d = s.Model, dkv = s.KvModel, rows = s.Batch * s.Tokens;
+
+        // Column c of MHA's k (or v) block, and of its prefix, copies column KvColumn(c) of GQA's.
+        int KvColumn(int c) => c / dh / G * dh + c % dh;
+        var qkvMha = new float[mha.QkvLength];
+        for (int r = 0; r < rows; r++)
+        {
+            Array.Copy(x.Qkv, r * s.QkvRow, qkvMha, r * mha.QkvRow, d);
+            for (int c = 0; c < d; c++)
+            {
+                qkvMha[r * mha.QkvRow + d + c] = x.Qkv[r * s.QkvRow + d + KvColumn(c)];
+                qkvMha[r * mha.QkvRow + 2 * d + c] = x.Qkv[r * s.QkvRow + d + dkv + KvColumn(c)];
+            }
+        }
+        var pkMha = new float[mha.PrefixElements];
+        var pvMha = new float[mha.PrefixElements];
+        for (int j = 0; j < m; j++)
+            for (int c = 0; c < d; c++)
+            {
+                pkMha[j * d + c] = x.PrefixK[j * dkv + KvColumn(c)];
+                pvMha[j * d + c] = x.PrefixV[j * dkv + KvColumn(c)];
+            }
+        var xMha = new Inputs(qkvMha, pkMha, pvMha, x.Mask, x.DOut);
+
+        // Sums MHA's k/v and prefix gradient columns over each group: GQA's gradient layout.
+        (double[] DQkv, double[] DK, double[] DV) Fold(double[] dQkv, double[] dK, double[] dV)
+        {
+            var f = new double[s.QkvLength];
+            var fk = new double[s.PrefixElements];
+            var fv = new double[s.PrefixElements];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int c = 0; c < d; c++) f[r * s.QkvRow + c] = dQkv[r * mha.QkvRow + c];
+                for (int c = 0; c < d; c++)
+                {
+                    f[r * s.QkvRow + d + KvColumn(c)] += dQkv[r * mha.QkvRow + d + c];
+                    f[r * s.QkvRow + d + dkv + KvColumn(c)] += dQkv[r * mha.QkvRow + 2 * d + c];
+                }
+            }
+            for (int j = 0; j < m; j++)
+                for (int c = 0; c < d; c++)
+                {
+                    fk[j * dkv + KvColumn(c)] += dK[j * d + c];
+                    fv[j * dkv + KvColumn(c)] += dV[j * d + c];
+                }
+            return (f, fk, fv);
+        }
+
+        // fp64 reference: equal up to rounding.
+        var gqaRef = Reference(x, s, causal);
+        var mhaRef = Reference(xMha, mha, causal);
+        var folded = Fold(mhaRef.DQkv, mhaRef.DK, mhaRef.DV);
+        Assert.True(TestData.MaxRelError(gqaRef.Out, mhaRef.Out) <= 1e-12, "reference out");
+        Assert.True(TestData.MaxRelError(gqaRef.Probs, mhaRef.Probs) <= 1e-12, "reference probs");
+        Assert.True(TestData.MaxRelError(gqaRef.DQkv, folded.DQkv) <= 1e-12, "reference dqkv");
+        if (m > 0)
+        {
+            Assert.True(TestData.MaxRelError(gqaRef.DK, folded.DK) <= 1e-12, "reference dPrefixK");
+            Assert.True(TestData.MaxRelError(gqaRef.DV, folded.DV) <= 1e-12, "reference dPrefixV");
+        }
+
+        // Fast CPU: the forward does the same per-head arithmetic on the same gathered tiles, so it is bit-identical; the
+        // backward sums the group in another order than the fold, so it agrees to fp32 rounding.
+        var outGqa = TestData.Poisoned(s.OutputLength);
+        var probsGqa = TestData.Poisoned(s.ProbsLength);
+        var outMha = TestData.Poisoned(s.OutputLength);
+        var probsMha = TestData.Poisoned(s.ProbsLength);
+        Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, outGqa, probsGqa, s, MaskValue, causal);
+        Attention.Forward(qkvMha, pkMha, pvMha, x.Mask, outMha, probsMha, mha, MaskValue, causal);
+        Assert.Equal(outMha, outGqa);
+        Assert.Equal(probsMha, probsGqa);
+        var dQkv = new float[s.QkvLength];
+        var dK = new float[s.PrefixElements];
+        var dV = new float[s.PrefixElements];
+        var dQkvMha = new float[mha.QkvLength];
+        var dKMha = new float[mha.PrefixElements];
+        var dVMha = new float[mha.PrefixElements];
+        Attention.Backward(x.DOut, x.Qkv, x.PrefixK, x.PrefixV, probsGqa, dQkv, dK, dV, s);
+        Attention.Backward(x.DOut, qkvMha, pkMha, pvMha, probsMha, dQkvMha, dKMha, dVMha, mha);
+        var fastFolded = Fold(TestData.ToDouble(dQkvMha), TestData.ToDouble(dKMha), TestData.ToDouble(dVMha));
+        Assert.True(TestData.MaxRelError(dQkv, fastFolded.DQkv) <= 1e-5, "fast dqkv");
+        if (m > 0)
+        {
+            Assert.True(TestData.MaxRelError(dK, fastFolded.DK) <= 1e-5, "fast dPrefixK");
+            Assert.True(TestData.MaxRelError(dV, fastFolded.DV) <= 1e-5, "fast dPrefixV");
+        }
+    }
+
+    public static TheoryData<bool, float, int, int> PaddingCases => new()
+    {
+        { true, MaskValue, 0, 4 },
+        { true, float.MinValue, 0, 4 },
+        { false, MaskValue, 0, 4 },
+        { false, float.MinValue, 0, 4 },
+        { true, float.MinValue, 2, 2 },
+        { false, float.MinValue, 2, 1 },
+        { true, MaskValue, 0, 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(PaddingCases))]
+    public void CausalPaddingMatchesFiniteDifferencesAndStaysFinite(bool leftPadding, float maskValue, int m, int kvHeads)
+    {
+        // Left padding with m = 0 gives pad queries whose every visible key is padded: they must stay finite (softmax of their
+        // raw scores, for either mask value), as must every gradient, with the additive mask at float.MinValue too.
+        var s = new AttentionShape(Batch: 3, Tokens: 5, Heads: 4, HeadDim: 3, PrefixLength: m, KvHeads: kvHeads);
+        var x = MakeInputs(61 + m + kvHeads + (leftPadding ? 1 : 0), s, leftPadding);
+        var qkv = TestData.ToDouble(x.Qkv);
+        var pk = TestData.ToDouble(x.PrefixK);
+        var pv = TestData.ToDouble(x.PrefixV);
+        var mask = TestData.ToDouble(x.Mask);
+        var w = TestData.ToDouble(x.DOut);
+        var output = new double[s.OutputLength];
+        var probs = new double[s.ProbsLength];
+        double Loss()
+        {
+            Attention.ForwardReference(qkv, pk, pv, mask, output, probs, s, maskValue, causal: true);
+            return TestData.Dot(w, output);
+        }
+        var fdQkv = TestData.FiniteDifference(qkv, Loss);
+        var fdK = TestData.FiniteDifference(pk, Loss);
+        var fdV = TestData.FiniteDifference(pv, Loss);
+        Loss();
+        var dQkv = new double[s.QkvLength];
+        var dK = new double[s.PrefixElements];
+        var dV = new double[s.PrefixElements];
+        Attention.BackwardReference(w, qkv, pk, pv, probs, dQkv, dK, dV, s);
+        Assert.All(output, v => Assert.True(double.IsFinite(v)));
+        Assert.All(dQkv, v => Assert.True(double.IsFinite(v)));
+        Assert.True(TestData.MaxRelError(dQkv, fdQkv) <= 1e-4, $"dqkv {TestData.MaxRelError(dQkv, fdQkv)}");
+        if (m > 0)
+        {
+            Assert.True(TestData.MaxRelError(dK, fdK) <= 1e-4, $"dPrefixK {TestData.MaxRelError(dK, fdK)}");
+            Assert.True(TestData.MaxRelError(dV, fdV) <= 1e-4, $"dPrefixV {TestData.MaxRelError(dV, fdV)}");
+        }
+
+        // Causality: key j > i gets probability 0 (example 0 is unpadded); padded keys get 0 unless the row sees nothing else.
+        int T = s.Tokens, S = s.Keys;
+        for (int i = 0; i < T; i++)
+            for (int j = m + i + 1; j < S; j++) Assert.Equal(0.0, probs[i * S + j]);
+        if (leftPadding && m == 0)
+        {
+            // Example 1's first query sees only its own (padded) key; its second sees two padded keys, with real weights.
+            Assert.Equal(0f, x.Mask[T + 1]);
+            int row = (1 * s.Heads) * T * S;
+            Assert.Equal(1.0, probs[row], 12);
+            Assert.InRange(probs[row + S], 1e-6, 1 - 1e-6);
+        }
+
+        // The mask value only matters through the underflow of padded keys: −10000 and float.MinValue agree.
+        var other = new double[s.OutputLength];
+        Attention.ForwardReference(qkv, pk, pv, mask, other, new double[s.ProbsLength], s,
+            maskValue == MaskValue ? float.MinValue : MaskValue, causal: true);
+        Assert.True(TestData.MaxRelError(other, output) <= 1e-12, "mask value");
+
+        foreach (int bits in new[] { 0, 256, 128 })
+        {
+            Attention.ForceVectorBits = bits;
+            try
+            {
+                CpuMatchesReference(x, s, causal: true, maskValue);
+            }
+            finally
+            {
+                Attention.ForceVectorBits = 0;
+            }
+        }
+        GpuSimulatorMatchesReference(x, s, causal: true, maskValue);
     }
 
     // ---------------------------------------------------------------------------------------------
 
-    private static (double[] Out, double[] Probs, double[] DQkv, double[] DK, double[] DV) Reference(Inputs x, AttentionShape s, bool causal)
+    private static (double[] Out, double[] Probs, double[] DQkv, double[] DK, double[] DV) Reference(Inputs x, AttentionShape s, bool causal,
+        float maskValue = MaskValue)
     {
         var output = new double[s.OutputLength];
         var probs = new double[s.ProbsLength];
         var qkv = TestData.ToDouble(x.Qkv);
         var pk = TestData.ToDouble(x.PrefixK);
         var pv = TestData.ToDouble(x.PrefixV);
-        Attention.ForwardReference(qkv, pk, pv, TestData.ToDouble(x.Mask), output, probs, s, MaskValue, causal);
+        Attention.ForwardReference(qkv, pk, pv, TestData.ToDouble(x.Mask), output, probs, s, maskValue, causal);
         var dQkv = new double[s.QkvLength];
         var dK = new double[s.PrefixElements];
         var dV = new double[s.PrefixElements];

@@ -39,7 +39,7 @@ internal static class EngineReference
         var mask = new double[rows];
         for (int b = 0; b < B; b++)
             for (int p = 0; p < S; p++) mask[b * S + p] = p < mp ? 1 : batch.Mask[b * T + p - mp];
-        var shape = new AttentionShape(B, S, s.Heads, s.HeadSize, m);
+        var shape = new AttentionShape(B, S, s.Heads, s.HeadSize, m, s.KvHeads);
         for (int l = 0; l < s.Layers; l++)
         {
             var n = EngineParameters.LayerNames(l);
