@@ -43,7 +43,7 @@ public class CliErrorTests
     {
         using var dir = new TempDir();
         FixtureModels.WriteBert(Path.Combine(dir.Path, "model.onnx"), new BertFixtureOptions());
-        AssertOneLineError(CliProcess.Run("inspect", "--model", dir.Path), dir.Path, "no vocabulary");
+        AssertOneLineError(CliProcess.Run("inspect", "--model", dir.Path), dir.Path, "no tokenizer file");
     }
 
     [Fact]
