@@ -225,12 +225,16 @@ public static class Trainer
         TunedModelBuilder.SourceStates(frozen, o.Kind, semantic ? o.Mode : AdapterMode.Token, o.PromptSource, o.SemanticText, log, out int m);
         int tokens = semantic || o.Tokens <= 0 ? m : o.Tokens;
         long trainable = Baselines.MethodCatalog.TrainableParameterCount(o.Method, spec, tokens, classes, TunedModelBuilder.Options(o));
+        // A causal model's prefix or prompt takes positions before the input: the input gets what is left.
+        int maxTokens = spec.Causal && method.Kind is not null ? spec.MaxPositions - tokens : spec.MaxPositions;
+        if (maxTokens < 1)
+            throw new SkTuningException($"the {tokens}-token prefix/prompt leaves no position of the model's {spec.MaxPositions} for the input");
         return new AdapterConfig
         {
             Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,
             SemanticTokens = m, Tokens = tokens, Model = modelName, ModelHash = frozen.Hash, Task = taskName, CustomTask = custom,
             TaskKind = kind, Labels = labels, Pooling = pooling, Classes = classes,
-            Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = spec.MaxPositions, PrimaryMetric = primaryMetric,
+            Dim = spec.Hidden, Layers = spec.Layers, MaxTokens = maxTokens, PrimaryMetric = primaryMetric,
             TrainableParameters = trainable, ModelParameters = spec.ParameterCount, Training = o,
         };
     }
