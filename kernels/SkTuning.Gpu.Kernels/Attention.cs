@@ -538,14 +538,18 @@ public static class Attention
                 AddInto(dk2, dk, S * dhp);
                 AddInto(dv2, dv, S * dhp);
             }
-            for (int t = 0; t < T; t++) AddInto(dq + t * dhp, g.DQkv + (b * T + t) * row + col, dh);
+            // The last head's dQ waits for the pass below, so with KV = H each dQkv row is visited once, as before GQA.
+            if (gi < G - 1)
+                for (int t = 0; t < T; t++) AddInto(dq + t * dhp, g.DQkv + (b * T + t) * row + col, dh);
         }
 
+        int lastCol = (kvh * G + G - 1) * dh;
         for (int t = 0; t < T; t++)
         {
-            float* r = g.DQkv + (b * T + t) * row + d + kvCol;
-            AddInto(dk + (m + t) * dhp, r, dh);
-            AddInto(dv + (m + t) * dhp, r + dkv, dh);
+            float* r = g.DQkv + (b * T + t) * row;
+            AddInto(dq + t * dhp, r + lastCol, dh);
+            AddInto(dk + (m + t) * dhp, r + d + kvCol, dh);
+            AddInto(dv + (m + t) * dhp, r + d + dkv + kvCol, dh);
         }
         // This (b, KV head) owns columns kvCol..kvCol+dh of rows j of partial slice b: plain writes, no races.
         for (int j = 0; j < m; j++)
