@@ -49,6 +49,11 @@ public class DecoderEngineTests(ITestOutputHelper output)
     private static Run FrozenForwardBackward(Backend backend, Case c)
     {
         using var engine = new TransformerEngine(backend, c.Spec, c.Weights);
+        return FrozenForwardBackward(backend, engine, c);
+    }
+
+    private static Run FrozenForwardBackward(Backend backend, TransformerEngine engine, Case c)
+    {
         using var p = backend.UploadNew(c.Prompt);
         using var k = backend.UploadNew(c.Prefix);
         using var dh = backend.UploadNew(c.LossWeights);
@@ -235,6 +240,21 @@ public class DecoderEngineTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void PositionsPastTheModelsTableAreNamed()
+    {
+        // Causal models number the prefix, prompt and tokens in one sequence: together they must fit the table.
+        var weights = DecoderModels.Random(DecoderOptions.Gpt2());
+        using var backend = new CpuBackend();
+        using var engine = new TransformerEngine(backend, weights.Spec, weights);
+        var batch = DecoderModels.Batch(new Random(1), [10], 40, left: false);
+        using var prefix = backend.Allocate(2 * weights.Spec.Layers * 20 * weights.Spec.KvDim);
+        using var prompt = backend.Allocate(3 * weights.Spec.Hidden);
+        var e = Assert.Throws<ArgumentException>(() => engine.Forward(batch, prompt.All, prefix.All));
+        Assert.Equal("prefix 20 + prompt 3 + sequence 10 = 33 positions, more than the model's 32", e.Message);
+        engine.Forward(batch, default, prefix.All); // 30 positions fit
+    }
+
+    [Fact]
     public void SimulatorGivesTheCpuWeightGradientsOnADecoder()
     {
         // The GPU kernels only full fine-tuning reaches (RMSNorm γ, q/k/v bias and SwiGLU weight gradients, RoPE'd
@@ -269,7 +289,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 90);
         int d = c.Spec.Hidden, mp = 2, T = c.Batch.SeqLen;
         using var backend = new CpuBackend();
-        var padded = FrozenForwardBackward(backend, c).Hidden;
+        // One engine for all the runs: the single examples reuse the padded batch's (larger) activation buffers.
+        using var engine = new TransformerEngine(backend, c.Spec, c.Weights);
+        var padded = FrozenForwardBackward(backend, engine, c).Hidden;
         var prompt64 = TestData.ToDouble(c.Prompt);
         var prefix64 = TestData.ToDouble(c.Prefix);
         var paddedReference = EngineReference.Forward(c.Weights, c.Batch, prompt64, prefix64);
@@ -280,7 +302,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
             var ids = c.Batch.Ids.AsSpan(b * T + T - n, n).ToArray();
             var alone = new TokenBatch(1, n, ids, new int[n], Enumerable.Repeat(1f, n).ToArray());
             Assert.All(c.Batch.Mask.AsSpan(b * T + T - n, n).ToArray(), v => Assert.Equal(1f, v));
-            var single = FrozenForwardBackward(backend, c with { Batch = alone, LossWeights = new float[(mp + n) * d] }).Hidden;
+            var single = FrozenForwardBackward(backend, engine, c with { Batch = alone, LossWeights = new float[(mp + n) * d] }).Hidden;
             var rows = Enumerable.Range(0, mp).Select(i => b * (mp + T) + i).Concat(DecoderModels.RealRows(c.Batch, mp, b)).ToArray();
             Assert.Equal(mp + n, rows.Length);
             var got = rows.SelectMany(r => padded.AsSpan(r * d, d).ToArray()).ToArray();
@@ -306,6 +328,10 @@ public class DecoderEngineTests(ITestOutputHelper output)
         var expected = FrozenForwardBackward(cpu, c);
         using var gpu = new GpuBackend(GpuDevice.CreateCpuSimulator());
         var actual = FrozenForwardBackward(gpu, c);
+        var reference = EngineReference.Forward(c.Weights, c.Batch, TestData.ToDouble(c.Prompt), TestData.ToDouble(c.Prefix));
+        double vsReference = TestData.Normwise(actual.Hidden, reference);
+        output.WriteLine($"{variant} hidden: simulator vs fp64 reference {vsReference:E2} normwise");
+        Assert.True(vsReference <= 1e-5, $"simulator vs fp64 reference: {vsReference:E2} normwise");
         foreach (var (what, a, e) in new[] { ("hidden", actual.Hidden, expected.Hidden), ("prompt gradient", actual.DPrompt, expected.DPrompt),
                      ("prefix gradient", actual.DPrefix, expected.DPrefix) })
         {

@@ -113,7 +113,7 @@ public class TransformerEngineTests
         Assert.Contains("13 tokens", Assert.Throws<ArgumentException>(() => engine.Forward(tooLong)).Message);
         var batch = RandomBatch(new Random(1), 2, 4, Tiny.VocabSize);
         using var badPrefix = backend.Allocate(2 * Tiny.Layers * Tiny.Hidden * 3 + 5);
-        Assert.Contains("2·L·d", Assert.Throws<ArgumentException>(() => engine.Forward(batch, default, badPrefix.All)).Message);
+        Assert.Contains("2·L·kvDim", Assert.Throws<ArgumentException>(() => engine.Forward(batch, default, badPrefix.All)).Message);
         using var badPrompt = backend.Allocate(Tiny.Hidden + 1);
         Assert.Contains("d = 16", Assert.Throws<ArgumentException>(() => engine.Forward(batch, badPrompt.All)).Message);
         Assert.Contains("B·T", Assert.Throws<ArgumentException>(() => new TokenBatch(2, 4, new int[8], new int[7], new float[8])).Message);
