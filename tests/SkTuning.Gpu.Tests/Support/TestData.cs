@@ -96,4 +96,18 @@ internal static class TestData
         for (int i = 0; i < y.Length; i++) s += w[i] * y[i];
         return s;
     }
+
+    /// <summary>max|actual − expected| / max|expected| (the normwise error; NaN anywhere gives +inf).</summary>
+    public static double Normwise(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected)
+    {
+        if (actual.Length != expected.Length) throw new ArgumentException($"length {actual.Length} != {expected.Length}");
+        double diff = 0, scale = 0;
+        for (int i = 0; i < actual.Length; i++)
+        {
+            if (!float.IsFinite(actual[i])) return double.PositiveInfinity;
+            diff = Math.Max(diff, Math.Abs(actual[i] - expected[i]));
+            scale = Math.Max(scale, Math.Abs(expected[i]));
+        }
+        return diff / Math.Max(scale, 1e-300);
+    }
 }

@@ -1,0 +1,110 @@
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+
+namespace SkTuning.Gpu.Tests.Support;
+
+/// <summary>Sizes of a tiny random decoder (<see cref="DecoderModels.Random"/>).</summary>
+internal sealed record DecoderOptions(ModelFamily Family, int Layers = 2, int Hidden = 16, int Heads = 4, int KvHeads = 4, int FfnSize = 24,
+    int VocabSize = 40, int MaxPositions = 32, bool QkvBias = true, int RotaryDim = 0, float RopeTheta = 10000f, int Seed = 1)
+{
+    /// <summary>GPT-2-like: pre-LayerNorm, GELU-tanh, absolute positions, biases everywhere.</summary>
+    public static DecoderOptions Gpt2(int seed = 1) => new(ModelFamily.Gpt2, Seed: seed);
+
+    /// <summary>LLaMA-like: pre-RMSNorm, SwiGLU, RoPE (θ small so that tiny positions turn visibly), GQA with 2 KV heads of 4.</summary>
+    public static DecoderOptions Llama(bool qkvBias = false, int seed = 1) =>
+        new(ModelFamily.Llama, KvHeads: 2, QkvBias: qkvBias, RotaryDim: 4, RopeTheta: 100f, Seed: seed);
+}
+
+/// <summary>
+/// Tiny random decoder weights built in C# (the ONNX fixture writer only writes BERT): what the engine and the fp64
+/// reference run in the decoder tests. Norm γ around 1, β small, projections ~1/√fan-in, so activations stay O(1).
+/// </summary>
+internal static class DecoderModels
+{
+    public static ModelWeights Random(DecoderOptions o)
+    {
+        var rng = new Random(o.Seed);
+        bool llama = o.Family == ModelFamily.Llama;
+        int d = o.Hidden, f = o.FfnSize, hd = d / o.Heads, kv = o.KvHeads * hd;
+        float[] Rand(int n, double scale, double center = 0)
+        {
+            var a = new float[n];
+            for (int i = 0; i < n; i++) a[i] = (float)(center + (rng.NextDouble() * 2 - 1) * scale);
+            return a;
+        }
+        float[] Opt(bool present, int n, double scale) => present ? Rand(n, scale) : [];
+        double sd = 1 / Math.Sqrt(d), sf = 1 / Math.Sqrt(f);
+        var embeddings = new EmbeddingWeights
+        {
+            Word = Rand(o.VocabSize * d, 1),
+            Position = llama ? [] : Rand(o.MaxPositions * d, 0.5),
+            TokenType = [], NormGamma = [], NormBeta = [],
+        };
+        var layers = Enumerable.Range(0, o.Layers).Select(_ => new LayerWeights
+        {
+            Wq = Rand(d * d, 2 * sd), Bq = Opt(o.QkvBias, d, 0.1),
+            Wk = Rand(d * kv, 2 * sd), Bk = Opt(o.QkvBias, kv, 0.1),
+            Wv = Rand(d * kv, sd), Bv = Opt(o.QkvBias, kv, 0.1),
+            Wo = Rand(d * d, sd), Bo = Opt(!llama, d, 0.1),
+            AttentionNormGamma = Rand(d, 0.2, 1), AttentionNormBeta = Opt(!llama, d, 0.2),
+            WGate = llama ? Rand(d * f, 2 * sd) : [],
+            W1 = Rand(d * f, 2 * sd), B1 = Opt(!llama, f, 0.1),
+            W2 = Rand(f * d, sf), B2 = Opt(!llama, d, 0.1),
+            FfnNormGamma = Rand(d, 0.2, 1), FfnNormBeta = Opt(!llama, d, 0.2),
+        }).ToList();
+        var spec = new ModelSpec
+        {
+            Family = o.Family,
+            Layers = o.Layers,
+            Hidden = d,
+            Heads = o.Heads,
+            KvHeads = o.KvHeads,
+            HeadSize = hd,
+            FfnSize = f,
+            Norm = llama ? NormKind.RmsNorm : NormKind.LayerNorm,
+            NormPlacement = NormPlacement.Pre,
+            Epsilon = 1e-5f,
+            Activation = llama ? ActivationKind.SwiGlu : ActivationKind.GeluTanh,
+            Positions = llama ? PositionKind.Rope : PositionKind.Absolute,
+            Causal = true,
+            VocabSize = o.VocabSize,
+            MaxPositions = o.MaxPositions,
+            TypeVocabSize = 0,
+            MaskValue = float.MinValue,
+            RopeTheta = o.RopeTheta,
+            RotaryDim = llama ? o.RotaryDim : 0,
+            QkvBias = o.QkvBias,
+            OtherBiases = !llama,
+            ParameterCount = 0,
+        };
+        var finalGamma = Rand(d, 0.2, 1);
+        var finalBeta = llama ? [] : Rand(d, 0.2);
+        var w = new ModelWeights { Spec = spec, Embeddings = embeddings, Layers = layers, FinalNormGamma = finalGamma, FinalNormBeta = finalBeta };
+        return new ModelWeights { Spec = spec with { ParameterCount = w.Count }, Embeddings = embeddings, Layers = layers, FinalNormGamma = finalGamma, FinalNormBeta = finalBeta };
+    }
+
+    /// <summary>
+    /// A batch of <paramref name="lengths"/>.Length examples padded to the longest, on the left or the right; padding
+    /// ids are 0, real ids random in 1..V−1; types all 0 (decoders have none).
+    /// </summary>
+    public static TokenBatch Batch(Random rng, int[] lengths, int vocab, bool left)
+    {
+        int B = lengths.Length, T = lengths.Max();
+        var ids = new int[B * T]; var mask = new float[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            int pad = T - lengths[b];
+            for (int i = 0; i < lengths[b]; i++)
+            {
+                int t = left ? pad + i : i;
+                ids[b * T + t] = rng.Next(1, vocab);
+                mask[b * T + t] = 1;
+            }
+        }
+        return new TokenBatch(B, T, ids, new int[B * T], mask);
+    }
+
+    /// <summary>The rows of example b's real tokens in a [B, m_p + T, d] output (prompt rows excluded).</summary>
+    public static IEnumerable<int> RealRows(TokenBatch batch, int promptLen, int b) =>
+        Enumerable.Range(0, batch.SeqLen).Where(t => batch.Mask[b * batch.SeqLen + t] != 0).Select(t => b * (promptLen + batch.SeqLen) + promptLen + t);
+}
