@@ -26,6 +26,21 @@ public static class Rope
     }
 
     /// <summary>
+    /// HF's <c>inv_freq</c> [rotaryDim/2]: <c>1/θ^(2i/r)</c> with an fp32 exponent, power and division — the constant a
+    /// torch export bakes into the graph, so an exported graph and <see cref="Tables"/> agree bit for bit.
+    /// </summary>
+    /// <exception cref="ArgumentException">rotaryDim is not positive and even, or θ is not positive.</exception>
+    public static float[] InverseFrequencies(int rotaryDim, float theta)
+    {
+        OpsCheck.Positive(rotaryDim, nameof(rotaryDim));
+        if (rotaryDim % 2 != 0) throw new ArgumentException($"rotaryDim must be even, got {rotaryDim}", nameof(rotaryDim));
+        if (!(theta > 0)) throw new ArgumentException($"theta must be positive, got {theta}", nameof(theta));
+        var invFreq = new float[rotaryDim / 2];
+        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = 1f / MathF.Pow(theta, (float)(2 * i) / rotaryDim);
+        return invFreq;
+    }
+
+    /// <summary>
     /// The cos and sin tables <c>[maxPositions, rotaryDim/2]</c>, computed as Hugging Face does in fp32:
     /// <c>inv_freq[i] = 1/θ^(2i/r)</c> (fp32 exponent, power and division), <c>angle = (float)pos·inv_freq[i]</c> (fp32 product),
     /// then cos/sin of that fp32 angle (evaluated in fp64 and rounded, i.e. the correctly rounded value torch's fp32 cos/sin
@@ -39,8 +54,7 @@ public static class Rope
         if (rotaryDim % 2 != 0) throw new ArgumentException($"rotaryDim must be even, got {rotaryDim}", nameof(rotaryDim));
         if (!(theta > 0)) throw new ArgumentException($"theta must be positive, got {theta}", nameof(theta));
         int half = rotaryDim / 2;
-        var invFreq = new float[half];
-        for (int i = 0; i < half; i++) invFreq[i] = 1f / MathF.Pow(theta, (float)(2 * i) / rotaryDim);
+        var invFreq = InverseFrequencies(rotaryDim, theta);
         float[] cos = new float[maxPositions * half], sin = new float[maxPositions * half];
         for (int p = 0; p < maxPositions; p++)
             for (int i = 0; i < half; i++)

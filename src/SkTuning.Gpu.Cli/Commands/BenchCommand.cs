@@ -4,6 +4,7 @@ using System.Text.Json;
 using SkTuning.Gpu.Benchmarking;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Onnx;
 using SkTuning.Gpu.Training;
 
 namespace SkTuning.Gpu.Cli;
@@ -21,22 +22,43 @@ internal static class BenchCommand
         var iterations = new Option<int>("--iterations") { Description = "timed runs per row (median)", DefaultValueFactory = _ => 7 };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of the table" };
         var methods = new Option<string?>("--methods") { Description = "instead: time one training step per method (comma-separated, or 'all')" };
-        var command = new Command("bench", "time the engine against ONNX Runtime's forward at the same shape")
-            { model, device, batch, seq, prefix, iterations, json, methods };
+        var writeModel = new Option<string?>("--write-model")
+        {
+            Description = $"instead: write a random-weight decoder of a known shape to --out and exit ({string.Join(", ", DecoderFixtureOptions.Presets.Keys)}); "
+                          + "tensor data goes to <out>.data beside it when over 512 MiB",
+        };
+        var output = new Option<string?>("--out") { Description = "the .onnx file --write-model writes" };
+        var command = new Command("bench",
+            "time the engine against ONNX Runtime's forward at the same shape, for any model family (--model minilm, or an .onnx file or folder: "
+            + "BERT, GPT-2, LLaMA); e.g. sktune bench --write-model llama:smollm2-135m --out /tmp/smol/model.onnx, then "
+            + "sktune bench --model /tmp/smol --batch 8 --seq 128 --prefix 16 --json")
+            { model, device, batch, seq, prefix, iterations, json, methods, writeModel, output };
         command.SetAction(CliRunner.Guard(parse =>
         {
+            if (parse.GetValue(writeModel) is { } shapeName)
+            {
+                var path = parse.GetValue(output) ?? throw new SkTuningException("--write-model needs --out <file.onnx>");
+                var options = DecoderFixtureOptions.Named(shapeName);
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+                var written = DecoderFixtures.Write(path, options);
+                Console.WriteLine($"{path}: {written.Spec.Describe()}");
+                return 0;
+            }
             int b = parse.GetValue(batch), t = parse.GetValue(seq), m = parse.GetValue(prefix), n = parse.GetValue(iterations);
             if (b <= 0 || t <= 0 || m < 0 || n <= 0) throw new SkTuningException($"--batch {b} --seq {t} --prefix {m} --iterations {n}: sizes must be positive");
-            var frozen = FrozenModel.Load(parse.GetValue(model)!);
             using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
             if (parse.GetValue(methods) is { } list)
             {
+                var frozen = FrozenModel.Load(parse.GetValue(model)!);
                 var names = list == "all" ? MethodDefaults.Methods.ToArray() : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                 var steps = MethodBenchmark.Run(frozen, backend, names, b, t, n, CliRunner.Log);
                 PrintMethods(steps, frozen, backend.Name, b, t, n, parse.GetValue(json));
                 return 0;
             }
-            var report = EngineBenchmark.Run(frozen, backend, b, t, m, n, CliRunner.Log);
+            // Only the graph is needed (no tokenizer: the inputs are random ids), so random-weight models time too.
+            var source = ModelCatalog.Resolve(parse.GetValue(model)!);
+            var imported = ModelImporter.Import(OnnxModel.Load(source.OnnxPath));
+            var report = EngineBenchmark.Run(source.Name, imported, backend, b, t, m, n, CliRunner.Log);
             if (parse.GetValue(json))
             {
                 var options = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };

@@ -66,7 +66,10 @@ public static class DeviceCheck
         double stepGflop = forwardGflop + EngineBenchmark.BackwardFlops(spec, B, T, m) / 1e9;
         double ort;
         using (var session = new InferenceSession(FixtureModels.BertBytes(weights)))
-            ort = EngineBenchmark.Median(iterations, () => { using var _ = session.Run(ortInputs, ["last_hidden_state"]); });
+        {
+            var inputs = EngineBenchmark.ForSession(session, ortInputs);
+            ort = EngineBenchmark.Median(iterations, () => { using var _ = session.Run(inputs, ["last_hidden_state"]); });
+        }
         lines.Add(new DeviceCheckLine("onnxruntime forward (CPU provider)", ort, null, Rate(forwardGflop, ort)));
         using (var engine = new TransformerEngine(gpu, spec, weights))
         using (var p = gpu.UploadNew(prefix))

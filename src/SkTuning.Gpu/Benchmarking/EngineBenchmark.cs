@@ -4,6 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Kernels;
+using SkTuning.Gpu.Training;
 using SkTuning.Gpu.ZeroShot;
 
 namespace SkTuning.Gpu.Benchmarking;
@@ -23,16 +24,19 @@ public sealed record BenchReport(
 
 /// <summary>
 /// Times the engine against ONNX Runtime on the same model and shape in the same run: forward, an SK-Prefix
-/// training step (forward + backward to the shared prefix), and per-kernel fast-vs-naive pairs. Medians after
-/// warm-up (tier-0 JIT code is ~10x slower, so warm-up runs are discarded).
+/// training step (per-layer mode: the adapter's forward, the engine's forward and backward to the prefix, the
+/// adapter's backward), and on the CPU backend the model's own kernels at its shapes (where the time goes) and
+/// fast-vs-naive pairs. Works for every imported family (BERT, GPT-2, LLaMA). Medians after warm-up (tier-0 JIT code is
+/// ~10x slower, and ONNX Runtime's first run plans memory, so warm-up runs are discarded).
 /// </summary>
 public static class EngineBenchmark
 {
-    /// <summary>Runs the benchmark.</summary>
-    public static BenchReport Run(FrozenModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null)
+    /// <summary>Runs the benchmark on <paramref name="model"/> (its graph at <see cref="ImportedModel.SourcePath"/>).</summary>
+    public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null)
     {
         var spec = model.Spec;
         if (seq > spec.MaxPositions) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxPositions} positions");
+        if (prefix < 1) throw new SkTuningException($"--prefix {prefix}: the SK-Prefix step needs at least one prefix key");
         var rng = new Random(1234);
         var (tokens, ortInputs) = Inputs(spec, batch, seq);
         int d = spec.Hidden, L = spec.Layers;
@@ -43,39 +47,91 @@ public static class EngineBenchmark
 
         log?.Invoke($"ONNX Runtime forward, B={batch} T={seq}");
         double ort;
-        using (var session = OrtSessions.Create(model.Source.OnnxPath, log: log))
+        using (var session = OrtSessions.Create(model.SourcePath, log: log))
         {
-            var inputs = ortInputs.Where(i => session.InputMetadata.ContainsKey(i.Name)).ToList();
-            ort = Median(iterations, () => { using var _ = session.Run(inputs, ["last_hidden_state"]); });
+            var inputs = ForSession(session, ortInputs);
+            // The final hidden state where the graph outputs it (causal-LM exports output logits: time their first output).
+            var output = session.OutputMetadata.ContainsKey(model.HiddenStateNames[^1]) ? model.HiddenStateNames[^1] : session.OutputMetadata.Keys.First();
+            ort = Median(iterations, () => { using var _ = session.Run(inputs, [output]); });
         }
         double forwardGflop = ForwardFlops(spec, batch, seq, prefix) / 1e9;
         rows.Add(new BenchRow("onnxruntime forward", ort, forwardGflop));
 
-        log?.Invoke($"engine forward and SK-Prefix step on {backend.Name}, m={prefix}");
+        log?.Invoke($"engine forward and SK-Prefix step (per-layer adapter, random init) on {backend.Name}, m={prefix}");
         using var engine = new TransformerEngine(backend, spec, model.Weights);
-        var prefixHost = new float[2 * L * prefix * d];
-        for (int i = 0; i < prefixHost.Length; i++) prefixHost[i] = (float)(rng.NextDouble() - 0.5);
-        using var prefixBuf = backend.Allocate(prefixHost.Length);
-        backend.Upload(prefixHost, prefixBuf.All);
-        using var dPrefix = backend.Allocate(prefixHost.Length);
+        var shape = new AdapterShape(AdapterKind.Prefix, AdapterMode.PerLayer, prefix, d, L, spec.KvDim);
+        // Per-layer mode maps the semantic text's states entering each layer; random [m, d] stand-ins time the same.
+        var sources = Enumerable.Range(0, L).Select(_ => Random(rng, prefix * d)).ToArray();
+        using var adapter = new SemanticAdapter(backend, shape, sources, dropout: 0.1f, init: AdapterInit.Random);
+        using var parameters = new TrainableParameters(backend, adapter.Tensors());
+        adapter.Initialize(parameters, new Random(7));
+        using var dPrefix = backend.Allocate(shape.OutputLength);
         using var dHidden = backend.Allocate(batch * seq * d);
-        var dh = new float[batch * seq * d];
-        for (int i = 0; i < dh.Length; i++) dh[i] = (float)(rng.NextDouble() - 0.5) * 1e-3f;
+        var dh = Random(rng, batch * seq * d);
+        for (int i = 0; i < dh.Length; i++) dh[i] *= 1e-3f;
         backend.Upload(dh, dHidden.All);
-        double fwd = Median(iterations, () => { engine.Forward(tokens, default, prefixBuf.All); backend.Synchronize(); });
+        var fixedPrefix = adapter.Forward(parameters, training: false, 0);
+        double fwd = Median(iterations, () => { engine.Forward(tokens, default, fixedPrefix); backend.Synchronize(); });
         rows.Add(new BenchRow("engine forward (shared prefix)", fwd, forwardGflop, "onnxruntime forward"));
+        ulong seed = 0;
         double step = Median(iterations, () =>
         {
-            engine.Forward(tokens, default, prefixBuf.All);
+            parameters.ZeroGradients();
+            var p = adapter.Forward(parameters, training: true, ++seed);
+            engine.Forward(tokens, default, p);
             engine.Backward(dHidden.All, default, dPrefix.All);
+            adapter.Backward(parameters, dPrefix.All);
             backend.Synchronize();
         });
-        rows.Add(new BenchRow("SK-Prefix step (forward + backward)", step, forwardGflop + BackwardFlops(spec, batch, seq, prefix) / 1e9, "onnxruntime forward"));
+        double stepGflop = forwardGflop + (BackwardFlops(spec, batch, seq, prefix) + 3 * AdapterFlops(spec, prefix)) / 1e9;
+        rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, "onnxruntime forward"));
 
-        if (backend is CpuBackend) KernelRows(rows, spec, batch, seq, prefix, iterations, rng, log);
+        if (backend is CpuBackend)
+        {
+            ModelKernelRows(rows, spec, batch, seq, prefix, iterations, rng, fwd, step, log);
+            KernelRows(rows, spec, batch, seq, prefix, iterations, rng, log);
+        }
 
-        return new BenchReport(model.Source.Name, backend.Name, batch, seq, prefix, iterations, ort, fwd, step, peak,
-            Process.GetCurrentProcess().PeakWorkingSet64, prefixHost.Length * 4L, rows);
+        return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, ort, fwd, step, peak,
+            Process.GetCurrentProcess().PeakWorkingSet64, shape.OutputLength * 4L, rows);
+    }
+
+    /// <summary>
+    /// Where the engine's time goes: the model's own GEMM shapes and attention timed as kernels, times L, against the
+    /// measured forward and step; what remains is norms, RoPE, activations, residuals, the embedding and copies.
+    /// </summary>
+    private static void ModelKernelRows(List<BenchRow> rows, ModelSpec spec, int batch, int seq, int prefix, int iterations, Random rng,
+        double forward, double step, Action<string>? log)
+    {
+        int m = batch * seq, d = spec.Hidden, L = spec.Layers, f = spec.FfnSize;
+        int qkvw = spec.Heads * spec.HeadSize + 2 * spec.KvDim, fin = spec.Activation == ActivationKind.SwiGlu ? 2 * f : f;
+        log?.Invoke($"the model's kernels at its shapes (×{L} layers)");
+        // (n, k) of y[m, n] = x[m, k]·W[k, n]: fused QKV, output projection, FFN in (gate|up for SwiGLU), FFN out.
+        (int N, int K)[] shapes = [(qkvw, d), (d, d), (fin, d), (d, f)];
+        double gemmForward = 0, gemmBackward = 0, gemmGflop = 0;
+        foreach (var (n, k) in shapes)
+        {
+            var a = Random(rng, m * k); var w = Random(rng, k * n); var c = new float[m * n]; var dc = Random(rng, m * n); var da = new float[m * k];
+            gemmForward += Median(iterations, () => Gemm.NN(m, n, k, a, w, c));
+            // Prefix training needs only the input gradient dx = dy·Wᵀ (frozen weights).
+            gemmBackward += Median(iterations, () => Gemm.NT(m, k, n, dc, w, da));
+            gemmGflop += 2.0 * m * n * k / 1e9;
+        }
+        var shape = new AttentionShape(batch, seq, spec.Heads, spec.HeadSize, prefix, spec.KvHeads);
+        var qkv = Random(rng, shape.QkvLength); var pk = Random(rng, shape.PrefixElements); var pv = Random(rng, shape.PrefixElements);
+        var mask = new float[shape.MaskLength]; Array.Fill(mask, 1f);
+        var output = new float[shape.OutputLength]; var probs = new float[shape.ProbsLength];
+        var dOut = Random(rng, shape.OutputLength); var dqkv = new float[shape.QkvLength];
+        var dpk = new float[shape.PrefixElements]; var dpv = new float[shape.PrefixElements];
+        double attForward = Median(iterations, () => Attention.Forward(qkv, pk, pv, mask, output, probs, shape, spec.MaskValue, spec.Causal));
+        double attBackward = Median(iterations, () => Attention.Backward(dOut, qkv, pk, pv, probs, dqkv, dpk, dpv, shape));
+        double attGflop = AttentionFlops(spec, batch, seq, prefix) / 1e9;
+        rows.Add(new BenchRow($"forward: GEMMs ({L} layers x 4 kernels)", L * gemmForward, L * gemmGflop));
+        rows.Add(new BenchRow($"forward: attention ({L} layers)", L * attForward, L * attGflop));
+        rows.Add(new BenchRow("forward: rest (norms, RoPE, activations, residuals, embedding)", Math.Max(0, forward - L * (gemmForward + attForward)), 0));
+        rows.Add(new BenchRow($"backward: input-gradient GEMMs ({L} layers x 4)", L * gemmBackward, L * gemmGflop));
+        rows.Add(new BenchRow($"backward: attention ({L} layers)", L * attBackward, 2 * L * attGflop));
+        rows.Add(new BenchRow("backward: rest (step − forward − the above)", Math.Max(0, step - forward - L * (gemmBackward + attBackward)), 0));
     }
 
     private static void KernelRows(List<BenchRow> rows, ModelSpec spec, int batch, int seq, int prefix, int iterations, Random rng, Action<string>? log)
@@ -91,7 +147,7 @@ public static class EngineBenchmark
         var qkv = Random(rng, shape.QkvLength); var pk = Random(rng, shape.PrefixElements); var pv = Random(rng, shape.PrefixElements);
         var mask = new float[shape.MaskLength]; Array.Fill(mask, 1f);
         var output = new float[shape.OutputLength]; var probs = new float[shape.ProbsLength];
-        double attGflop = 4.0 * batch * spec.Heads * seq * (seq + prefix) * spec.HeadSize / 1e9;
+        double attGflop = AttentionFlops(spec, batch, seq, prefix) / 1e9;
         rows.Add(new BenchRow("attention forward, shared prefix", Median(iterations, () =>
             Attention.Forward(qkv, pk, pv, mask, output, probs, shape, spec.MaskValue, spec.Causal)), attGflop, "attention forward, prefix copied per example"));
         rows.Add(new BenchRow("attention forward, prefix copied per example", Median(iterations, () =>
@@ -102,23 +158,37 @@ public static class EngineBenchmark
             Attention.Backward(dOut, qkv, pk, pv, probs, dqkv, dpk, dpv, shape)), 2 * attGflop));
     }
 
-    /// <summary>Forward FLOPs: the four GEMMs per layer plus attention's two batched products.</summary>
-    public static double ForwardFlops(ModelSpec s, int batch, int seq, int prefix)
+    /// <summary>
+    /// Forward FLOPs: per layer the projections — q and o d·(H·dh), k and v d·kvDim each (grouped KV heads) — the FFN
+    /// (2·d·F, or 3·d·F for SwiGLU's gate, up and down), each 2·rows·in·out; plus attention (<see cref="AttentionFlops"/>).
+    /// </summary>
+    public static double ForwardFlops(ModelSpec s, int batch, int seq, int prefix) =>
+        s.Layers * (GemmFlops(s, batch, seq) + AttentionFlops(s, batch, seq, prefix));
+
+    /// <summary>
+    /// Backward FLOPs with respect to activations only (frozen weights, no weight gradients): the GEMMs once more
+    /// (dx = dy·Wᵀ), attention twice (dQ, dK, dV, dP).
+    /// </summary>
+    public static double BackwardFlops(ModelSpec s, int batch, int seq, int prefix) =>
+        s.Layers * (GemmFlops(s, batch, seq) + 2 * AttentionFlops(s, batch, seq, prefix));
+
+    /// <summary>One layer's projection and FFN GEMMs: 2·rows·d·(2·H·dh + 2·kvDim + (2 or 3)·F).</summary>
+    public static double GemmFlops(ModelSpec s, int batch, int seq)
     {
-        double rows = (double)batch * seq, d = s.Hidden, f = s.FfnSize;
-        double gemm = 2 * rows * d * (3 * d + d + 2 * f);
-        double attention = 4.0 * batch * s.Heads * seq * (seq + prefix) * s.HeadSize;
-        return s.Layers * (gemm + attention);
+        double rows = (double)batch * seq, d = s.Hidden, dq = s.Heads * s.HeadSize;
+        double ffnMatrices = s.Activation == ActivationKind.SwiGlu ? 3 : 2;
+        return 2 * rows * d * (2 * dq + 2 * s.KvDim + ffnMatrices * s.FfnSize);
     }
 
-    /// <summary>Backward FLOPs with respect to activations only (no weight gradients): GEMMs once, attention twice.</summary>
-    public static double BackwardFlops(ModelSpec s, int batch, int seq, int prefix)
-    {
-        double rows = (double)batch * seq, d = s.Hidden, f = s.FfnSize;
-        double gemm = 2 * rows * d * (3 * d + d + 2 * f);
-        double attention = 8.0 * batch * s.Heads * seq * (seq + prefix) * s.HeadSize;
-        return s.Layers * (gemm + attention);
-    }
+    /// <summary>
+    /// One layer's attention products Q·Kᵀ and P·V over T queries and T + m keys (the prefix included), 2·2·B·H·T·(T+m)·dh —
+    /// counted in full for causal models too, as the kernel computes the masked scores.
+    /// </summary>
+    public static double AttentionFlops(ModelSpec s, int batch, int seq, int prefix) =>
+        4.0 * batch * s.Heads * seq * (seq + prefix) * s.HeadSize;
+
+    /// <summary>The per-layer SK-Prefix adapter's forward: m rows through [d, kvDim] maps for K and V of every layer.</summary>
+    public static double AdapterFlops(ModelSpec s, int prefix) => 2.0 * 2 * s.Layers * prefix * s.Hidden * s.KvDim;
 
     private static float[] Random(Random rng, int n)
     {
@@ -129,7 +199,7 @@ public static class EngineBenchmark
 
     /// <summary>
     /// A full (unpadded) batch of random token ids, as the engine's <see cref="TokenBatch"/> and as ONNX Runtime's
-    /// inputs (input_ids, attention_mask, token_type_ids) — the same tokens for both.
+    /// inputs (input_ids, attention_mask, token_type_ids, position_ids 0..T−1; see <see cref="ForSession"/>) — the same tokens for both.
     /// </summary>
     public static (TokenBatch Tokens, List<NamedOnnxValue> OrtInputs) Inputs(ModelSpec spec, int batch, int seq)
     {
@@ -151,9 +221,14 @@ public static class EngineBenchmark
             NamedOnnxValue.CreateFromTensor("input_ids", T(i => ids[i])),
             NamedOnnxValue.CreateFromTensor("attention_mask", T(_ => 1)),
             NamedOnnxValue.CreateFromTensor("token_type_ids", T(_ => 0)),
+            NamedOnnxValue.CreateFromTensor("position_ids", T(i => i % seq)),
         };
         return (tokens, inputs);
     }
+
+    /// <summary>The inputs among <paramref name="inputs"/> that <paramref name="session"/>'s graph takes (encoders have token types, decoders position ids).</summary>
+    public static List<NamedOnnxValue> ForSession(InferenceSession session, IEnumerable<NamedOnnxValue> inputs) =>
+        inputs.Where(i => session.InputMetadata.ContainsKey(i.Name)).ToList();
 
     /// <summary>Median seconds of <paramref name="iterations"/> runs after two warm-up runs.</summary>
     public static double Median(int iterations, Action run)

@@ -1,7 +1,7 @@
-using System.Runtime.InteropServices;
 using Google.Protobuf;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Onnx.Proto;
+using static SkTuning.Gpu.Onnx.OnnxGraphBuilder;
 
 namespace SkTuning.Gpu.Onnx;
 
@@ -50,12 +50,7 @@ public static class FixtureModels
             throw new ArgumentException($"invalid fixture sizes {o}");
         var rng = new Random(o.Seed);
         int d = o.Hidden, f = o.FfnSize;
-        float[] Rand(int n, double scale, double center = 0)
-        {
-            var a = new float[n];
-            for (int i = 0; i < n; i++) a[i] = (float)(center + (rng.NextDouble() * 2 - 1) * scale);
-            return a;
-        }
+        float[] Rand(int n, double scale, double center = 0) => Uniform(rng, n, scale, center);
         var embeddings = new EmbeddingWeights
         {
             Word = Rand(o.VocabSize * d, 1),
@@ -106,6 +101,14 @@ public static class FixtureModels
         return new ModelWeights { Spec = spec with { ParameterCount = weights.Count }, Embeddings = embeddings, Layers = layers, Pooler = pooler };
     }
 
+    /// <summary>n values uniform in [center − scale, center + scale] (the fixtures' weight initializer).</summary>
+    internal static float[] Uniform(Random rng, int n, double scale, double center = 0)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)(center + (rng.NextDouble() * 2 - 1) * scale);
+        return a;
+    }
+
     /// <summary>A random BERT fixture, serialized.</summary>
     public static byte[] BertBytes(BertFixtureOptions options) => BertBytes(RandomBertWeights(options));
 
@@ -126,7 +129,7 @@ public static class FixtureModels
         var spec = weights.Spec;
         if (spec.Family != ModelFamily.Bert) throw new ArgumentException($"only BERT weights can be written, not {spec.Family}");
         int d = spec.Hidden, heads = spec.Heads, dh = spec.HeadSize, f = spec.FfnSize;
-        var g = new GraphBuilder();
+        var g = new OnnxGraphBuilder();
         var graph = g.Graph;
         graph.Name = "torch-jit-export";
         graph.Input.Add(Int64Input("input_ids"));
@@ -156,7 +159,7 @@ public static class FixtureModels
         var sum = g.Node("Add", [word, type]);
         var pos = g.Node("Gather", ["embeddings.position_embeddings.weight", positionIds]);
         sum = g.Node("Add", [sum, pos]);
-        var h = LayerNorm(g, sum, "embeddings.LayerNorm", emb.NormGamma, emb.NormBeta, spec.Epsilon, null);
+        var h = g.LayerNorm(sum, "embeddings.LayerNorm", emb.NormGamma, emb.NormBeta, spec.Epsilon);
 
         int weightName = 100;
         string Linear(string x, float[] w, int rows, int cols, float[] b, string biasName)
@@ -199,7 +202,7 @@ public static class FixtureModels
             var merged = g.Node("Reshape", [ctxT, g.ConstInts([0, 0, d])]);
             var o = Linear(merged, w.Wo, d, d, w.Bo, p + "attention.output.dense.bias");
             var r1 = g.Node("Add", [o, h]);
-            var h1 = LayerNorm(g, r1, p + "attention.output.LayerNorm", w.AttentionNormGamma, w.AttentionNormBeta, spec.Epsilon, null);
+            var h1 = g.LayerNorm(r1, p + "attention.output.LayerNorm", w.AttentionNormGamma, w.AttentionNormBeta, spec.Epsilon);
             var up = Linear(h1, w.W1, d, f, w.B1, p + "intermediate.dense.bias");
             var e1 = g.Node("Div", [up, g.ConstFloat(1.4142135f)]);
             var e2 = g.Node("Erf", [e1]);
@@ -208,7 +211,7 @@ public static class FixtureModels
             var gelu = g.Node("Mul", [e4, g.ConstFloat(0.5f)]);
             var down = Linear(gelu, w.W2, f, d, w.B2, p + "output.dense.bias");
             var r2 = g.Node("Add", [down, h1]);
-            h = LayerNorm(g, r2, p + "output.LayerNorm", w.FfnNormGamma, w.FfnNormBeta, spec.Epsilon,
+            h = g.LayerNorm(r2, p + "output.LayerNorm", w.FfnNormGamma, w.FfnNormBeta, spec.Epsilon,
                 l == spec.Layers - 1 ? "last_hidden_state" : null);
         }
         graph.Output.Add(FloatOutput("last_hidden_state", [new("batch"), new("sequence"), new(d)]));
@@ -237,7 +240,7 @@ public static class FixtureModels
     /// <summary>A model that is valid ONNX but not a transformer: y = MatMul(x, W).</summary>
     public static byte[] LoneMatMulBytes()
     {
-        var g = new GraphBuilder();
+        var g = new OnnxGraphBuilder();
         g.Graph.Name = "lone-matmul";
         g.Graph.Input.Add(new ValueInfoProto { Name = "x", Type = TensorType(TensorProto.Types.DataType.Float, [new("batch"), new(3)]) });
         g.Initializer("W", [3, 4], new float[12]);
@@ -248,113 +251,4 @@ public static class FixtureModels
 
     /// <summary>Writes <see cref="LoneMatMulBytes"/> to <paramref name="path"/>.</summary>
     public static void WriteLoneMatMul(string path) => AtomicFile.WriteAllBytes(path, LoneMatMulBytes());
-
-    // ------------------------------------------------------------------ helpers
-
-    private static string LayerNorm(GraphBuilder g, string x, string prefix, float[] gamma, float[] beta, float eps, string? output)
-    {
-        var mean = g.Node("ReduceMean", [x], a => a.Add(IntsAttr("axes", [-1])));
-        var centered = g.Node("Sub", [x, mean]);
-        var sq = g.Node("Pow", [centered, g.ConstFloat(2f)]);
-        var variance = g.Node("ReduceMean", [sq], a => a.Add(IntsAttr("axes", [-1])));
-        var plus = g.Node("Add", [variance, g.ConstFloat(eps)]);
-        var std = g.Node("Sqrt", [plus]);
-        var norm = g.Node("Div", [centered, std]);
-        g.Initializer(prefix + ".weight", [gamma.Length], gamma);
-        g.Initializer(prefix + ".bias", [beta.Length], beta);
-        var scaled = g.Node("Mul", [norm, prefix + ".weight"]);
-        return g.Node("Add", [scaled, prefix + ".bias"], output: output);
-    }
-
-    private static ValueInfoProto Int64Input(string name) =>
-        new() { Name = name, Type = TensorType(TensorProto.Types.DataType.Int64, [new("batch"), new("sequence")]) };
-
-    private static ValueInfoProto FloatOutput(string name, OnnxDim[] dims) =>
-        new() { Name = name, Type = TensorType(TensorProto.Types.DataType.Float, dims) };
-
-    private static TypeProto TensorType(TensorProto.Types.DataType type, OnnxDim[] dims)
-    {
-        var shape = new TensorShapeProto();
-        foreach (var dim in dims)
-            shape.Dim.Add(dim.Symbol is { } s
-                ? new TensorShapeProto.Types.Dimension { DimParam = s }
-                : new TensorShapeProto.Types.Dimension { DimValue = dim.Value ?? 0 });
-        return new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } };
-    }
-
-    private static AttributeProto IntAttr(string name, long value) =>
-        new() { Name = name, I = value, Type = AttributeProto.Types.AttributeType.Int };
-
-    private static AttributeProto IntsAttr(string name, long[] values)
-    {
-        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
-        a.Ints.Add(values);
-        return a;
-    }
-
-    /// <summary>Builds a graph with torch-like node names (<c>Op_index</c>) and numbered values.</summary>
-    private sealed class GraphBuilder
-    {
-        private int _value = 1;
-
-        public GraphProto Graph { get; } = new();
-
-        public ModelProto Model() => new()
-        {
-            IrVersion = 7,
-            ProducerName = "sktune-fixture",
-            ProducerVersion = "1",
-            Graph = Graph,
-            OpsetImport = { new OperatorSetIdProto { Domain = "", Version = 13 } },
-        };
-
-        public string Node(string op, string[] inputs, Action<Google.Protobuf.Collections.RepeatedField<AttributeProto>>? attributes = null, string? output = null)
-        {
-            var node = new NodeProto { OpType = op, Name = $"{op}_{Graph.Node.Count}" };
-            node.Input.Add(inputs);
-            output ??= $"v{_value++}";
-            node.Output.Add(output);
-            attributes?.Invoke(node.Attribute);
-            Graph.Node.Add(node);
-            return output;
-        }
-
-        private string Constant(TensorProto value) =>
-            Node("Constant", [], a => a.Add(new AttributeProto { Name = "value", T = value, Type = AttributeProto.Types.AttributeType.Tensor }));
-
-        public string ConstFloat(float value) => Constant(new TensorProto
-        {
-            DataType = (int)TensorProto.Types.DataType.Float,
-            RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<float>([value])),
-        });
-
-        public string ConstScalarInt(long value) => Constant(new TensorProto
-        {
-            DataType = (int)TensorProto.Types.DataType.Int64,
-            RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<long>([value])),
-        });
-
-        public string ConstInts(long[] values)
-        {
-            var t = new TensorProto { DataType = (int)TensorProto.Types.DataType.Int64, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<long>(values)) };
-            t.Dims.Add(values.Length);
-            return Constant(t);
-        }
-
-        public void Initializer(string name, long[] dims, float[] data)
-        {
-            long n = dims.Aggregate(1L, (a, b) => a * b);
-            if (n != data.Length) throw new ArgumentException($"initializer {name}: {data.Length} values for shape [{string.Join(",", dims)}]");
-            var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<float>(data)) };
-            t.Dims.Add(dims);
-            Graph.Initializer.Add(t);
-        }
-
-        public void Initializer(string name, long[] dims, long[] data)
-        {
-            var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes<long>(data)) };
-            t.Dims.Add(dims);
-            Graph.Initializer.Add(t);
-        }
-    }
 }
