@@ -15,8 +15,12 @@ internal static class TrainCommand
         var model = CommonOptions.Model();
         var device = CommonOptions.Device();
         var data = DataOptions.Create();
-        var method = new Option<string>("--method") { Description = "sk-prefix or sk-prompt", DefaultValueFactory = _ => "sk-prefix" };
-        method.AcceptOnlyFromAmong("sk-prefix", "sk-prompt");
+        var method = new Option<string>("--method")
+        {
+            Description = "sk-prefix or sk-prompt, or a baseline: prompt, prefix, ptuning-v2, lora, linear, full (baselines take their customary learning rate unless --lr)",
+            DefaultValueFactory = _ => "sk-prefix",
+        };
+        method.AcceptOnlyFromAmong([.. MethodDefaults.Methods]);
         var mode = new Option<string>("--mode") { Description = "adapter mode: per-layer (sk-prefix), token or pooled (default: per-layer for sk-prefix, token for sk-prompt)" };
         mode.AcceptOnlyFromAmong("token", "pooled", "per-layer");
         var source = new Option<string>("--prompt-source") { Description = "sk-prompt source states: last or embedding", DefaultValueFactory = _ => "last" };
@@ -29,7 +33,7 @@ internal static class TrainCommand
         pooling.AcceptOnlyFromAmong("mean", "cls", "last");
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d.Steps };
         var batch = new Option<int>("--batch") { Description = "examples per step", DefaultValueFactory = _ => d.BatchSize };
-        var lr = new Option<float>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => d.LearningRate };
+        var lr = new Option<float?>("--lr") { Description = $"peak learning rate (default {d.LearningRate} for sk-*, the method's own for baselines)" };
         var warmup = new Option<int>("--warmup") { Description = "warmup steps", DefaultValueFactory = _ => d.WarmupSteps };
         var decay = new Option<float>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => d.WeightDecay };
         var clip = new Option<float>("--clip") { Description = "max global gradient norm", DefaultValueFactory = _ => d.MaxGradNorm };
@@ -65,11 +69,12 @@ internal static class TrainCommand
                 Pooling = parse.GetValue(pooling) switch { "cls" => Pooling.Cls, "last" => Pooling.Last, "mean" => Pooling.Mean, _ => null },
                 Init = parse.GetValue(init) == "model" ? AdapterInit.Model : AdapterInit.Random,
                 Steps = Positive(parse.GetValue(steps), "--steps"), BatchSize = Positive(parse.GetValue(batch), "--batch"),
-                LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
+                LearningRate = parse.GetValue(lr) ?? d.LearningRate, WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
                 MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
                 EvalEvery = Positive(parse.GetValue(evalEvery), "--eval-every"), Patience = parse.GetValue(patience),
                 CheckpointEvery = parse.GetValue(checkpointEvery),
             };
+            if (!methodName.StartsWith("sk-", StringComparison.Ordinal)) options = MethodDefaults.For(methodName, options, parse.GetValue(lr));
             if (options.Dropout is < 0 or >= 1) throw new SkTuningException($"--dropout {options.Dropout}: must be in [0, 1)");
             if (!(options.LearningRate > 0)) throw new SkTuningException($"--lr {options.LearningRate}: must be positive");
             string outDir = parse.GetValue(output) ?? DefaultOut(task.Name, methodName, parse.GetValue(resume));
