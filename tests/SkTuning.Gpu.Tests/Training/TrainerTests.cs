@@ -20,6 +20,13 @@ public class TrainerTests
         File.WriteAllLines(Path.Combine(dir.Path, "vocab.txt"), vocab);
         FixtureModels.WriteBert(Path.Combine(dir.Path, "model.onnx"),
             new BertFixtureOptions(Layers: 2, Hidden: 16, Heads: 2, FfnSize: 32, VocabSize: vocab.Length, MaxPositions: 24, Seed: 5));
+        var (task, data, options) = SentimentData(dir);
+        return (FrozenModel.Load(dir.Path), task, data, options);
+    }
+
+    /// <summary>A small generated sentiment dataset (train.tsv 96 rows, dev.tsv 30) in <paramref name="dir"/>, loaded as a custom task.</summary>
+    internal static (TaskSpec Task, TaskData Data, CustomTaskOptions Options) SentimentData(TempDir dir)
+    {
         var rng = new Random(8);
         string Row(int label)
         {
@@ -31,7 +38,7 @@ public class TrainerTests
         File.WriteAllLines(Path.Combine(dir.Path, "dev.tsv"), new[] { "sentence\tlabel" }.Concat(Enumerable.Range(0, 30).Select(i => Row(i % 2))));
         var options = new CustomTaskOptions { TrainFile = Path.Combine(dir.Path, "train.tsv"), DevFile = Path.Combine(dir.Path, "dev.tsv"), TextColumn = "sentence" };
         var task = TaskCatalog.Custom(options);
-        return (FrozenModel.Load(dir.Path), task, task.Load(dir.Path), options);
+        return (task, task.Load(dir.Path), options);
     }
 
     private static TrainOptions Options(AdapterKind kind) => new()
