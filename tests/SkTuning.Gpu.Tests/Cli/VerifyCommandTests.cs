@@ -1,0 +1,69 @@
+using Google.Protobuf;
+using SkTuning.Gpu.Onnx.Proto;
+using SkTuning.Gpu.Onnx;
+using SkTuning.Gpu.Tests.Data;
+using SkTuning.Gpu.Tests.Support;
+using SkTuning.Gpu.Tests.Training;
+
+namespace SkTuning.Gpu.Tests.Cli;
+
+/// <summary><c>sktune verify</c> and the decoder input errors, through the real command line.</summary>
+public class VerifyCommandTests
+{
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "decoders", name, "model.onnx");
+
+    [Fact]
+    public void VerifyPassesOnADecoderExportWithItsTokenizerAndReportsEveryLayer()
+    {
+        using var dir = new TempDir();
+        var r = CliProcess.Run("verify", "--model", DecoderTrainingTests.ModelFolder(dir, "llama"), "--device", "cpu");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("architecture  llama: 3 layers, d 64, 4 heads (2 KV) × 16", r.Stdout);
+        Assert.Contains("texts through the sentencepiece tokenizer", r.Stdout);
+        foreach (var what in new[] { "embedding output, right-padded", "layer 2 input, left-padded", "final hidden states, left-padded", "prefix gradient vs finite differences" })
+            Assert.Contains(what, r.Stdout);
+        Assert.DoesNotContain("FAIL", r.Stdout);
+        Assert.Contains("verify: passed", r.Stdout);
+    }
+
+    [Fact]
+    public void VerifyRefusesAGraphThatComputesSomethingTheEngineDoesNotModel()
+    {
+        // An extra 0.5 on layer 0's attention residual branch: importing it would be a silent wrong answer.
+        using var dir = new TempDir();
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Fixture("llama_opset14_gqa_theta500k")));
+        var add = proto.Graph.Node.First(n => n.Name == "/m/layers.0/Add");
+        int branch = add.Input.ToList().FindIndex(i => i.Contains("o_proj", StringComparison.Ordinal));
+        var half = new TensorProto { Name = "residual_scale", DataType = (int)OnnxElementType.Float };
+        half.FloatData.Add(0.5f);
+        proto.Graph.Initializer.Add(half);
+        var mul = new NodeProto { Name = "scaled_residual", OpType = "Mul" };
+        mul.Input.Add(add.Input[branch]);
+        mul.Input.Add("residual_scale");
+        mul.Output.Add("scaled_residual_output");
+        add.Input[branch] = "scaled_residual_output";
+        proto.Graph.Node.Insert(proto.Graph.Node.IndexOf(add), mul);
+        string path = Path.Combine(dir.Path, "scaled.onnx");
+        File.WriteAllBytes(path, proto.ToByteArray());
+        CliErrorTests.AssertOneLineError(CliProcess.Run("verify", "--model", path, "--device", "cpu"), "scaled.onnx", "extra scale", "scaled_residual");
+    }
+
+    [Fact]
+    public void ADecoderExportWithoutItsTokenizerIsNamed()
+    {
+        using var dir = new TempDir();
+        File.Copy(Fixture("llama_opset14_gqa_theta500k"), Path.Combine(dir.Path, "model.onnx"));
+        CliErrorTests.AssertOneLineError(CliProcess.Run("train", "--model", dir.Path, "--task", "sst2", "--steps", "1"), dir.Path, "no tokenizer file");
+    }
+
+    [Fact]
+    public void VerifyWithoutTokenizerUsesRandomIds()
+    {
+        var r = CliProcess.Run("verify", "--model", Fixture("gpt2_opset17_no_position_ids"), "--device", "cpu");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("random ids (no tokenizer files beside the model)", r.Stdout);
+        // Without a position_ids input the graph numbers positions 0..T−1, so only right padding is comparable.
+        Assert.DoesNotContain("left-padded", r.Stdout);
+        Assert.Contains("verify: passed", r.Stdout);
+    }
+}
