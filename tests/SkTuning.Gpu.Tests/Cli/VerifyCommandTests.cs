@@ -1,6 +1,5 @@
 using Google.Protobuf;
 using SkTuning.Gpu.Onnx.Proto;
-using SkTuning.Gpu.Onnx;
 using SkTuning.Gpu.Tests.Data;
 using SkTuning.Gpu.Tests.Support;
 using SkTuning.Gpu.Tests.Training;
@@ -31,18 +30,7 @@ public class VerifyCommandTests
     {
         // An extra 0.5 on layer 0's attention residual branch: importing it would be a silent wrong answer.
         using var dir = new TempDir();
-        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Fixture("llama_opset14_gqa_theta500k")));
-        var add = proto.Graph.Node.First(n => n.Name == "/m/layers.0/Add");
-        int branch = add.Input.ToList().FindIndex(i => i.Contains("o_proj", StringComparison.Ordinal));
-        var half = new TensorProto { Name = "residual_scale", DataType = (int)OnnxElementType.Float };
-        half.FloatData.Add(0.5f);
-        proto.Graph.Initializer.Add(half);
-        var mul = new NodeProto { Name = "scaled_residual", OpType = "Mul" };
-        mul.Input.Add(add.Input[branch]);
-        mul.Input.Add("residual_scale");
-        mul.Output.Add("scaled_residual_output");
-        add.Input[branch] = "scaled_residual_output";
-        proto.Graph.Node.Insert(proto.Graph.Node.IndexOf(add), mul);
+        var proto = DecoderGraphEdits.WithAttentionResidualScale(ModelProto.Parser.ParseFrom(File.ReadAllBytes(Fixture("llama_opset14_gqa_theta500k"))));
         string path = Path.Combine(dir.Path, "scaled.onnx");
         File.WriteAllBytes(path, proto.ToByteArray());
         CliErrorTests.AssertOneLineError(CliProcess.Run("verify", "--model", path, "--device", "cpu"), "scaled.onnx", "extra scale", "scaled_residual");

@@ -163,19 +163,7 @@ public sealed class DecoderImporterTests : IDisposable
     public void ExtraResidualScaleIsRefusedNamingTheNode()
     {
         // Put Mul(o_proj, 0.5) between layer 0's attention output and its residual Add: a model the engine cannot compute.
-        var m = OnnxModel.Load(OnnxPath("llama_opset14_gqa_theta500k"));
-        var proto = m.Proto.Clone();
-        var add = proto.Graph.Node.First(n => n.Name == "/m/layers.0/Add");
-        int branch = add.Input.ToList().FindIndex(i => i.Contains("o_proj", StringComparison.Ordinal));
-        var half = new TensorProto { Name = "residual_scale", DataType = (int)OnnxElementType.Float };
-        half.FloatData.Add(0.5f);
-        proto.Graph.Initializer.Add(half);
-        var mul = new NodeProto { Name = "scaled_residual", OpType = "Mul" };
-        mul.Input.Add(add.Input[branch]);
-        mul.Input.Add("residual_scale");
-        mul.Output.Add("scaled_residual_output");
-        add.Input[branch] = "scaled_residual_output";
-        proto.Graph.Node.Insert(proto.Graph.Node.IndexOf(add), mul);
+        var proto = DecoderGraphEdits.WithAttentionResidualScale(OnnxModel.Load(OnnxPath("llama_opset14_gqa_theta500k")).Proto);
         var e = Assert.Throws<SkTuningException>(() => ModelImporter.Import(OnnxModel.FromProto(proto, "scaled.onnx")));
         Assert.Equal("scaled.onnx: unsupported graph: layer 0: an extra scale on the attention residual branch (node 'scaled_residual')", e.Message);
     }
