@@ -54,4 +54,18 @@ public class VerifyCommandTests
         Assert.DoesNotContain("left-padded", r.Stdout);
         Assert.Contains("verify: passed", r.Stdout);
     }
+
+    [Fact]
+    public void PoolingOnTheLastTokenNeedsTheModelsAttentionMask()
+    {
+        // A GPT-2 export whose only input is input_ids (tests/fixtures/make_no_mask_fixture.py).
+        using var dir = new TempDir();
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "no-mask", "gpt2", "model.onnx"), Path.Combine(dir.Path, "model.onnx"));
+        foreach (var f in new[] { "vocab.json", "merges.txt", "special_tokens_map.json" })
+            File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "gpt2-bpe", f), Path.Combine(dir.Path, f));
+        var (_, _, custom) = TrainerTests.SentimentData(dir);
+        CliErrorTests.AssertOneLineError(CliProcess.Run("train", "--model", dir.Path, "--task", "custom", "--train-file", custom.TrainFile,
+            "--dev-file", custom.DevFile!, "--text-column", "sentence", "--steps", "1", "--pooling", "last", "--out", Path.Combine(dir.Path, "run")),
+            "model.onnx", "--pooling last", "attention-mask");
+    }
 }
