@@ -41,7 +41,9 @@ public class VerifyCommandTests
     {
         using var dir = new TempDir();
         File.Copy(Fixture("llama_opset14_gqa_theta500k"), Path.Combine(dir.Path, "model.onnx"));
-        CliErrorTests.AssertOneLineError(CliProcess.Run("train", "--model", dir.Path, "--task", "sst2", "--steps", "1"), dir.Path, "no tokenizer file");
+        var (_, _, custom) = TrainerTests.SentimentData(dir);
+        CliErrorTests.AssertOneLineError(CliProcess.Run("train", "--model", dir.Path, "--task", "custom", "--train-file", custom.TrainFile,
+            "--dev-file", custom.DevFile!, "--text-column", "sentence", "--steps", "1", "--out", Path.Combine(dir.Path, "run")), dir.Path, "no tokenizer file");
     }
 
     [Fact]
