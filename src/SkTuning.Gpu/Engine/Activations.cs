@@ -36,6 +36,7 @@ internal sealed class Activations : IDisposable
         DX = A(rows * d); DR = A(rows * d); DH = A(rows * d); DContext = A(rows * d);
         DFfn = A(rows * Fin); DFfnAct = A(rows * F); DQkv = A(rows * qkv);
         if (rotatedPrefix) DPrefixK = A(capacity.PrefixLen * spec.KvDim);
+        if (spec.Causal && capacity.PromptLen > 0) DPromptK = A(capacity.PromptLen * spec.KvDim);
         if (loraRank > 0)
         {
             LoraT = new DeviceArray<float>[2 * spec.Layers];
@@ -63,6 +64,9 @@ internal sealed class Activations : IDisposable
 
     /// <summary>RoPE models with a prefix: d(loss)/d(rotated prefix keys) of one layer, before the inverse rotation.</summary>
     public DeviceArray<float>? DPrefixK { get; }
+
+    /// <summary>Causal models with prompt rows: one layer's shared-prompt key gradient, rotated (see Sublayers).</summary>
+    public DeviceArray<float>? DPromptK { get; }
     public LayerActivations[] Layers { get; }
 
     // Backward scratch.

@@ -18,7 +18,8 @@ internal sealed class Sublayers : IDisposable
     private readonly DeviceArray<float>? _ropeCos, _ropeSin;
     private Activations _act = null!;
     private AttentionShape _shape;
-    private DeviceView<float> _mask, _prefix, _dPrefix;
+    private DeviceView<float> _mask, _prefix, _dPrefix, _dPromptKv;
+    private int _promptRows;
     private DeviceView<int> _positions, _prefixPositions;
     private bool _training;
     private ulong _seed;
@@ -63,6 +64,37 @@ internal sealed class Sublayers : IDisposable
 
     /// <summary>Where <see cref="AttentionBackward"/> accumulates the prefix gradient [L, 2, m, kvDim] (empty = none).</summary>
     public void SetPrefixGradient(DeviceView<float> dPrefix) => _dPrefix = dPrefix;
+
+    /// <summary>
+    /// Where a shared prompt's prefix gradient [L, 2, m, kvDim] comes from (empty = none): <see cref="AttentionBackward"/>
+    /// adds it into the first <paramref name="rows"/> rows' key and value gradients.
+    /// </summary>
+    public void SetPromptKeyValueGradient(DeviceView<float> dPromptKv, int rows)
+    {
+        _dPromptKv = dPromptKv;
+        _promptRows = rows;
+    }
+
+    /// <summary>Rotates keys [rows, kvDim] at positions 0..rows−1 back to unrotated (no-op without RoPE).</summary>
+    public void Unrotate(DeviceView<float> keys, int rows)
+    {
+        if (!Rotary) return;
+        Backend.RopeBackward(keys, PositionsFromZero(rows), _ropeCos!.All, _ropeSin!.All, rows, Spec.KvDim, Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
+    }
+
+    private DeviceArray<int>? _zeroBased;
+
+    /// <summary>Positions 0..n−1 (uploaded once, grown on demand).</summary>
+    private DeviceView<int> PositionsFromZero(int n)
+    {
+        if (_zeroBased is null || _zeroBased.Length < n)
+        {
+            _zeroBased?.Dispose();
+            _zeroBased = Backend.AllocateInts(n);
+            Backend.Upload(Enumerable.Range(0, n).ToArray(), _zeroBased.All);
+        }
+        return _zeroBased.Slice(0, n);
+    }
 
     private (DeviceView<float> K, DeviceView<float> V) PrefixViews(DeviceView<float> prefix, int layer)
     {
@@ -135,6 +167,7 @@ internal sealed class Sublayers : IDisposable
         }
         Backend.AttentionBackward(_shape, dctx, la.Qkv.Slice(0, rows * qkvw), pk, pv, la.Probabilities.Slice(0, _shape.ProbsLength),
             dqkv, dpkRotated, dpv);
+        if (!_dPromptKv.IsEmpty) AddPromptKeyValueGradient(l, dqkv);
         if (Rotary)
         {
             Backend.RopeBackward(dqkv, _positions, _ropeCos!.All, _ropeSin!.All, rows, qkvw, Spec.Heads + Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
@@ -152,6 +185,22 @@ internal sealed class Sublayers : IDisposable
         }
         if (inputGradient) Backend.Gemm(GemmOp.NT, rows, d, qkvw, dqkv, w.Wqkv, dInput, accumulate: true);
         if (_lora is not null) LoraBackward(l, rows, input, dqkv, dInput);
+    }
+
+    /// <summary>
+    /// dqkv[prompt rows, k and v columns] += layer l's shared-prompt prefix gradient; the keys' part rotated forward first
+    /// (the prefix held them unrotated: d/d(rotated) = R·d/d(unrotated)).
+    /// </summary>
+    private void AddPromptKeyValueGradient(int l, DeviceView<float> dqkv)
+    {
+        int m = _promptRows, kv = Spec.KvDim, d = Spec.Hidden, block = m * kv;
+        var dk = _act.DPromptK!.Slice(0, block);
+        Backend.Copy(_dPromptKv.Slice(2 * l * block, block), dk);
+        if (Rotary)
+            Backend.RopeForward(dk, PositionsFromZero(m), _ropeCos!.All, _ropeSin!.All, m, kv, Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
+        var promptRows = dqkv.Slice(0, m * QkvWidth);
+        Backend.AddColumnBlock(dk, promptRows, m, kv, QkvWidth, d, 1f);
+        Backend.AddColumnBlock(_dPromptKv.Slice((2 * l + 1) * block, block), promptRows, m, kv, QkvWidth, d + kv, 1f);
     }
 
     /// <summary>output = act(input·W1 + b1)·W2 + b2 for layer <paramref name="l"/>; saves the projection and the activation.</summary>
@@ -275,6 +324,7 @@ internal sealed class Sublayers : IDisposable
 
     public void Dispose()
     {
+        _zeroBased?.Dispose();
         _ropeCos?.Dispose();
         _ropeSin?.Dispose();
     }

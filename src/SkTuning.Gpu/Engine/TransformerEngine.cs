@@ -37,6 +37,7 @@ public sealed class TransformerEngine : IDisposable
     private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _prefixPositions;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
+    private readonly bool _ownsWeights = true;
 
     /// <summary>Frozen mode: uploads the weights to the backend; no weight gets a gradient.</summary>
     public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights)
@@ -47,6 +48,23 @@ public sealed class TransformerEngine : IDisposable
         _block = TransformerBlock.For(spec);
         _w = DeviceWeights.Upload(backend, spec, weights);
         _sublayers = new Sublayers(backend, spec, _w, null, null, null);
+    }
+
+    /// <summary>
+    /// A second frozen engine over <paramref name="frozen"/>'s weights (not copied) with its own activations: runs
+    /// causal models' shared SK-Prompt rows (<see cref="PromptKeyValues"/>) beside the engine that runs the batch.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="frozen"/> trains weights (full fine-tuning or LoRA).</exception>
+    public TransformerEngine(TransformerEngine frozen)
+    {
+        if (frozen._g is not null || frozen._loraOptions is not null)
+            throw new ArgumentException("only a frozen engine's weights can be shared");
+        _backend = frozen._backend;
+        Spec = frozen.Spec;
+        _block = TransformerBlock.For(Spec);
+        _w = frozen._w;
+        _ownsWeights = false;
+        _sublayers = new Sublayers(_backend, Spec, _w, null, null, null);
     }
 
     /// <summary>
@@ -203,6 +221,30 @@ public sealed class TransformerEngine : IDisposable
         return final;
     }
 
+    /// <summary>
+    /// After a forward of prompt rows alone (example 0's first m_p rows, no prefix), writes each layer's keys and values of
+    /// those rows as a prefix [L, 2, m_p, kvDim] — keys unrotated, as <see cref="Forward"/> takes a prefix. In a causal model
+    /// the rows see only themselves, so this prefix stands for the prompt in every example (positions 0..m_p−1 included).
+    /// </summary>
+    public void PromptKeyValues(DeviceView<float> prefix)
+    {
+        var a = _act ?? throw new InvalidOperationException("PromptKeyValues before Forward");
+        int m = _shape.PromptLen, d = Spec.Hidden, kv = Spec.KvDim, qkvw = EngineParameters.QkvWidth(Spec);
+        if (!Spec.Causal || m == 0 || _shape.PrefixLen != 0)
+            throw new InvalidOperationException("prompt keys/values are shared only in causal models, after a forward with prompt rows and no prefix");
+        if (prefix.Length != 2 * Spec.Layers * m * kv)
+            throw new ArgumentException($"prefix has {prefix.Length} values, expected 2·L·m·kvDim = 2·{Spec.Layers}·{m}·{kv}");
+        _backend.Zero(prefix);
+        for (int l = 0; l < Spec.Layers; l++)
+        {
+            var qkv = a.Layers[l].Qkv.Slice(0, m * qkvw);
+            var k = prefix.Slice(2 * l * m * kv, m * kv);
+            _backend.ColumnBlockBackward(qkv, k, m, kv, qkvw, d, 1f);
+            _backend.ColumnBlockBackward(qkv, prefix.Slice((2 * l + 1) * m * kv, m * kv), m, kv, qkvw, d + kv, 1f);
+            _sublayers.Unrotate(k, m);
+        }
+    }
+
     /// <summary>The input of layer <paramref name="layer"/> (the embedding output for 0) in the last forward, [B·(m_p+T), d].</summary>
     public DeviceView<float> LayerInput(int layer)
     {
@@ -217,7 +259,15 @@ public sealed class TransformerEngine : IDisposable
     /// fine-tuning also every weight's gradient, and with LoRA the A/B gradients, into the trainable parameters'
     /// gradient buffer (+=; the caller zeroes it per step).
     /// </summary>
-    public void Backward(DeviceView<float> dHidden, DeviceView<float> dPrompt = default, DeviceView<float> dPrefix = default)
+    /// <param name="dHidden">d(loss)/d(final hidden states).</param>
+    /// <param name="dPrompt">Where d(loss)/d(prompt) accumulates.</param>
+    /// <param name="dPrefix">Where d(loss)/d(prefix) accumulates.</param>
+    /// <param name="dPromptKeyValues">
+    /// After a forward for <see cref="PromptKeyValues"/>: d(loss)/d(that prefix), taken into the prompt rows' keys and values
+    /// of every layer, so that <paramref name="dPrompt"/> receives the shared prompt's gradient.
+    /// </param>
+    public void Backward(DeviceView<float> dHidden, DeviceView<float> dPrompt = default, DeviceView<float> dPrefix = default,
+        DeviceView<float> dPromptKeyValues = default)
     {
         var a = _act ?? throw new InvalidOperationException("Backward before Forward");
         var shape = _shape;
@@ -232,6 +282,7 @@ public sealed class TransformerEngine : IDisposable
         var dr = a.DR.Slice(0, rows * d);
         var dh = a.DH.Slice(0, rows * d);
         _sublayers.SetPrefixGradient(dPrefix);
+        _sublayers.SetPromptKeyValueGradient(dPromptKeyValues, shape.PromptLen);
         if (Spec.HasFinalNorm)
         {
             _backend.Zero(dx);
@@ -246,6 +297,7 @@ public sealed class TransformerEngine : IDisposable
             _block.Backward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dx, dr, dh, inputGradient);
         }
         _sublayers.SetPrefixGradient(default);
+        _sublayers.SetPromptKeyValueGradient(default, 0);
         if (shape.PromptLen > 0)
             _backend.PrependBackward(dx, dPrompt, default, B, shape.PromptLen, T, d);
         if (_g is not null) EmbeddingBackward(shape, dx, dr, dh);
@@ -340,7 +392,7 @@ public sealed class TransformerEngine : IDisposable
         _act?.Dispose();
         DisposeInputs();
         _sublayers.Dispose();
-        _w.Dispose();
+        if (_ownsWeights) _w.Dispose();
     }
 
     private void DisposeInputs()

@@ -12,6 +12,11 @@ public sealed class SkTuningModel : IDisposable
     private readonly TransformerEngine _engine;
     private readonly ModelWeights _weights;
     private DeviceArray<float>? _dHidden, _dInjection;
+    // Causal models with prompt rows: the rows see only themselves, so they run once per step in their own engine and
+    // the batch attends to their keys/values as a shared prefix (null otherwise).
+    private readonly TransformerEngine? _promptEngine;
+    private readonly DeviceArray<float>? _sharedPrefix, _dSharedPrefix, _promptZero;
+    private static readonly TokenBatch PromptOnly = new(1, 1, [0], [0], [0f]);
 
     /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
     /// <param name="backend">Where everything runs.</param>
@@ -35,7 +40,17 @@ public sealed class SkTuningModel : IDisposable
             : Tuning.Lora is { } options ? new TransformerEngine(backend, spec, weights, Parameters, options)
             : new TransformerEngine(backend, spec, weights);
         _dInjection = adapter is null ? null : backend.Allocate(adapter.OutputLength);
+        if (spec.Causal && adapter?.Kind == AdapterKind.Prompt && !Tuning.Full && Tuning.Lora is null)
+        {
+            _promptEngine = new TransformerEngine(_engine);
+            _sharedPrefix = backend.Allocate(2 * spec.Layers * adapter.Tokens * spec.KvDim);
+            _dSharedPrefix = backend.Allocate(_sharedPrefix.Length);
+            _promptZero = backend.Allocate((adapter.Tokens + 1) * spec.Hidden);
+        }
     }
+
+    /// <summary>Whether the prompt rows run once per step as a prefix shared by the batch (causal models).</summary>
+    public bool SharesPrompt => _promptEngine is not null;
 
     /// <summary>The backend.</summary>
     public Backend Backend { get; }
@@ -62,11 +77,18 @@ public sealed class SkTuningModel : IDisposable
         if (Tuning.Lora is { } lora) EngineParameters.InitializeLora(_engine.Spec, lora.Rank, Parameters, rng);
     }
 
-    private int PromptRows => Adapter?.Kind == AdapterKind.Prompt ? Adapter.Tokens : 0;
+    private int PromptRows => Adapter?.Kind == AdapterKind.Prompt && !SharesPrompt ? Adapter.Tokens : 0;
 
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
         var injection = Adapter?.Forward(Parameters, training, seed) ?? default;
+        if (_promptEngine is not null)
+        {
+            // The prompt alone (behind a fully padded dummy token, which no prompt row sees), then its keys/values as the prefix.
+            _promptEngine.Forward(PromptOnly, prompt: injection, training: training, seed: seed);
+            _promptEngine.PromptKeyValues(_sharedPrefix!.All);
+            return _engine.Forward(batch, prefix: _sharedPrefix.All, training: training, seed: seed);
+        }
         return Adapter?.Kind == AdapterKind.Prompt
             ? _engine.Forward(batch, prompt: injection, training: training, seed: seed)
             : _engine.Forward(batch, prefix: injection, training: training, seed: seed);
@@ -97,7 +119,13 @@ public sealed class SkTuningModel : IDisposable
         }
         var dInjection = _dInjection!.All;
         Backend.Zero(dInjection);
-        if (Adapter.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
+        if (_promptEngine is not null)
+        {
+            Backend.Zero(_dSharedPrefix!.All);
+            _engine.Backward(dHidden, dPrefix: _dSharedPrefix.All);
+            _promptEngine.Backward(_promptZero!.All, dPrompt: dInjection, dPromptKeyValues: _dSharedPrefix.All);
+        }
+        else if (Adapter.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
         else _engine.Backward(dHidden, dPrefix: dInjection);
         Adapter.Backward(Parameters, dInjection);
         return loss;
@@ -128,6 +156,8 @@ public sealed class SkTuningModel : IDisposable
     {
         _dHidden?.Dispose();
         _dInjection?.Dispose();
+        _sharedPrefix?.Dispose(); _dSharedPrefix?.Dispose(); _promptZero?.Dispose();
+        _promptEngine?.Dispose();
         Parameters.Dispose();
         Head.Dispose();
         Adapter?.Dispose();
