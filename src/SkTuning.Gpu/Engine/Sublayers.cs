@@ -20,7 +20,7 @@ internal sealed class Sublayers : IDisposable
     private AttentionShape _shape;
     private DeviceView<float> _mask, _prefix, _dPrefix, _dPromptKv;
     private int _promptRows;
-    private DeviceView<int> _positions, _prefixPositions;
+    private DeviceView<int> _positions;
     private bool _training;
     private ulong _seed;
 
@@ -52,13 +52,13 @@ internal sealed class Sublayers : IDisposable
     private int QkvWidth => EngineParameters.QkvWidth(Spec);
 
     /// <summary>
-    /// Sets the state of one forward: shape, key mask [B, S], RoPE positions of the rows [B·S] and of the prefix keys [m],
-    /// the prefix [L, 2, m, kvDim] and, for the backward, where its gradient goes.
+    /// Sets the state of one forward: shape, key mask [B, S], RoPE positions of the rows [B·S] (prefix keys sit at
+    /// 0..m−1) and the prefix [L, 2, m, kvDim].
     /// </summary>
-    public void Begin(Activations act, AttentionShape shape, DeviceView<float> mask, DeviceView<int> positions, DeviceView<int> prefixPositions,
+    public void Begin(Activations act, AttentionShape shape, DeviceView<float> mask, DeviceView<int> positions,
         DeviceView<float> prefix, bool training, ulong seed)
     {
-        _act = act; _shape = shape; _mask = mask; _positions = positions; _prefixPositions = prefixPositions;
+        _act = act; _shape = shape; _mask = mask; _positions = positions;
         _prefix = prefix; _training = training; _seed = seed;
     }
 
@@ -84,7 +84,7 @@ internal sealed class Sublayers : IDisposable
 
     private DeviceArray<int>? _zeroBased;
 
-    /// <summary>Positions 0..n−1 (uploaded once, grown on demand).</summary>
+    /// <summary>Positions 0..n−1 — of prefix keys and of shared prompt rows (uploaded once, grown on demand).</summary>
     private DeviceView<int> PositionsFromZero(int n)
     {
         if (_zeroBased is null || _zeroBased.Length < n)
@@ -123,7 +123,7 @@ internal sealed class Sublayers : IDisposable
             {
                 var rotated = la.PrefixK!.Slice(0, pk.Length);
                 Backend.Copy(pk, rotated);
-                Backend.RopeForward(rotated, _prefixPositions, _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
+                Backend.RopeForward(rotated, PositionsFromZero(_shape.PrefixLength), _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
                     Spec.HeadSize, Spec.RotaryDim);
                 pk = rotated;
             }
@@ -173,7 +173,7 @@ internal sealed class Sublayers : IDisposable
             Backend.RopeBackward(dqkv, _positions, _ropeCos!.All, _ropeSin!.All, rows, qkvw, Spec.Heads + Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
             if (dpkRotated != dpk)
             {
-                Backend.RopeBackward(dpkRotated, _prefixPositions, _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
+                Backend.RopeBackward(dpkRotated, PositionsFromZero(_shape.PrefixLength), _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
                     Spec.HeadSize, Spec.RotaryDim);
                 Backend.Accumulate(dpkRotated, dpk);
             }

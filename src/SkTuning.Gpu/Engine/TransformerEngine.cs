@@ -34,7 +34,7 @@ public sealed class TransformerEngine : IDisposable
     private readonly TransformerBlock _block;
     private readonly Sublayers _sublayers;
     private Activations? _act;
-    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _prefixPositions;
+    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
     private readonly bool _ownsWeights = true;
@@ -210,8 +210,7 @@ public sealed class TransformerEngine : IDisposable
         if (shape.PromptLen > 0)
             _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d);
 
-        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows),
-            shape.PrefixLen > 0 ? _prefixPositions!.Slice(0, shape.PrefixLen) : default, prefix, training, seed);
+        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows), prefix, training, seed);
         for (int l = 0; l < L; l++)
             _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), a.Hidden[l + 1].Slice(0, rows * d));
         if (!Spec.HasFinalNorm) return a.Hidden[L].Slice(0, rows * d);
@@ -344,30 +343,39 @@ public sealed class TransformerEngine : IDisposable
     {
         int B = s.Batch, T = s.SeqLen, S = s.Positions, m = s.PrefixLen, mp = s.PromptLen;
         var mask = new float[B * S];
-        var tokenPositions = new int[B * T];
+        var tokenPositions = TokenPositions(batch, Spec.Causal, m + mp);
         var rowPositions = new int[B * S];
         for (int b = 0; b < B; b++)
         {
             mask.AsSpan(b * S, mp).Fill(1f);
             batch.Mask.AsSpan(b * T, T).CopyTo(mask.AsSpan(b * S + mp));
             for (int i = 0; i < mp; i++) rowPositions[b * S + i] = m + i;
-            int seen = 0;
-            for (int t = 0; t < T; t++)
-            {
-                int p;
-                if (Spec.Causal)
-                {
-                    if (batch.Mask[b * T + t] != 0) seen++;
-                    p = m + mp + Math.Max(seen - 1, 0);
-                }
-                else p = t;
-                tokenPositions[b * T + t] = p;
-                rowPositions[b * S + mp + t] = p;
-            }
+            tokenPositions.AsSpan(b * T, T).CopyTo(rowPositions.AsSpan(b * S + mp));
         }
         _backend.Upload(mask, _mask!.Slice(0, mask.Length));
         _backend.Upload(tokenPositions, _tokenPositions!.Slice(0, tokenPositions.Length));
         _backend.Upload(rowPositions, _rowPositions!.Slice(0, rowPositions.Length));
+    }
+
+    /// <summary>
+    /// Each token's position [B·T]: encoders number 0..T−1 as BERT does; causal models start at <paramref name="offset"/>
+    /// (the prefix and prompt before the input) and skip padding — offset + cumsum(mask) − 1, clipped at the offset — so a
+    /// left-padded example reads as unpadded (the numbering Hugging Face generation feeds as position_ids).
+    /// </summary>
+    public static int[] TokenPositions(TokenBatch batch, bool causal, int offset = 0)
+    {
+        int B = batch.Batch, T = batch.SeqLen;
+        var p = new int[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            int seen = 0;
+            for (int t = 0; t < T; t++)
+            {
+                if (batch.Mask[b * T + t] != 0) seen++;
+                p[b * T + t] = causal ? offset + Math.Max(seen - 1, 0) : t;
+            }
+        }
+        return p;
     }
 
     private void Prepare(ForwardShape shape)
@@ -381,8 +389,6 @@ public sealed class TransformerEngine : IDisposable
         _types = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _rowPositions = _backend.AllocateInts(cap.Batch * cap.Positions);
-        _prefixPositions = _backend.AllocateInts(Math.Max(cap.PrefixLen, 1));
-        _backend.Upload(Enumerable.Range(0, Math.Max(cap.PrefixLen, 1)).ToArray(), _prefixPositions.All);
         _mask = _backend.Allocate(cap.Batch * cap.Positions);
     }
 
@@ -398,7 +404,7 @@ public sealed class TransformerEngine : IDisposable
     private void DisposeInputs()
     {
         _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
-        _tokenPositions?.Dispose(); _rowPositions?.Dispose(); _prefixPositions?.Dispose();
+        _tokenPositions?.Dispose(); _rowPositions?.Dispose();
     }
 }
 

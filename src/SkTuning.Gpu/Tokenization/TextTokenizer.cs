@@ -51,6 +51,14 @@ public sealed class TextTokenizer
     /// </summary>
     public int PadId => _bert?.PaddingTokenId ?? _special.PadId ?? _special.EosId ?? 0;
 
+    /// <summary>Whether <paramref name="directory"/> holds a tokenizer file that <see cref="Load"/> reads.</summary>
+    public static bool HasFiles(string directory)
+    {
+        string P(string name) => Path.Combine(directory, name);
+        return File.Exists(P("vocab.txt")) || File.Exists(P("tokenizer.json")) || File.Exists(P("tokenizer.model"))
+               || (File.Exists(P("vocab.json")) && File.Exists(P("merges.txt")));
+    }
+
     /// <summary>Loads the tokenizer files from <paramref name="directory"/>.</summary>
     /// <exception cref="SkTuningException">No tokenizer file is there, or one is malformed (the message names the file).</exception>
     public static TextTokenizer Load(string directory)

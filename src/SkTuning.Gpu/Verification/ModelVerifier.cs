@@ -59,7 +59,7 @@ public static class ModelVerifier
         var imported = ModelImporter.Import(onnx);
         var spec = imported.Spec;
         TextTokenizer? tokenizer = null;
-        if (HasTokenizerFiles(source.TokenizerDirectory)) tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
+        if (TextTokenizer.HasFiles(source.TokenizerDirectory)) tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
         var sequences = Sequences(spec, tokenizer);
         var lines = new List<VerifyLine>();
         var right = Batch(sequences, spec, leftPad: false);
@@ -75,9 +75,6 @@ public static class ModelVerifier
                         + $", batch {right.Batch} × {right.SeqLen}";
         return new VerifyReport(spec.Describe(), inputs, lines);
     }
-
-    private static bool HasTokenizerFiles(string directory) =>
-        new[] { "vocab.txt", "tokenizer.json", "vocab.json", "tokenizer.model" }.Any(f => File.Exists(Path.Combine(directory, f)));
 
     private static List<int[]> Sequences(ModelSpec spec, TextTokenizer? tokenizer)
     {

@@ -52,7 +52,7 @@ public sealed class OrtModelRunner : IDisposable
             if (name == _model.InputIdsName) values = Array.ConvertAll(batch.Ids, v => (long)v);
             else if (name == _model.AttentionMaskName) values = Array.ConvertAll(batch.Mask, v => (long)v);
             else if (name == _model.TokenTypeIdsName) values = Array.ConvertAll(batch.Types, v => (long)v);
-            else if (name == _model.PositionIdsName) values = Positions(batch);
+            else if (name == _model.PositionIdsName) values = Array.ConvertAll(TransformerEngine.TokenPositions(batch, _model.Spec.Causal), v => (long)v);
             else throw new SkTuningException($"{_model.SourcePath}: cannot feed model input '{name}'");
             if (meta.ElementType == typeof(int))
                 inputs.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<int>(Array.ConvertAll(values, v => (int)v), shape)));
@@ -69,23 +69,6 @@ public sealed class OrtModelRunner : IDisposable
             arrays.Add(t.ToArray());
         }
         return arrays;
-    }
-
-    /// <summary>Causal models: cumsum(mask) − 1 per example, clipped at 0 (the engine's numbering); encoders: 0..T−1.</summary>
-    private long[] Positions(TokenBatch batch)
-    {
-        int B = batch.Batch, T = batch.SeqLen;
-        var p = new long[B * T];
-        for (int b = 0; b < B; b++)
-        {
-            int seen = 0;
-            for (int t = 0; t < T; t++)
-            {
-                if (batch.Mask[b * T + t] != 0) seen++;
-                p[b * T + t] = _model.Spec.Causal ? Math.Max(seen - 1, 0) : t;
-            }
-        }
-        return p;
     }
 
     /// <inheritdoc />
