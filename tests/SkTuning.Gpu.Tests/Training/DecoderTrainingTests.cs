@@ -65,7 +65,11 @@ public class DecoderTrainingTests
 
         using var tuner = SkTuner.Load(run, device: "cpu");
         var metrics = tuner.Evaluate(task, data, data.Dev, out var predictions);
-        foreach (var (name, value) in result.Best) Assert.Equal(value, metrics[name]);
+        // Exact for the metrics; the mean loss may differ in the last float bits (seen once in ~50 runs: 1.5e-9 relative on
+        // LLaMA + P-tuning v2), so it is held to 1e-6 relative. Cause not pinned down — see the closing note.
+        foreach (var (name, value) in result.Best)
+            if (name == "loss") Assert.Equal(value, metrics[name], Math.Abs(value) * 1e-6);
+            else Assert.Equal(value, metrics[name]);
         var predicted = tuner.Predict(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
         Assert.Equal(predictions.Classes, predicted.Select(p => p.ClassId!.Value).ToArray());
     }
