@@ -28,28 +28,52 @@ public sealed class GpuDevice : IDisposable
     public bool IsCuda => Accelerator.AcceleratorType == AcceleratorType.Cuda;
 
     /// <summary>True when ILGPU finds at least one CUDA device on this machine.</summary>
-    public static bool CudaAvailable()
+    public static bool CudaAvailable() => ProbeCuda().Available;
+
+    /// <summary>
+    /// Looks for a CUDA device; <c>Detail</c> says what was found, or why nothing was (the driver library that failed
+    /// to load, ILGPU's exception) — a "no device" answer on a GPU machine must say why.
+    /// </summary>
+    public static (bool Available, string Detail) ProbeCuda()
     {
+        CudaDriverLibrary.Register();
         try
         {
             using var context = Context.Create(b => b.Cuda());
-            return context.GetCudaDevices().Count > 0;
+            var names = new List<string>();
+            foreach (var device in context.GetCudaDevices()) names.Add(device.Name);
+            return names.Count > 0
+                ? (true, $"{names.Count} CUDA device(s): {string.Join(", ", names)}")
+                : (false, $"no CUDA device ({CudaDriverLibrary.Describe()})");
         }
-        catch (Exception)
+        catch (Exception e)
         {
-            // No driver library: ILGPU throws while probing. That simply means no CUDA.
-            return false;
+            // No driver library or no device: ILGPU throws while probing. Not an error for the caller, but kept as the reason.
+            var reason = e.GetBaseException();
+            return (false, $"CUDA probe failed ({CudaDriverLibrary.Describe()}): {reason.GetType().Name}: {reason.Message}");
         }
     }
+
+    /// <summary>
+    /// The optimisation level of the CUDA path: O1 when the environment sets <c>SKTUNE_ILGPU_O1=1</c> (ILGPU's O2 adds
+    /// experimental passes; this is the switch back if they miscompile on a real GPU), else O2.
+    /// </summary>
+    public static OptimizationLevel CudaOptimizationLevel =>
+        Environment.GetEnvironmentVariable("SKTUNE_ILGPU_O1") == "1" ? OptimizationLevel.O1 : OptimizationLevel.O2;
+
+    /// <summary>The CUDA optimisation level and where it came from, for logs.</summary>
+    public static string OptimizationLevelName =>
+        CudaOptimizationLevel == OptimizationLevel.O1 ? "O1 (SKTUNE_ILGPU_O1=1)" : "O2 (set SKTUNE_ILGPU_O1=1 for O1)";
 
     /// <summary>Opens the first CUDA device.</summary>
     public static GpuDevice CreateCuda()
     {
-        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
+        CudaDriverLibrary.Register();
+        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(CudaOptimizationLevel));
         if (context.GetCudaDevices().Count == 0)
         {
             context.Dispose();
-            throw new InvalidOperationException("no CUDA device found");
+            throw new InvalidOperationException($"no CUDA device found ({CudaDriverLibrary.Describe()})");
         }
         return new GpuDevice(context, context.CreateCudaAccelerator(0));
     }

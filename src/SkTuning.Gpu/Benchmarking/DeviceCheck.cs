@@ -1,94 +1,203 @@
-using System.Diagnostics;
+using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
 using SkTuning.Gpu.Data;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels.Gpu;
 using SkTuning.Gpu.Onnx;
 using SkTuning.Gpu.Training;
 using SkTuning.Gpu.ZeroShot;
 
 namespace SkTuning.Gpu.Benchmarking;
 
-/// <summary>One line of the device check: a parity error or a timing.</summary>
+/// <summary>One line of the device check: a parity error, a timing, or information about the device.</summary>
 /// <param name="Name">What was checked.</param>
-/// <param name="Value">Error (normwise max|gpu − cpu| / max|cpu|) or seconds.</param>
-/// <param name="Limit">For parity lines, the largest acceptable error; null for timings.</param>
-/// <param name="Note">Extra information (GFLOP/s, ratio).</param>
+/// <param name="Value">Error (normwise max|gpu − cpu| / max|cpu|) or seconds; NaN for an information line.</param>
+/// <param name="Limit">For parity lines, the largest acceptable error; null for timings and information.</param>
+/// <param name="Note">Extra information (GFLOP/s, ratio, the exception of a failed check).</param>
 public sealed record DeviceCheckLine(string Name, double Value, double? Limit, string Note = "")
 {
-    /// <summary>Parity within its limit (timings always pass).</summary>
+    /// <summary>Parity within its limit (timings and information always pass).</summary>
     public bool Passed => Limit is not { } limit || Value <= limit;
+
+    /// <summary>An information line (no value).</summary>
+    public static DeviceCheckLine Info(string name, string note) => new(name, double.NaN, null, note);
+
+    /// <summary>The line as the table prints it: name, value (E2 for parity, ms for timings), limit, PASS/FAIL, note.</summary>
+    public string Format()
+    {
+        var ic = CultureInfo.InvariantCulture;
+        string value = double.IsNaN(Value) && Limit is null ? "" :
+            Limit is null ? string.Create(ic, $"{Value * 1e3:F2} ms") : string.Create(ic, $"{Value:E2}");
+        string limit = Limit is { } l ? string.Create(ic, $"{l:E0}") : "";
+        string status = Limit is null ? "" : Passed ? "PASS " : "FAIL ";
+        return $"{Name,-58} {value,12}  {limit,8}  {status}{Note}";
+    }
+
+    /// <summary>The table's header line.</summary>
+    public static string Header => $"{"check",-58} {"result",12}  {"limit",8}  note";
 }
+
+/// <summary>What the device check runs.</summary>
+/// <param name="Tiny">Simulator sizes (CI runs the check this way on ILGPU's CPU accelerator).</param>
+/// <param name="Iterations">Timed runs per timing (median).</param>
+/// <param name="FailSection">A section that throws at its start (tests prove one failure costs only its section).</param>
+public sealed record DeviceCheckOptions(bool Tiny, int Iterations, string? FailSection = null);
 
 /// <summary>
 /// The GPU check (run on the CUDA machine from the self-contained publish, which cannot carry the 91 MB pretrained
-/// model): a MiniLM-shaped BERT with random weights runs on the ILGPU backend and on the CPU backend; forward states,
-/// prefix and prompt gradients and a full SK-Prefix training step's gradients must agree, and the engine is timed
-/// against ONNX Runtime's forward of the same graph. With <c>tiny</c> sizes it runs on ILGPU's CPU simulator, which is
-/// how CI exercises this code.
+/// model): a MiniLM-shaped BERT with random weights runs on the ILGPU backend and on the CPU backend. Sections, each
+/// on its own so that one failure costs one section: device information, every kernel's parity at the model's shapes
+/// (<see cref="KernelParity"/>), engine forward/backward parity, a training step's parity, ONNX Runtime's forward,
+/// and the engine's timings against it. Lines are handed to the caller as they are produced (the CUDA machine may be
+/// lost at any moment: what was printed stays). With <c>tiny</c> sizes it runs on ILGPU's CPU simulator, which is how
+/// CI exercises this code.
 /// </summary>
 public static class DeviceCheck
 {
-    /// <summary>Runs the check on <paramref name="gpu"/> and returns its lines (parity first, then timings).</summary>
-    public static IReadOnlyList<DeviceCheckLine> Run(GpuBackend gpu, bool tiny, int iterations, Action<string>? log = null)
+    /// <summary>The sections in the order they run.</summary>
+    public static IReadOnlyList<string> Sections { get; } = ["device", "kernels", "engine", "step", "onnxruntime", "timings"];
+
+    /// <summary>
+    /// Runs the check on <paramref name="gpu"/>, handing every line to <paramref name="emit"/> as soon as it exists;
+    /// returns the number of failed lines (a section that throws adds one failed line with the exception).
+    /// </summary>
+    public static int Run(GpuBackend gpu, DeviceCheckOptions options, Action<DeviceCheckLine> emit, Action<string>? log = null)
     {
-        var o = tiny
+        var o = options.Tiny
             ? new BertFixtureOptions(Layers: 2, Hidden: 16, Heads: 2, FfnSize: 32, VocabSize: 40, MaxPositions: 12, Seed: 11)
             : new BertFixtureOptions(Layers: 6, Hidden: 384, Heads: 12, FfnSize: 1536, VocabSize: 30522, MaxPositions: 512, Seed: 11);
-        int B = tiny ? 2 : 32, T = tiny ? 5 : 64, m = tiny ? 3 : 12, d = o.Hidden, L = o.Layers;
-        log?.Invoke($"device check on {gpu.Name} ({gpu.Device.Accelerator.Name}): BERT L={L} d={d}, B={B} T={T} m={m}");
-        var weights = FixtureModels.RandomBertWeights(o);
-        var spec = weights.Spec;
-        var (tokens, ortInputs) = EngineBenchmark.Inputs(spec, B, T);
-        var rng = new Random(5);
-        float[] R(int n, float scale = 1f) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * scale; return a; }
-        var prefix = R(2 * L * m * d);
-        var prompt = R(m * d);
-        var lines = new List<DeviceCheckLine>();
+        int B = options.Tiny ? 2 : 32, T = options.Tiny ? 5 : 64, m = options.Tiny ? 3 : 12, d = o.Hidden, L = o.Layers;
+        int failed = 0;
+        void Emit(DeviceCheckLine line)
+        {
+            if (!line.Passed) failed++;
+            emit(line);
+        }
 
         using var cpu = new CpuBackend();
-        foreach (var (label, usePrompt) in new[] { ("prefix", false), ("prompt", true) })
+        ModelWeights? weights = null;
+        TokenBatch? tokens = null;
+        List<NamedOnnxValue>? ortInputs = null;
+        var rng = new Random(5);
+        float[] R(int n, float scale = 1f) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * scale; return a; }
+        float[]? prefix = null, prompt = null;
+        double? ort = null;
+        void Model()
         {
-            int rows = B * (T + (usePrompt ? m : 0));
-            var dHidden = R(rows * d, 1e-2f);
-            var c = ForwardBackward(cpu, weights, tokens, usePrompt ? prompt : [], usePrompt ? [] : prefix, dHidden);
-            var g = ForwardBackward(gpu, weights, tokens, usePrompt ? prompt : [], usePrompt ? [] : prefix, dHidden);
-            lines.Add(new DeviceCheckLine($"engine forward with {label} (hidden states)", Normwise(g.Hidden, c.Hidden), 1e-4));
-            lines.Add(new DeviceCheckLine($"engine backward to the {label}", Normwise(g.Gradient, c.Gradient), 1e-3));
+            if (weights is not null) return;
+            weights = FixtureModels.RandomBertWeights(o);
+            (tokens, ortInputs) = EngineBenchmark.Inputs(weights.Spec, B, T);
+            prefix = R(2 * L * m * d);
+            prompt = R(m * d);
         }
-        var stepCpu = TrainingStep(cpu, weights, tokens, m);
-        var stepGpu = TrainingStep(gpu, weights, tokens, m);
-        lines.Add(new DeviceCheckLine("SK-Prefix step: loss", Math.Abs(stepGpu.Loss - stepCpu.Loss) / Math.Max(1e-6, Math.Abs(stepCpu.Loss)), 1e-4));
-        lines.Add(new DeviceCheckLine("SK-Prefix step: adapter + head gradients", Normwise(stepGpu.Gradients, stepCpu.Gradients), 1e-3));
 
-        log?.Invoke("timing");
-        double forwardGflop = EngineBenchmark.ForwardFlops(spec, B, T, m) / 1e9;
-        double stepGflop = forwardGflop + EngineBenchmark.BackwardFlops(spec, B, T, m) / 1e9;
-        double ort;
-        using (var session = new InferenceSession(FixtureModels.BertBytes(weights)))
+        foreach (var section in Sections)
         {
-            var inputs = EngineBenchmark.ForSession(session, ortInputs);
-            ort = EngineBenchmark.Median(iterations, () => { using var _ = session.Run(inputs, ["last_hidden_state"]); });
+            log?.Invoke($"device check: {section}");
+            try
+            {
+                if (section == options.FailSection) throw new InvalidOperationException($"forced failure of section '{section}' (--fail-section)");
+                switch (section)
+                {
+                    case "device":
+                        Emit(DeviceCheckLine.Info("backend", $"{gpu.Name} on {gpu.Device.Accelerator.Name} ({gpu.Device.Accelerator.AcceleratorType})"));
+                        Emit(DeviceCheckLine.Info("ILGPU optimization level", GpuDevice.OptimizationLevelName));
+                        var info = new StringWriter(CultureInfo.InvariantCulture);
+                        gpu.Device.Accelerator.PrintInformation(info);
+                        foreach (var text in info.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                            Emit(DeviceCheckLine.Info("device", text));
+                        Emit(DeviceCheckLine.Info("shapes", $"BERT L={L} d={d} heads={o.Heads} FFN={o.FfnSize}, B={B} T={T} m={m}"));
+                        break;
+                    case "kernels":
+                        KernelParity.Run(cpu, gpu, options.Tiny ? KernelShapes.Tiny : KernelShapes.MiniLm, Emit);
+                        break;
+                    case "engine":
+                        Model();
+                        foreach (var (label, usePrompt) in new[] { ("prefix", false), ("prompt", true) })
+                        {
+                            int rows = B * (T + (usePrompt ? m : 0));
+                            var dHidden = R(rows * d, 1e-2f);
+                            var c = ForwardBackward(cpu, weights!, tokens!, usePrompt ? prompt! : [], usePrompt ? [] : prefix!, dHidden);
+                            var g = ForwardBackward(gpu, weights!, tokens!, usePrompt ? prompt! : [], usePrompt ? [] : prefix!, dHidden);
+                            Emit(new DeviceCheckLine($"engine forward with {label} (hidden states)", Normwise(g.Hidden, c.Hidden), 1e-4));
+                            Emit(new DeviceCheckLine($"engine backward to the {label}", Normwise(g.Gradient, c.Gradient), 1e-3));
+                        }
+                        break;
+                    case "step":
+                        Model();
+                        var stepCpu = TrainingStep(cpu, weights!, tokens!, m);
+                        var stepGpu = TrainingStep(gpu, weights!, tokens!, m);
+                        Emit(new DeviceCheckLine("SK-Prefix step: loss", Math.Abs(stepGpu.Loss - stepCpu.Loss) / Math.Max(1e-6, Math.Abs(stepCpu.Loss)), 1e-4));
+                        Emit(new DeviceCheckLine("SK-Prefix step: adapter + head gradients", Normwise(stepGpu.Gradients, stepCpu.Gradients), 1e-3));
+                        break;
+                    case "onnxruntime":
+                        Model();
+                        using (var session = new InferenceSession(FixtureModels.BertBytes(weights!)))
+                        {
+                            var inputs = EngineBenchmark.ForSession(session, ortInputs!);
+                            ort = EngineBenchmark.Median(options.Iterations, () => { using var _ = session.Run(inputs, ["last_hidden_state"]); });
+                        }
+                        Emit(new DeviceCheckLine("onnxruntime forward (CPU provider)", ort.Value, null, Rate(ForwardGflop(weights!.Spec), ort.Value)));
+                        break;
+                    case "timings":
+                        Model();
+                        Timings(gpu, weights!, tokens!, prefix!, m, options.Iterations, ort, R(B * T * d, 1e-2f), Emit);
+                        break;
+                }
+            }
+            catch (Exception e)
+            {
+                Emit(new DeviceCheckLine($"section '{section}' failed", double.PositiveInfinity, 0, Describe(e)));
+                log?.Invoke(e.ToString());
+            }
         }
-        lines.Add(new DeviceCheckLine("onnxruntime forward (CPU provider)", ort, null, Rate(forwardGflop, ort)));
+        return failed;
+
+        double ForwardGflop(ModelSpec spec) => EngineBenchmark.ForwardFlops(spec, B, T, m) / 1e9;
+    }
+
+    /// <summary>The exception's type and message on one line (inner exceptions appended).</summary>
+    public static string Describe(Exception e)
+    {
+        var text = $"{e.GetType().Name}: {e.Message}";
+        for (var inner = e.InnerException; inner is not null; inner = inner.InnerException) text += $" <- {inner.GetType().Name}: {inner.Message}";
+        return text.ReplaceLineEndings(" ");
+    }
+
+    private static void Timings(GpuBackend gpu, ModelWeights weights, TokenBatch tokens, float[] prefix, int m, int iterations, double? ort,
+        float[] dHidden, Action<DeviceCheckLine> emit)
+    {
+        var spec = weights.Spec;
+        double forwardGflop = EngineBenchmark.ForwardFlops(spec, tokens.Batch, tokens.SeqLen, m) / 1e9;
+        double stepGflop = forwardGflop + EngineBenchmark.BackwardFlops(spec, tokens.Batch, tokens.SeqLen, m) / 1e9;
         using (var engine = new TransformerEngine(gpu, spec, weights))
         using (var p = gpu.UploadNew(prefix))
         using (var dp = gpu.Allocate(prefix.Length))
-        using (var dh = gpu.UploadNew(R(B * T * d, 1e-2f)))
+        using (var dh = gpu.UploadNew(dHidden))
         {
             double fwd = EngineBenchmark.Median(iterations, () => { engine.Forward(tokens, default, p.All); gpu.Synchronize(); });
-            lines.Add(new DeviceCheckLine($"engine forward ({gpu.Name})", fwd, null, $"{Rate(forwardGflop, fwd)}, {fwd / ort:F2}x the ORT CPU time"));
+            var versus = ort is { } o ? $", {fwd / o:F2}x the ORT CPU time" : "";
+            emit(new DeviceCheckLine($"engine forward ({gpu.Name})", fwd, null, $"{Rate(forwardGflop, fwd)}{versus}"));
             double step = EngineBenchmark.Median(iterations, () =>
             {
                 engine.Forward(tokens, default, p.All);
                 engine.Backward(dh.All, default, dp.All);
                 gpu.Synchronize();
             });
-            lines.Add(new DeviceCheckLine($"engine forward + backward to the prefix ({gpu.Name})", step, null, Rate(stepGflop, step)));
+            emit(new DeviceCheckLine($"engine forward + backward to the prefix ({gpu.Name})", step, null, Rate(stepGflop, step)));
+        }
+        int rows = tokens.Batch * tokens.SeqLen, d = spec.Hidden, F = spec.FfnSize;
+        using (var a = gpu.UploadNew(dHidden.AsSpan(0, Math.Min(dHidden.Length, rows * d)).ToArray()))
+        using (var b = gpu.Allocate(d * F))
+        using (var c = gpu.Allocate(rows * F))
+        {
+            // The FFN's up projection, the step's largest GEMM shape (M = B·T, N = FFN, K = d).
+            double gemm = EngineBenchmark.Median(iterations, () => { gpu.Gemm(GemmOp.NN, rows, F, d, a.All, b.All, c.All); gpu.Synchronize(); });
+            emit(new DeviceCheckLine($"gemm NN {rows}x{F}x{d} ({gpu.Name})", gemm, null, Rate(2.0 * rows * F * d / 1e9, gemm)));
         }
         var timed = TrainingStepTime(gpu, weights, tokens, m, iterations);
-        lines.Add(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
-        return lines;
+        emit(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
     }
 
     private static string Rate(double gflop, double seconds) => $"{gflop / seconds:F0} GFLOP/s";

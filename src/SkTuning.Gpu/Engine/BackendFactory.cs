@@ -15,11 +15,13 @@ public static class BackendFactory
                 log?.Invoke("engine: CPU backend (SIMD kernels)");
                 return new CpuBackend();
             case "cuda":
-                if (!GpuDevice.CudaAvailable()) throw new SkTuningException("--device cuda: no CUDA device found");
+                var (found, why) = GpuDevice.ProbeCuda();
+                if (!found) throw new SkTuningException($"--device cuda: no CUDA device found — {why}");
                 goto case "cuda!";
             case "auto":
-                if (GpuDevice.CudaAvailable()) goto case "cuda!";
-                log?.Invoke("engine: no CUDA device found; CPU backend (SIMD kernels)");
+                var (any, detail) = GpuDevice.ProbeCuda();
+                if (any) goto case "cuda!";
+                log?.Invoke($"engine: no CUDA device ({detail}); CPU backend (SIMD kernels)");
                 return new CpuBackend();
             case "cuda!":
                 var gpu = GpuDevice.CreateCuda();
