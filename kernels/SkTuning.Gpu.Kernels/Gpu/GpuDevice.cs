@@ -88,12 +88,27 @@ public sealed class GpuDevice : IDisposable
         return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Auto));
     }
 
-    /// <summary>Returns the cached kernel under <paramref name="key"/>, loading it on first use.</summary>
-    public TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load) where TDelegate : Delegate =>
-        (TDelegate)_kernels.GetOrAdd(key, _ => load(Accelerator));
+    private long _launches, _synchronizations;
+
+    /// <summary>Kernel launches so far (every wrapper fetches its kernel here once per launch).</summary>
+    public long Launches => Interlocked.Read(ref _launches);
+
+    /// <summary>Host waits for the device so far (<see cref="Synchronize"/>: explicit, or before a read-back).</summary>
+    public long Synchronizations => Interlocked.Read(ref _synchronizations);
+
+    /// <summary>Returns the cached kernel under <paramref name="key"/>, loading it on first use; counts a launch.</summary>
+    public TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load) where TDelegate : Delegate
+    {
+        Interlocked.Increment(ref _launches);
+        return (TDelegate)_kernels.GetOrAdd(key, _ => load(Accelerator));
+    }
 
     /// <summary>Waits for every launched kernel to finish.</summary>
-    public void Synchronize() => Accelerator.Synchronize();
+    public void Synchronize()
+    {
+        Interlocked.Increment(ref _synchronizations);
+        Accelerator.Synchronize();
+    }
 
     /// <inheritdoc />
     public void Dispose()

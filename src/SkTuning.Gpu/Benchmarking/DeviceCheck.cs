@@ -198,6 +198,7 @@ public static class DeviceCheck
         }
         var timed = TrainingStepTime(gpu, weights, tokens, m, iterations);
         emit(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
+        emit(DeviceCheckLine.Info("device traffic per training step", StepTraffic(gpu, weights, tokens, m).ToString()));
     }
 
     private static string Rate(double gflop, double seconds) => $"{gflop / seconds:F0} GFLOP/s";
@@ -248,6 +249,22 @@ public static class DeviceCheck
         using var model = StepModel(backend, weights, m);
         float loss = model.ForwardBackward(tokens, Targets(tokens), seed: 77);
         return (loss, backend.ToHost(model.Parameters.Gradients.All));
+    }
+
+    /// <summary>
+    /// The device traffic of one SK-Prefix training step (forward, backward, loss, gradient norm, AdamW) after a warm-up
+    /// step: what a sync-free step must bring down (launches fused, host waits only for a logged loss).
+    /// </summary>
+    public static DeviceTraffic StepTraffic(GpuBackend gpu, ModelWeights weights, TokenBatch tokens, int m)
+    {
+        using var model = StepModel(gpu, weights, m);
+        model.ForwardBackward(tokens, Targets(tokens), seed: 1);
+        model.OptimizerStep(1e-3f, 0.01f, 1f, 1);
+        gpu.Synchronize();
+        var before = gpu.Traffic;
+        model.ForwardBackward(tokens, Targets(tokens), seed: 2);
+        model.OptimizerStep(1e-3f, 0.01f, 1f, 2);
+        return gpu.Traffic - before;
     }
 
     private static double TrainingStepTime(Backend backend, ModelWeights weights, TokenBatch tokens, int m, int iterations)

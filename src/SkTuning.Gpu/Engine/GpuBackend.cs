@@ -30,6 +30,14 @@ public sealed class GpuBackend : Backend
     /// <summary>The device kernels run on.</summary>
     public GpuDevice Device => _device;
 
+    private long _uploads, _memoryOperations;
+
+    /// <summary>
+    /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads and host
+    /// waits (every read-back waits). Subtract two readings for one step's counts.
+    /// </summary>
+    public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations);
+
     private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
     {
         public readonly MemoryBuffer1D<T, Stride1D.Dense> Buffer = buffer;
@@ -66,14 +74,18 @@ public sealed class GpuBackend : Backend
     public override void Upload(ReadOnlySpan<float> source, DeviceView<float> target)
     {
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} values into a view of {target.Length}");
-        if (source.Length > 0) V(target).CopyFromCPU(source);
+        if (source.Length == 0) return;
+        Interlocked.Increment(ref _uploads);
+        V(target).CopyFromCPU(source);
     }
 
     /// <inheritdoc />
     public override void Upload(ReadOnlySpan<int> source, DeviceView<int> target)
     {
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} ints into a view of {target.Length}");
-        if (source.Length > 0) V(target).CopyFromCPU(source);
+        if (source.Length == 0) return;
+        Interlocked.Increment(ref _uploads);
+        V(target).CopyFromCPU(source);
     }
 
     /// <inheritdoc />
@@ -87,14 +99,18 @@ public sealed class GpuBackend : Backend
     /// <inheritdoc />
     public override void Zero(DeviceView<float> view)
     {
-        if (!view.IsEmpty) V(view).MemSetToZero();
+        if (view.IsEmpty) return;
+        Interlocked.Increment(ref _memoryOperations);
+        V(view).MemSetToZero();
     }
 
     /// <inheritdoc />
     public override void Copy(DeviceView<float> source, DeviceView<float> target)
     {
         if (source.Length != target.Length) throw new ArgumentException($"copy of {source.Length} values into a view of {target.Length}");
-        if (!source.IsEmpty) V(source).CopyTo(V(target));
+        if (source.IsEmpty) return;
+        Interlocked.Increment(ref _memoryOperations);
+        V(source).CopyTo(V(target));
     }
 
     /// <inheritdoc />
@@ -299,4 +315,20 @@ public sealed class GpuBackend : Backend
         _normPartials?.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
+}
+
+/// <summary>Counts of device work requested by a <see cref="GpuBackend"/> (see <see cref="GpuBackend.Traffic"/>).</summary>
+/// <param name="Launches">Kernel launches.</param>
+/// <param name="MemoryOperations">Device memsets and device-to-device copies.</param>
+/// <param name="Uploads">Host-to-device copies.</param>
+/// <param name="Synchronizations">Host waits for the device (explicit, or before a read-back).</param>
+public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations)
+{
+    /// <summary>The counts between two readings.</summary>
+    public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before) =>
+        new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
+            after.Synchronizations - before.Synchronizations);
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads, {Synchronizations} host waits";
 }
