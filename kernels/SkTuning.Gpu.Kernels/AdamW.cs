@@ -157,6 +157,7 @@ public static class AdamW
         ArrayView<float> v, AdamWStep step)
     {
         Validate(parameters.Length, gradient.Length, m.Length, v.Length);
+        if (parameters.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("AdamW.Step", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, AdamWStep>(StepKernel));
         k((int)parameters.Length, parameters, gradient, m, v, step);

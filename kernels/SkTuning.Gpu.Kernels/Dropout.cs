@@ -111,6 +111,7 @@ public static class Dropout
     {
         CheckP(p);
         OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
+        if (x.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Dropout.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
         k((int)x.Length, x, y, new Args(seed, offset, p));
     }
@@ -120,6 +121,7 @@ public static class Dropout
     {
         CheckP(p);
         OpsCheck.Length(dx.Length, dy.Length, nameof(dx), "length of dy");
+        if (dy.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Dropout.Backward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, Args>(BackwardKernel));
         k((int)dy.Length, dy, dx, new Args(seed, offset, p));
     }

@@ -191,6 +191,7 @@ public static class Gelu
     public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y)
     {
         OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
+        if (x.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Gelu.Forward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel));
         k((int)x.Length, x, y);
     }
@@ -200,6 +201,7 @@ public static class Gelu
     {
         OpsCheck.Length(dy.Length, x.Length, nameof(dy), "length of x");
         OpsCheck.Length(dx.Length, x.Length, nameof(dx), "length of x");
+        if (x.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Gelu.Backward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel));
         k((int)x.Length, dy, x, dx);
     }

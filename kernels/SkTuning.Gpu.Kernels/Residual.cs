@@ -57,6 +57,7 @@ public static class Residual
     public static void Forward(GpuDevice device, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
         Validate(a.Length, b.Length, y.Length, nameof(a), nameof(b), nameof(y));
+        if (y.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Residual.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ForwardKernel));
         k((int)y.Length, a, b, y);
     }
@@ -66,6 +67,7 @@ public static class Residual
     {
         OpsCheck.Optional(da.Length, dy.Length, nameof(da), "length of dy");
         OpsCheck.Optional(db.Length, dy.Length, nameof(db), "length of dy");
+        if (dy.Length == 0) return;   // CUDA refuses an empty grid
         var k = device.Kernel("Residual.Accumulate", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(AccumulateKernel));
         if (da.Length != 0) k((int)dy.Length, dy, da);
         if (db.Length != 0) k((int)dy.Length, dy, db);
