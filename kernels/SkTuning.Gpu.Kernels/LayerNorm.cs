@@ -230,36 +230,49 @@ public static class LayerNorm
 
     // ---------------------------------------------------------------- ILGPU
 
-    /// <summary>One thread per row.</summary>
-    internal static void ForwardKernel(Index1D r, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+    /// <summary>
+    /// One warp per row (<see cref="WarpRows.PerGroup"/> rows per group): lanes stride the columns (coalesced), the sums
+    /// reduce by butterfly shuffles — the same tree on every run, so results are deterministic.
+    /// </summary>
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, Args a)
     {
-        long o = (long)(int)r * a.Dim;
+        int r = WarpRows.Row();
+        if (r >= a.Rows) return;   // whole warps leave together: no shuffle is left waiting
+        long o = (long)r * a.Dim;
+        int lane = Warp.LaneIdx, step = Warp.WarpSize;
         float m = 0;
-        for (int c = 0; c < a.Dim; c++) m += x[o + c];
-        m /= a.Dim;
+        for (int c = lane; c < a.Dim; c += step) m += x[o + c];
+        m = WarpRows.Sum(m) / a.Dim;
         float v = 0;
-        for (int c = 0; c < a.Dim; c++) { float t = x[o + c] - m; v += t * t; }
-        float s = 1f / MathF.Sqrt(v / a.Dim + a.Eps);
-        for (int c = 0; c < a.Dim; c++) y[o + c] = (x[o + c] - m) * s * gamma[c] + beta[c];
-        mean[r] = m;
-        rstd[r] = s;
+        for (int c = lane; c < a.Dim; c += step) { float t = x[o + c] - m; v += t * t; }
+        float s = 1f / MathF.Sqrt(WarpRows.Sum(v) / a.Dim + a.Eps);
+        for (int c = lane; c < a.Dim; c += step) y[o + c] = (x[o + c] - m) * s * gamma[c] + beta[c];
+        if (lane == 0)
+        {
+            mean[r] = m;
+            rstd[r] = s;
+        }
     }
 
-    /// <summary>dx, one thread per row.</summary>
-    internal static void BackwardInputKernel(Index1D r, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> gamma,
+    /// <summary>dx, one warp per row (as <see cref="ForwardKernel"/>).</summary>
+    internal static void BackwardInputKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> gamma,
         ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> dx, Args a)
     {
-        long o = (long)(int)r * a.Dim;
+        int r = WarpRows.Row();
+        if (r >= a.Rows) return;
+        long o = (long)r * a.Dim;
+        int lane = Warp.LaneIdx, step = Warp.WarpSize;
         float m = mean[r], s = rstd[r], mg = 0, mgx = 0;
-        for (int c = 0; c < a.Dim; c++)
+        for (int c = lane; c < a.Dim; c += step)
         {
             float g = dy[o + c] * gamma[c];
             mg += g;
             mgx += g * (x[o + c] - m) * s;
         }
-        mg /= a.Dim; mgx /= a.Dim;
-        for (int c = 0; c < a.Dim; c++)
+        mg = WarpRows.Sum(mg) / a.Dim;
+        mgx = WarpRows.Sum(mgx) / a.Dim;
+        for (int c = lane; c < a.Dim; c += step)
             dx[o + c] += s * (dy[o + c] * gamma[c] - mg - (x[o + c] - m) * s * mgx);
     }
 
@@ -283,9 +296,10 @@ public static class LayerNorm
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int rows, int dim, float eps)
     {
         ValidateForward(x.Length, gamma.Length, beta.Length, y.Length, mean.Length, rstd.Length, rows, dim);
-        var k = device.Kernel("LayerNorm.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>,
+        if (rows == 0) return;
+        var k = device.Kernel("LayerNorm.Forward", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
-        k(rows, x, gamma, beta, y, mean, rstd, new Args(rows, dim, eps));
+        k(WarpRows.Config(device, rows), x, gamma, beta, y, mean, rstd, new Args(rows, dim, eps));
     }
 
     /// <summary>GPU backward (accumulates; empty gradient views skipped).</summary>
@@ -294,11 +308,12 @@ public static class LayerNorm
     {
         ValidateBackward(dy.Length, x.Length, gamma.Length, mean.Length, rstd.Length, dx.Length, dGamma.Length, dBeta.Length, rows, dim);
         var args = new Args(rows, dim, 0);
+        if (rows == 0) return;
         if (dx.Length != 0)
         {
-            var k = device.Kernel("LayerNorm.BackwardInput", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            var k = device.Kernel("LayerNorm.BackwardInput", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardInputKernel));
-            k(rows, dy, x, gamma, mean, rstd, dx, args);
+            k(WarpRows.Config(device, rows), dy, x, gamma, mean, rstd, dx, args);
         }
         if (dGamma.Length != 0 || dBeta.Length != 0)
         {

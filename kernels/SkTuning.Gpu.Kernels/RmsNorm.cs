@@ -180,26 +180,32 @@ public static class RmsNorm
 
     // ---------------------------------------------------------------- ILGPU
 
-    /// <summary>One thread per row.</summary>
-    internal static void ForwardKernel(Index1D r, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> y, ArrayView<float> rstd, Args a)
+    /// <summary>One warp per row (see <see cref="LayerNorm"/>'s kernels): lanes stride the columns, sums by shuffles.</summary>
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> y, ArrayView<float> rstd, Args a)
     {
-        long o = (long)(int)r * a.Dim;
+        int r = WarpRows.Row();
+        if (r >= a.Rows) return;
+        long o = (long)r * a.Dim;
+        int lane = Warp.LaneIdx, step = Warp.WarpSize;
         float sq = 0;
-        for (int c = 0; c < a.Dim; c++) sq += x[o + c] * x[o + c];
-        float s = 1f / MathF.Sqrt(sq / a.Dim + a.Eps);
-        for (int c = 0; c < a.Dim; c++) y[o + c] = x[o + c] * s * gamma[c];
-        rstd[r] = s;
+        for (int c = lane; c < a.Dim; c += step) sq += x[o + c] * x[o + c];
+        float s = 1f / MathF.Sqrt(WarpRows.Sum(sq) / a.Dim + a.Eps);
+        for (int c = lane; c < a.Dim; c += step) y[o + c] = x[o + c] * s * gamma[c];
+        if (lane == 0) rstd[r] = s;
     }
 
-    /// <summary>dx, one thread per row.</summary>
-    internal static void BackwardInputKernel(Index1D r, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> gamma,
+    /// <summary>dx, one warp per row.</summary>
+    internal static void BackwardInputKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> gamma,
         ArrayView<float> rstd, ArrayView<float> dx, Args a)
     {
-        long o = (long)(int)r * a.Dim;
+        int r = WarpRows.Row();
+        if (r >= a.Rows) return;
+        long o = (long)r * a.Dim;
+        int lane = Warp.LaneIdx, step = Warp.WarpSize;
         float s = rstd[r], sumGx = 0;
-        for (int c = 0; c < a.Dim; c++) sumGx += dy[o + c] * gamma[c] * x[o + c];
-        float k = sumGx * s * s / a.Dim;
-        for (int c = 0; c < a.Dim; c++) dx[o + c] += s * (dy[o + c] * gamma[c] - x[o + c] * k);
+        for (int c = lane; c < a.Dim; c += step) sumGx += dy[o + c] * gamma[c] * x[o + c];
+        float k = WarpRows.Sum(sumGx) * s * s / a.Dim;
+        for (int c = lane; c < a.Dim; c += step) dx[o + c] += s * (dy[o + c] * gamma[c] - x[o + c] * k);
     }
 
     /// <summary>dγ, one thread per column summing rows in order (deterministic).</summary>
@@ -220,9 +226,10 @@ public static class RmsNorm
         int rows, int dim, float eps)
     {
         ValidateForward(x.Length, gamma.Length, y.Length, rstd.Length, rows, dim);
-        var k = device.Kernel("RmsNorm.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>,
+        if (rows == 0) return;
+        var k = device.Kernel("RmsNorm.Forward", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
-        k(rows, x, gamma, y, rstd, new Args(rows, dim, eps));
+        k(WarpRows.Config(device, rows), x, gamma, y, rstd, new Args(rows, dim, eps));
     }
 
     /// <summary>GPU backward (accumulates; empty gradient views skipped).</summary>
@@ -232,11 +239,12 @@ public static class RmsNorm
     {
         ValidateBackward(dy.Length, x.Length, gamma.Length, rstd.Length, dx.Length, dGamma.Length, rows, dim);
         var args = new Args(rows, dim, 0);
+        if (rows == 0) return;
         if (dx.Length != 0)
         {
-            var k = device.Kernel("RmsNorm.BackwardInput", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>,
+            var k = device.Kernel("RmsNorm.BackwardInput", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardInputKernel));
-            k(rows, dy, x, gamma, rstd, dx, args);
+            k(WarpRows.Config(device, rows), dy, x, gamma, rstd, dx, args);
         }
         if (dGamma.Length != 0)
         {

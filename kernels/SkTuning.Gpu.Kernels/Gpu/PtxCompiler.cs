@@ -15,12 +15,12 @@ public sealed class PtxCompiler : IDisposable
     private readonly Context _context;
     private readonly PTXBackend _backend;
 
-    /// <summary>Creates a compiler for the given architecture (default sm_80, ISA 8.0).</summary>
-    public PtxCompiler(CudaArchitecture? architecture = null)
+    /// <summary>Creates a compiler for the given architecture and PTX ISA (default sm_80, ISA 8.0; the H200 is sm_90, ISA ≥ 7.8).</summary>
+    public PtxCompiler(CudaArchitecture? architecture = null, CudaInstructionSet? instructionSet = null)
     {
         var arch = architecture ?? CudaArchitecture.SM_80;
         _context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(OptimizationLevel.O2));
-        _backend = new PTXBackend(_context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
+        _backend = new PTXBackend(_context, new CudaCapabilityContext(arch), arch, instructionSet ?? CudaInstructionSet.ISA_80, null);
     }
 
     /// <summary>Compiles a kernel whose first parameter is an index (auto-grouped); returns the PTX text.</summary>

@@ -61,12 +61,14 @@ public class LayerNormTests(SimulatorFixture sim) : IClassFixture<SimulatorFixtu
         Assert.Equal(dx, dxOnly);
     }
 
-    [Fact]
-    public void SimulatorMatchesReference()
+    // A warp per row: rows that do not fill the last group, rows narrower than a warp, and rows a warp strides over.
+    [Theory]
+    [InlineData(5, 7)]
+    [InlineData(9, 70)]
+    public void SimulatorMatchesReference(int rows, int d)
     {
         var dev = sim.Device;
-        var rng = new Random(3);
-        int rows = 5, d = 7;
+        var rng = new Random(3 + d);
         float eps = 1e-5f;
         float[] x = TestData.Random(rng, rows * d, 2f), gamma = TestData.Random(rng, d), beta = TestData.Random(rng, d), dy = TestData.Random(rng, rows * d);
         float[] dx0 = TestData.Random(rng, x.Length), dg0 = TestData.Random(rng, d), db0 = TestData.Random(rng, d);
@@ -87,7 +89,10 @@ public class LayerNormTests(SimulatorFixture sim) : IClassFixture<SimulatorFixtu
     }
 
     [Fact]
-    public void KernelsCompileToPtx() => CompilesToPtx(typeof(LayerNorm), "ForwardKernel", "BackwardInputKernel", "BackwardParamsKernel");
+    public void KernelsCompileToPtx() => CompilesToPtx(typeof(LayerNorm), "BackwardParamsKernel");
+
+    [Fact]
+    public void WarpPerRowKernelsCompileToPtxWithShuffles() => CompilesToPtxWithShuffles(typeof(LayerNorm), "ForwardKernel", "BackwardInputKernel");
 
     [Fact]
     public void BadSizesThrow()

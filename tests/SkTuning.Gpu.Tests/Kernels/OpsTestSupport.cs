@@ -31,6 +31,19 @@ internal static class OpsTest
         }
     }
 
+    /// <summary>Compiles each named explicitly grouped kernel to PTX and checks it reduces with warp shuffles.</summary>
+    public static void CompilesToPtxWithShuffles(Type type, params string[] kernels)
+    {
+        using var ptx = new PtxCompiler();
+        foreach (var name in kernels)
+        {
+            var method = type.GetMethod(name, Any) ?? throw new InvalidOperationException($"no method {type.Name}.{name}");
+            var text = ptx.CompileExplicitlyGrouped(method);
+            Assert.Contains(".entry", text);
+            Assert.Contains("shfl.sync.bfly", text);
+        }
+    }
+
     public static MemoryBuffer1D<float, Stride1D.Dense> Up(GpuDevice d, float[] a) => d.Accelerator.Allocate1D(a);
 
     public static MemoryBuffer1D<int, Stride1D.Dense> Up(GpuDevice d, int[] a) => d.Accelerator.Allocate1D(a);
