@@ -10,11 +10,7 @@ namespace SkTuning.Gpu.Import;
 /// <param name="Out">Output width.</param>
 /// <param name="Output">The graph value holding the result (after the bias).</param>
 /// <param name="Node">The MatMul/Gemm node.</param>
-internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, int Out, string Output, OnnxNode Node)
-{
-    /// <summary>The bias, or an empty array when the graph adds none (the <see cref="LayerWeights"/> convention).</summary>
-    public float[] BiasOrEmpty => HasBias ? B : [];
-}
+internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, int Out, string Output, OnnxNode Node);
 
 /// <summary>A normalization read from the graph.</summary>
 /// <param name="Kind">LayerNorm or RMSNorm.</param>
@@ -371,6 +367,7 @@ internal sealed class GraphWalker(OnnxModel m)
         foreach (var mean in consumers.Where(n => n.OpType == "ReduceMean"))
             if (consumers.FirstOrDefault(n => n.OpType == "Sub" && Same(n.Inputs[0], x) && n.Inputs[1] == mean.Outputs[0]) is { } sub)
                 norms.Add(ParseLayerNormTail(sub, where));
+        if (norms.Count > 0) return norms; // a LayerNorm reading x: no squares of x to look at
         foreach (var square in consumers.Where(n => n.OpType == "Pow" && Scalar(n.Inputs[1]) == 2 || n.OpType == "Mul" && n.Inputs[0] == n.Inputs[1]))
             if (m.Consumers(square.Outputs[0]).FirstOrDefault(n => n.OpType == "ReduceMean") is { } meanSquare)
                 norms.Add(ParseRmsTail(square.Inputs[0], meanSquare, where));
