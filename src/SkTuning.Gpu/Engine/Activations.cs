@@ -94,7 +94,9 @@ internal sealed class Activations : IDisposable
 /// <summary>
 /// One layer's saved activations. Qkv holds q and k after RoPE. Post-norm: AttnSum = x + attention, AttnNormOut =
 /// AttnNorm(AttnSum), FfnSum = AttnNormOut + FFN, output = FfnNorm(FfnSum). Pre-norm: AttnNormOut = AttnNorm(x),
-/// AttnSum = x + attention(AttnNormOut), FfnNormOut = FfnNorm(AttnSum), output = AttnSum + FFN(FfnNormOut).
+/// AttnSum = x + attention(AttnNormOut), FfnNormOut = FfnNorm(AttnSum), output = AttnSum + FFN(FfnNormOut). Parallel:
+/// AttnNormOut = AttnNorm(x), FfnNormOut = FfnNorm(x) (unused with a shared norm), FfnSum = FFN's branch output,
+/// output = x + attention + FfnSum.
 /// FfnIn is the FFN's input projection ([rows, 2F] gate | up with SwiGLU), FfnAct the activation [rows, F].
 /// PrefixK is the prefix keys rotated to positions 0..m−1 (RoPE models with a prefix).
 /// </summary>

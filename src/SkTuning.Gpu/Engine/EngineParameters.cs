@@ -126,6 +126,7 @@ public static class EngineParameters
             if (spec.OtherBiases) yield return (n.FfnUpBias, [F]);
             yield return (n.FfnDownWeight, [F, d]);
             if (spec.OtherBiases) yield return (n.FfnDownBias, [d]);
+            if (spec.SharedNorm) continue;
             yield return (n.FfnNormGamma, [d]);
             if (beta) yield return (n.FfnNormBeta, [d]);
         }

@@ -14,6 +14,7 @@ internal abstract class TransformerBlock
     {
         NormPlacement.Post => new PostNormBlock(),
         NormPlacement.Pre => new PreNormBlock(),
+        NormPlacement.Parallel => new ParallelBlock(),
         var p => throw new SkTuningException($"the engine has no block for norm placement {p}"),
     };
 
@@ -105,5 +106,56 @@ internal sealed class PreNormBlock : TransformerBlock
         s.Backend.Copy(dh, dx);
         s.Norm.Backward(dr, x, w.AttnNormGamma, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), dx,
             g?.AttnNormGamma ?? default, g?.AttnNormBeta ?? default, rows);
+    }
+}
+
+/// <summary>
+/// Falcon, Phi: out = x + Attn(AttnNorm(x)) + FFN(FfnNorm(x)), with FfnNorm = AttnNorm when the block shares one norm
+/// (<see cref="ModelSpec.SharedNorm"/>). The backward sums the two branches' gradients into the shared norm's output
+/// before its backward (two norms: each branch through its own), plus the residual.
+/// </summary>
+internal sealed class ParallelBlock : TransformerBlock
+{
+    public override void Forward(Sublayers s, int l, int rows, LayerActivations la, DeviceView<float> x, DeviceView<float> output)
+    {
+        int d = s.Spec.Hidden;
+        var w = s.Weights(l);
+        var a = la.AttnNormOut.Slice(0, rows * d);
+        var b = s.Spec.SharedNorm ? a : la.FfnNormOut.Slice(0, rows * d);
+        var ffn = la.FfnSum.Slice(0, rows * d);
+        s.Norm.Forward(x, w.AttnNormGamma, w.AttnNormBeta, a, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), rows);
+        if (!s.Spec.SharedNorm)
+            s.Norm.Forward(x, w.FfnNormGamma, w.FfnNormBeta, b, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), rows);
+        s.Attention(l, rows, la, a, output);
+        s.FeedForward(l, rows, la, b, ffn);
+        s.Backend.Accumulate(ffn, output);
+        s.Backend.Accumulate(x, output);
+    }
+
+    public override void Backward(Sublayers s, int l, int rows, LayerActivations la, DeviceView<float> x, DeviceView<float> dx,
+        DeviceView<float> dr, DeviceView<float> dh, bool inputGradient)
+    {
+        int d = s.Spec.Hidden;
+        var w = s.Weights(l);
+        var g = s.Gradients(l);
+        var a = la.AttnNormOut.Slice(0, rows * d);
+        // dr = Attnᵀ(dout), the gradient at the attention norm's output.
+        s.Backend.Zero(dr);
+        s.AttentionBackward(l, rows, la, a, dx, dr, inputGradient);
+        if (!inputGradient) return;   // (full fine-tuning always wants it: the embeddings train)
+        // Shared norm: dr += FFNᵀ(dout); two norms: dh = FFNᵀ(dout), through the FFN norm below.
+        var dFfnIn = dr;
+        if (!s.Spec.SharedNorm)
+        {
+            dFfnIn = dh;
+            s.Backend.Zero(dh);
+        }
+        s.FeedForwardBackward(l, rows, la, s.Spec.SharedNorm ? a : la.FfnNormOut.Slice(0, rows * d), dx, dFfnIn);
+        // dx = dout + Normᵀ(…): dout is no longer needed, so the norm backwards accumulate onto it in place.
+        s.Norm.Backward(dr, x, w.AttnNormGamma, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), dx,
+            g?.AttnNormGamma ?? default, g?.AttnNormBeta ?? default, rows);
+        if (!s.Spec.SharedNorm)
+            s.Norm.Backward(dh, x, w.FfnNormGamma, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), dx,
+                g?.FfnNormGamma ?? default, g?.FfnNormBeta ?? default, rows);
     }
 }

@@ -6,9 +6,9 @@ namespace SkTuning.Gpu.Engine;
 
 /// <summary>
 /// A transformer of any supported family (<see cref="ModelSpec"/>: BERT-style post-norm encoders, GPT-2 / LLaMA-style
-/// pre-norm causal decoders) on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
+/// pre-norm and Falcon / Phi-style parallel causal decoders) on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
 /// the embedding layer) and/or SK-Prefix (per-layer keys/values [L × 2 × m × kvDim], one buffer shared by the whole
-/// batch), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post- or pre-norm) over the shared
+/// batch), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post-norm, pre-norm or parallel) over the shared
 /// <see cref="Sublayers"/>. In causal models the prefix occupies positions 0..m−1, prompt rows follow, and each example's
 /// tokens continue from there (its padding skipped: position = offset + number of real tokens before it), so RoPE
 /// angles and absolute positions shift by the prefix/prompt length; prefix keys are given unrotated and rotated by the
@@ -129,7 +129,10 @@ public sealed class TransformerEngine : IDisposable
     {
         string Fail(string what) => $"the engine cannot run this {spec.Family} model: {what}";
         if (spec.Norm is not (NormKind.LayerNorm or NormKind.RmsNorm)) throw new SkTuningException(Fail($"norm {spec.Norm}"));
-        if (spec.NormPlacement is not (NormPlacement.Post or NormPlacement.Pre)) throw new SkTuningException(Fail($"norm placement {spec.NormPlacement}"));
+        if (spec.NormPlacement is not (NormPlacement.Post or NormPlacement.Pre or NormPlacement.Parallel))
+            throw new SkTuningException(Fail($"norm placement {spec.NormPlacement}"));
+        if (spec.SharedNorm && spec.NormPlacement != NormPlacement.Parallel)
+            throw new SkTuningException(Fail($"a shared norm in a {spec.NormPlacement.ToString().ToLowerInvariant()}-norm block"));
         if (spec.Activation is not (ActivationKind.GeluErf or ActivationKind.GeluTanh or ActivationKind.SwiGlu))
             throw new SkTuningException(Fail($"activation {spec.Activation}"));
         if (spec.Positions is not (PositionKind.Absolute or PositionKind.Rope)) throw new SkTuningException(Fail($"positions {spec.Positions}"));

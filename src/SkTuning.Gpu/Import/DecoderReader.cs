@@ -3,11 +3,12 @@ using SkTuning.Gpu.Onnx;
 namespace SkTuning.Gpu.Import;
 
 /// <summary>
-/// Reads a pre-norm causal decoder (GPT-2, LLaMA family) on top of <see cref="GraphWalker"/>: the embedding Gather
-/// (plus a learned position table for GPT-2), then per layer h₁ = h + Attn(Norm₁(h))·Wo (+ bo),
-/// h₂ = h₁ + FFN(Norm₂(h₁)), then the final norm. The family-specific checks (which norm, activation and position
-/// kind the family must have) are left to <see cref="Gpt2Importer"/> and <see cref="LlamaImporter"/>, which share
-/// this one walk.
+/// Reads a causal decoder (GPT-2, LLaMA family, Falcon, Phi) on top of <see cref="GraphWalker"/>: the embedding Gather
+/// (plus a learned position table for GPT-2), then per layer either pre-norm, h₁ = h + Attn(Norm₁(h))·Wo (+ bo),
+/// h₂ = h₁ + FFN(Norm₂(h₁)), or parallel, h₂ = h + Attn(Norm₁(h))·Wo + FFN(Norm₂(h)) with Norm₂ = Norm₁ or its own,
+/// then the final norm. The family-specific checks (which norm, activation, block and position kind the family must
+/// have) are left to the importers (<see cref="Gpt2Importer"/>, <see cref="LlamaImporter"/>, <see cref="FalconImporter"/>,
+/// <see cref="PhiImporter"/>), which share this one walk.
 /// </summary>
 internal static class DecoderReader
 {
@@ -38,16 +39,24 @@ internal static class DecoderReader
         NormKind? normKind = null;
         ActivationKind? activation = null;
         bool? qkvBias = null, otherBiases = null;
+        NormPlacement? placement = null;
+        bool? sharedNorm = null;
+        int? rotaryDim = null;
         var h = h0;
         ParsedNorm? final = null;
         while (true)
         {
             var where = $"layer {layers.Count}";
-            var norm1 = g.TryParseNorm(h, where) ?? throw g.Fail($"{where}: no norm reading the residual stream '{h}'", model.Producer(h) ?? word);
-            var projections = g.Projections(norm1.Output, d, where);
-            if (projections.Count == 0 || g.FindForward(projections.Select(p => p.Output), n => n.OpType == "Softmax", 32) is null)
+            var norms = g.NormsReading(h, where);
+            if (norms.Count == 0) throw g.Fail($"{where}: no norm reading the residual stream '{h}'", model.Producer(h) ?? word);
+            if (norms.Count > 2) throw g.Fail($"{where}: {norms.Count} norms read the residual stream '{h}'", model.Producer(h) ?? word);
+            // The attention norm is the one whose projections lead to a Softmax; a parallel block's second norm feeds the FFN.
+            var (norm1, projections) = norms.Select(n => (Norm: n, Projections: g.Projections(n.Output, d, where)))
+                .FirstOrDefault(c => c.Projections.Count >= 3 && g.FindForward(c.Projections.Select(p => p.Output), n => n.OpType == "Softmax", 32) is not null);
+            if (norm1 is null)
             {
-                final = norm1; // the final norm: what reads it (if anything) is the LM head, not attention
+                if (norms.Count > 1) throw g.Fail($"{where}: two norms read the residual stream '{h}' and neither feeds attention", model.Producer(h) ?? word);
+                final = norms[0]; // the final norm: what reads it (if anything) is the LM head, not attention
                 break;
             }
             var a = g.ParseAttention(projections, d, where);
@@ -56,35 +65,59 @@ internal static class DecoderReader
             maskOperand ??= a.MaskOperand;
             if (a.Rope is { } r) rope ??= r;
             else if (rope is not null) throw g.Fail($"{where}: no rotary embedding where layer 0 has one", a.Softmax);
+            if (rotaryDim is not null && a.RotaryDim != rotaryDim) throw g.Fail($"{where}: rotates {a.RotaryDim} dimensions per head, layer 0 {rotaryDim}", a.Softmax);
+            rotaryDim = a.RotaryDim;
             past.AddRange(a.PastInputs);
 
             var o = g.FindLinearForward(a.Context.Outputs[0], 6) ?? throw g.Fail($"{where}: no attention output projection", a.Context);
             if (o.In != a.Q.Out || o.Out != d) throw g.Fail($"{where}: attention output projection is [{o.In},{o.Out}], expected [{a.Q.Out},{d}]", o.Node);
-            var res1 = ResidualAdd(g, o.Output, h, where, "attention");
-            var norm2 = g.ParseNorm(res1.Outputs[0], $"{where} FFN");
-            var ffn = g.ParseFfn(norm2.Output, d, where);
-            var res2 = ResidualAdd(g, ffn.Down.Output, res1.Outputs[0], where, "FFN");
+            // What the attention norm feeds besides q/k/v is a parallel block's FFN (one shared norm); a second norm reading
+            // the layer input is a parallel FFN's own; otherwise the FFN follows the attention residual (pre-norm).
+            var attentionNodes = new[] { a.Q.Node, a.K.Node, a.V.Node };
+            var sharedUps = projections.Where(p => !attentionNodes.Contains(p.Node)).ToList();
+            var layerPlacement = sharedUps.Count > 0 || norms.Count == 2 ? NormPlacement.Parallel : NormPlacement.Pre;
+            ParsedNorm? norm2;
+            ParsedFfn ffn;
+            string next;
+            if (layerPlacement == NormPlacement.Parallel)
+            {
+                norm2 = norms.FirstOrDefault(n => n != norm1);
+                if (norm2 is not null && sharedUps.Count > 0)
+                    throw g.Fail($"{where}: the attention norm feeds another projection while a second norm reads the layer input", sharedUps[0].Node);
+                ffn = norm2 is null ? g.ParseFfn(sharedUps, d, where) : g.ParseFfn(norm2.Output, d, where);
+                next = ParallelResidual(g, o.Output, ffn.Down.Output, h, where).Outputs[0];
+            }
+            else
+            {
+                var res1 = ResidualAdd(g, o.Output, h, where, "attention");
+                norm2 = g.ParseNorm(res1.Outputs[0], $"{where} FFN");
+                ffn = g.ParseFfn(norm2.Output, d, where);
+                next = ResidualAdd(g, ffn.Down.Output, res1.Outputs[0], where, "FFN").Outputs[0];
+            }
 
             bool layerQkvBias = a.Q.HasBias || a.K.HasBias || a.V.HasBias;
-            bool layerOtherBiases = o.HasBias || ffn.Up.HasBias || ffn.Down.HasBias || norm1.Kind == NormKind.LayerNorm;
+            bool layerOtherBiases = o.HasBias || ffn.Up.HasBias || ffn.Down.HasBias;
             if (layers.Count == 0)
-                (heads, kvHeads, headSize, ffnSize, activation, normKind, epsilon, qkvBias, otherBiases) =
-                    (a.Heads, a.KvHeads, a.HeadSize, ffn.Up.Out, ffn.Activation, norm1.Kind, norm1.Epsilon, layerQkvBias, layerOtherBiases);
+                (heads, kvHeads, headSize, ffnSize, activation, normKind, epsilon, qkvBias, otherBiases, placement, sharedNorm) =
+                    (a.Heads, a.KvHeads, a.HeadSize, ffn.Up.Out, ffn.Activation, norm1.Kind, norm1.Epsilon, layerQkvBias, layerOtherBiases,
+                        layerPlacement, norm2 is null);
             else if (heads != a.Heads || kvHeads != a.KvHeads || headSize != a.HeadSize || ffnSize != ffn.Up.Out
-                     || activation != ffn.Activation || normKind != norm1.Kind || qkvBias != layerQkvBias || otherBiases != layerOtherBiases)
-                throw g.Fail($"{where}: differs from layer 0 (heads {a.Heads}/{a.KvHeads} × {a.HeadSize}, FFN {ffn.Up.Out}, {ffn.Activation}, {norm1.Kind}, biases)", a.Softmax);
-            if (norm2.Kind != norm1.Kind) throw g.Fail($"{where}: the attention norm is {norm1.Kind}, the FFN norm {norm2.Kind}", ffn.Up.Node);
+                     || activation != ffn.Activation || normKind != norm1.Kind || qkvBias != layerQkvBias || otherBiases != layerOtherBiases
+                     || placement != layerPlacement || sharedNorm != (norm2 is null))
+                throw g.Fail($"{where}: differs from layer 0 (heads {a.Heads}/{a.KvHeads} × {a.HeadSize}, FFN {ffn.Up.Out}, {ffn.Activation}, {norm1.Kind} {layerPlacement}, biases)", a.Softmax);
+            if (norm2 is not null && norm2.Kind != norm1.Kind) throw g.Fail($"{where}: the attention norm is {norm1.Kind}, the FFN norm {norm2.Kind}", ffn.Up.Node);
 
+            // A bias one projection of a group lacks is a zero bias (the engine fuses q | k | v, and o with the FFN's).
             layers.Add(new LayerWeights
             {
-                Wq = a.Q.W, Bq = a.Q.BiasOrEmpty, Wk = a.K.W, Bk = a.K.BiasOrEmpty, Wv = a.V.W, Bv = a.V.BiasOrEmpty,
-                Wo = o.W, Bo = o.BiasOrEmpty,
+                Wq = a.Q.W, Bq = layerQkvBias ? a.Q.B : [], Wk = a.K.W, Bk = layerQkvBias ? a.K.B : [], Wv = a.V.W, Bv = layerQkvBias ? a.V.B : [],
+                Wo = o.W, Bo = layerOtherBiases ? o.B : [],
                 AttentionNormGamma = norm1.Gamma, AttentionNormBeta = norm1.Beta,
                 WGate = ffn.Gate?.W ?? [],
-                W1 = ffn.Up.W, B1 = ffn.Up.BiasOrEmpty, W2 = ffn.Down.W, B2 = ffn.Down.BiasOrEmpty,
-                FfnNormGamma = norm2.Gamma, FfnNormBeta = norm2.Beta,
+                W1 = ffn.Up.W, B1 = layerOtherBiases ? ffn.Up.B : [], W2 = ffn.Down.W, B2 = layerOtherBiases ? ffn.Down.B : [],
+                FfnNormGamma = norm2?.Gamma ?? [], FfnNormBeta = norm2?.Beta ?? [],
             });
-            h = res2.Outputs[0];
+            h = next;
             hidden.Add(h);
         }
         if (layers.Count == 0) throw g.Fail("no transformer layer (query/key/value projections) after the embeddings", word);
@@ -94,13 +127,13 @@ internal static class DecoderReader
             throw g.Fail("no causal mask: an encoder-only graph where a decoder is required", firstSoftmax!);
 
         double theta = 0;
-        int rotaryDim = 0, maxPositions;
+        int maxPositions;
         string? positionIds = null;
         if (rope is { } rp)
         {
             var (t, r, rows, inputs) = g.ReadRope(rp, "rotary embedding", firstSoftmax!);
-            if (r != headSize) throw g.Fail($"rotary embedding over {r} of {headSize} dimensions per head (partial rotary is not supported)", firstSoftmax!);
-            (theta, rotaryDim) = (t, r);
+            if (r != rotaryDim) throw g.Fail($"rotary frequencies for {r} dimensions where attention rotates {rotaryDim} of {headSize} per head", firstSoftmax!);
+            theta = t;
             // Computed frequencies have no table: 4096 is the context the engine sizes for unless told otherwise.
             maxPositions = rows ?? 4096;
             positionIds = inputs.FirstOrDefault(i => i != word.Inputs[1]);
@@ -130,7 +163,8 @@ internal static class DecoderReader
             HeadSize = headSize,
             FfnSize = ffnSize,
             Norm = normKind!.Value,
-            NormPlacement = NormPlacement.Pre,
+            NormPlacement = placement!.Value,
+            SharedNorm = sharedNorm!.Value,
             Epsilon = epsilon!.Value,
             Activation = activation!.Value,
             Positions = rope is null ? PositionKind.Absolute : PositionKind.Rope,
@@ -141,7 +175,7 @@ internal static class DecoderReader
             MaskValue = maskValue ?? throw g.Fail("no additive attention mask", firstSoftmax!),
             EmbeddingNorm = false,
             RopeTheta = (float)theta,
-            RotaryDim = rotaryDim,
+            RotaryDim = rotaryDim ?? 0,
             QkvBias = qkvBias!.Value,
             OtherBiases = otherBiases!.Value,
             ParameterCount = embeddings.Count + layers.Sum(l => l.Count) + final.Gamma.Length + final.Beta.Length,
@@ -158,6 +192,20 @@ internal static class DecoderReader
             PastInputNames = past.Distinct().OrderBy(inputOrder.IndexOf).ToList(),
         };
         return new Result(imported, firstSoftmax!, rope);
+    }
+
+    /// <summary>
+    /// The residual Add of a parallel block: the attention and FFN outputs added to each other (Falcon's
+    /// mlp_output += attention_output, Phi's attn + ffn), then to the layer input. A scale on either branch is refused.
+    /// </summary>
+    private static OnnxNode ParallelResidual(GraphWalker g, string attention, string ffn, string input, string where)
+    {
+        foreach (var (branch, what) in new[] { (attention, "attention"), (ffn, "FFN") })
+            if (g.ConsumersThrough(branch).FirstOrDefault(n => n.OpType is "Mul" or "Div") is { } scale)
+                throw g.Fail($"{where}: an extra scale on the {what} branch of the parallel block", scale);
+        var sum = g.ConsumersThrough(attention).FirstOrDefault(n => n.OpType == "Add" && g.Same(GraphWalker.Other(n, attention), ffn))
+                  ?? throw g.Fail($"{where}: the attention output is not added to the FFN output (a parallel block sums them)", g.Model.Producer(attention)!);
+        return ResidualAdd(g, sum.Outputs[0], input, where, "attention + FFN");
     }
 
     /// <summary>

@@ -10,11 +10,7 @@ namespace SkTuning.Gpu.Import;
 /// <param name="Out">Output width.</param>
 /// <param name="Output">The graph value holding the result (after the bias).</param>
 /// <param name="Node">The MatMul/Gemm node.</param>
-internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, int Out, string Output, OnnxNode Node)
-{
-    /// <summary>The bias, or an empty array when the graph adds none (the <see cref="LayerWeights"/> convention).</summary>
-    public float[] BiasOrEmpty => HasBias ? B : [];
-}
+internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, int Out, string Output, OnnxNode Node);
 
 /// <summary>A normalization read from the graph.</summary>
 /// <param name="Kind">LayerNorm or RMSNorm.</param>
@@ -25,9 +21,11 @@ internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, 
 internal sealed record ParsedNorm(NormKind Kind, float[] Gamma, float[] Beta, float Epsilon, string Output);
 
 /// <summary>The attention core of one layer.</summary>
+/// <remarks><see cref="RotaryDim"/>: the dimensions per head the rotary embedding turns (the head size unless the graph
+/// slices a partial rotary part off, Phi's q_rot / q_pass); null without rotary embedding.</remarks>
 internal sealed record ParsedAttention(
     ParsedLinear Q, ParsedLinear K, ParsedLinear V, int Heads, int KvHeads, int HeadSize, float? MaskValue, string? MaskOperand,
-    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, IReadOnlyList<string> PastInputs);
+    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, int? RotaryDim, IReadOnlyList<string> PastInputs);
 
 /// <summary>The feed-forward block of one layer.</summary>
 internal sealed record ParsedFfn(ActivationKind Activation, ParsedLinear? Gate, ParsedLinear Up, ParsedLinear Down);
@@ -180,33 +178,114 @@ internal sealed class GraphWalker(OnnxModel m)
     }
 
     /// <summary>
-    /// The query, key and value projections reading <paramref name="x"/>: three Linears, or one fused Linear
-    /// [d, 3·w] whose output is Split (GPT-2's c_attn) into three equal parts, returned as three column slices whose
-    /// outputs are the Split outputs. Empty when nothing reads x.
+    /// The projections reading <paramref name="x"/>, fused ones cut into their parts: a Linear [d, 3·w] whose output is
+    /// Split in three (GPT-2's c_attn) becomes three column slices whose outputs are the Split outputs; one whose output
+    /// is viewed with a head axis that Slices/Gathers cut (Falcon's query_key_value) becomes one column selection per cut
+    /// (see <see cref="HeadAxisCuts"/>). Which part is the query, key or value — and which Linear is not attention at
+    /// all (a parallel block's FFN input) — is left to <see cref="ParseAttention"/>. Empty when nothing reads x.
     /// </summary>
     public List<ParsedLinear> Projections(string x, int d, string where)
     {
-        var linears = LinearsReading(x);
-        foreach (var l in linears)
+        var result = new List<ParsedLinear>();
+        foreach (var l in LinearsReading(x))
+        {
             if (l.In != d) throw Fail($"{where}: projection '{l.Node.Inputs[1]}' has {l.In} inputs, hidden size is {d}", l.Node);
-        if (linears.Count != 1) return linears;
-        var fused = linears[0];
+            result.AddRange(SplitInThree(l, where) ?? HeadAxisCuts(l, where) ?? [l]);
+        }
+        return result;
+    }
+
+    /// <summary>GPT-2's c_attn: the fused output Split into three equal parts; null when no Split reads it.</summary>
+    private List<ParsedLinear>? SplitInThree(ParsedLinear fused, string where)
+    {
         var split = m.Consumers(fused.Output).FirstOrDefault(n => n.OpType == "Split");
-        if (split is null) return linears;
+        if (split is null) return null;
         if (split.Outputs.Count != 3 || fused.Out % 3 != 0)
             throw Fail($"{where}: the fused projection is split into {split.Outputs.Count} parts, expected query, key and value", split);
         var sizes = split.Inputs.Count > 1 && m.TryGetTensor(split.Inputs[1]) is { } s ? s.ToInt64s() : split.GetInts("split")?.ToArray();
         int w = fused.Out / 3;
         if (sizes is not null && sizes.Any(v => v != w))
             throw Fail($"{where}: the fused projection splits into [{string.Join(", ", sizes)}], expected three parts of {w}", split);
-        return Enumerable.Range(0, 3).Select(i => Columns(fused, i * w, w, split.Outputs[i])).ToList();
+        return Enumerable.Range(0, 3).Select(i => Columns(fused, Enumerable.Range(i * w, w).ToArray(), split.Outputs[i])).ToList();
     }
 
-    private static ParsedLinear Columns(ParsedLinear l, int start, int width, string output)
+    /// <summary>
+    /// Falcon's query_key_value: the fused output viewed as [batch, seq, …, head size] (multi-query [h + 2, hd]; the new
+    /// decoder architecture [groups, heads/group + 2, hd]; classic [h, 3, hd]) and cut on one axis of that view by Slices
+    /// (q = [:-2]) and Gathers (k = [-2], v = [-1]). Each cut is the columns it keeps, in the order its result holds them
+    /// (row-major over the view), so a new-architecture query comes out group-major — query head g·(h/groups) + j reads
+    /// KV group g, as the engine's grouped heads do. Null when the output is not read that way.
+    /// </summary>
+    private List<ParsedLinear>? HeadAxisCuts(ParsedLinear fused, string where)
     {
+        if (ConsumersThrough(fused.Output).Where(n => n.OpType != "Shape").ToList() is not [{ OpType: "Reshape" } view]) return null;
+        var cuts = m.Consumers(view.Outputs[0]).Where(n => n.OpType != "Shape").ToList();
+        if (cuts.Count < 2 || cuts.Any(n => n.OpType is not ("Slice" or "Gather"))) return null;
+        // The view's shape after batch and sequence; one unknown entry (−1 or computed) is what the width leaves.
+        var dims = ReshapeDims(view);
+        if (dims is null || dims.Length < 4) throw Fail($"{where}: cannot read the shape the fused projection is viewed as", view);
+        var tail = dims.Skip(2).Select(v => v is > 0 ? (int)v.Value : -1).ToArray();
+        long known = tail.Where(v => v > 0).Aggregate(1L, (a, b) => a * b);
+        if (tail.Count(v => v < 0) > 1 || fused.Out % known != 0 || (tail.All(v => v > 0) && known != fused.Out))
+            throw Fail($"{where}: the fused projection of width {fused.Out} is viewed as [{string.Join(", ", tail)}]", view);
+        for (int i = 0; i < tail.Length; i++) if (tail[i] < 0) tail[i] = (int)(fused.Out / known);
+        var parts = new List<ParsedLinear>();
+        foreach (var cut in cuts)
+        {
+            int axis = cut.OpType == "Gather" ? (int)cut.GetInt("axis", 0) : SliceAxis(cut, where);
+            if (axis < 0) axis += dims.Length;
+            int t = axis - 2;
+            if (t < 0 || t >= tail.Length) throw Fail($"{where}: the fused projection is cut on axis {axis}, not a head axis", cut);
+            var kept = cut.OpType == "Gather" ? GatherIndices(cut, tail[t], where) : SliceRange(cut, tail[t], where);
+            parts.Add(Columns(fused, CutColumns(tail, t, kept), cut.Outputs[0]));
+        }
+        return parts;
+    }
+
+    /// <summary>Flat column indices (row-major over <paramref name="shape"/>) of the entries whose index on <paramref name="axis"/> is in <paramref name="kept"/>.</summary>
+    private static int[] CutColumns(int[] shape, int axis, int[] kept)
+    {
+        int inner = shape.Skip(axis + 1).Aggregate(1, (a, b) => a * b), outer = shape.Take(axis).Aggregate(1, (a, b) => a * b);
+        var columns = new List<int>();
+        for (int o = 0; o < outer; o++)
+            foreach (var k in kept)
+                for (int i = 0; i < inner; i++) columns.Add((o * shape[axis] + k) * inner + i);
+        return columns.ToArray();
+    }
+
+    private long[] ConstantInts(string name, OnnxNode at, string where) =>
+        m.TryGetTensor(name)?.ToInt64s() ?? throw Fail($"{where}: {at.OpType} with a computed operand '{name}' on the fused projection", at);
+
+    /// <summary>The one axis a Slice (opset ≥ 10: starts, ends, axes, steps inputs) cuts.</summary>
+    private int SliceAxis(OnnxNode slice, string where)
+    {
+        var axes = slice.Inputs.Count > 3 && slice.Inputs[3].Length > 0 ? ConstantInts(slice.Inputs[3], slice, where) : null;
+        if (axes is not [var axis] || slice.Inputs.Count < 3) throw Fail($"{where}: a Slice of the fused projection that is not on one axis", slice);
+        return (int)axis;
+    }
+
+    /// <summary>The indices a one-axis Slice keeps of an axis of <paramref name="size"/> (ONNX's clamping; step 1).</summary>
+    private int[] SliceRange(OnnxNode slice, int size, string where)
+    {
+        var steps = slice.Inputs.Count > 4 && slice.Inputs[4].Length > 0 ? ConstantInts(slice.Inputs[4], slice, where) : [1];
+        if (steps is not [1]) throw Fail($"{where}: a strided Slice of the fused projection", slice);
+        long Clamp(long v) => Math.Clamp(v < 0 ? v + size : v, 0, size);
+        long start = Clamp(ConstantInts(slice.Inputs[1], slice, where)[0]), end = Clamp(ConstantInts(slice.Inputs[2], slice, where)[0]);
+        return Enumerable.Range((int)start, (int)Math.Max(0, end - start)).ToArray();
+    }
+
+    /// <summary>The constant indices a Gather takes of an axis of <paramref name="size"/> (negative ones from the end).</summary>
+    private int[] GatherIndices(OnnxNode gather, int size, string where) =>
+        ConstantInts(gather.Inputs[1], gather, where).Select(i => (int)(i < 0 ? i + size : i)).ToArray();
+
+    /// <summary>The Linear restricted to <paramref name="columns"/> (in that order), its result named <paramref name="output"/>.</summary>
+    private static ParsedLinear Columns(ParsedLinear l, int[] columns, string output)
+    {
+        int width = columns.Length;
         var w = new float[l.In * width];
-        for (int r = 0; r < l.In; r++) l.W.AsSpan(r * l.Out + start, width).CopyTo(w.AsSpan(r * width));
-        return new ParsedLinear(w, l.B.AsSpan(start, width).ToArray(), l.HasBias, l.In, width, output, l.Node);
+        for (int r = 0; r < l.In; r++)
+            for (int j = 0; j < width; j++) w[r * width + j] = l.W[r * l.Out + columns[j]];
+        return new ParsedLinear(w, columns.Select(c => l.B[c]).ToArray(), l.HasBias, l.In, width, output, l.Node);
     }
 
     /// <summary>Breadth-first search forward from <paramref name="value"/> for the first node matching.</summary>
@@ -267,27 +346,32 @@ internal sealed class GraphWalker(OnnxModel m)
     public ParsedNorm ParseNorm(string x, string where) =>
         TryParseNorm(x, where) ?? throw Fail($"{where}: no LayerNorm or RMSNorm reading '{x}'");
 
+    /// <summary>The first norm reading <paramref name="x"/> (see <see cref="NormsReading"/>), or null.</summary>
+    public ParsedNorm? TryParseNorm(string x, string where) => NormsReading(x, where).FirstOrDefault();
+
     /// <summary>
-    /// A norm reading <paramref name="x"/>: fused LayerNormalization; decomposed LayerNorm (ReduceMean, Sub, Pow,
-    /// ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β); or RMSNorm as HF writes it (Pow 2, ReduceMean, Add ε, Sqrt,
-    /// Div 1/· or Reciprocal, Mul x, Mul γ). Null when none starts at x.
+    /// The norms reading <paramref name="x"/> (two in a parallel block with a norm per branch): fused
+    /// LayerNormalization; decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β); or
+    /// RMSNorm as HF writes it (Pow 2, ReduceMean, Add ε, Sqrt, Div 1/· or Reciprocal, Mul x, Mul γ).
     /// </summary>
-    public ParsedNorm? TryParseNorm(string x, string where)
+    public List<ParsedNorm> NormsReading(string x, string where)
     {
         var consumers = ConsumersThrough(x);
-        if (consumers.FirstOrDefault(n => n.OpType == "LayerNormalization") is { } fused)
+        var norms = new List<ParsedNorm>();
+        foreach (var fused in consumers.Where(n => n.OpType == "LayerNormalization"))
         {
             var g = FloatVector(fused.Inputs[1]) ?? throw Fail($"{where}: LayerNormalization without a constant scale", fused);
             var b = fused.Inputs.Count > 2 && FloatVector(fused.Inputs[2]) is { } bb ? bb.ToFloats() : new float[g.ElementCount];
-            return new ParsedNorm(NormKind.LayerNorm, g.ToFloats(), b, fused.GetFloat("epsilon", 1e-5f), fused.Outputs[0]);
+            norms.Add(new ParsedNorm(NormKind.LayerNorm, g.ToFloats(), b, fused.GetFloat("epsilon", 1e-5f), fused.Outputs[0]));
         }
-        if (consumers.FirstOrDefault(n => n.OpType == "ReduceMean") is { } mean
-            && consumers.FirstOrDefault(n => n.OpType == "Sub" && Same(n.Inputs[0], x) && n.Inputs[1] == mean.Outputs[0]) is { } sub)
-            return ParseLayerNormTail(sub, where);
-        var square = consumers.FirstOrDefault(n => n.OpType == "Pow" && Scalar(n.Inputs[1]) == 2
-                                                  || n.OpType == "Mul" && n.Inputs[0] == n.Inputs[1]);
-        if (square is null || m.Consumers(square.Outputs[0]).FirstOrDefault(n => n.OpType == "ReduceMean") is not { } meanSquare) return null;
-        return ParseRmsTail(square.Inputs[0], meanSquare, where);
+        foreach (var mean in consumers.Where(n => n.OpType == "ReduceMean"))
+            if (consumers.FirstOrDefault(n => n.OpType == "Sub" && Same(n.Inputs[0], x) && n.Inputs[1] == mean.Outputs[0]) is { } sub)
+                norms.Add(ParseLayerNormTail(sub, where));
+        if (norms.Count > 0) return norms; // a LayerNorm reading x: no squares of x to look at
+        foreach (var square in consumers.Where(n => n.OpType == "Pow" && Scalar(n.Inputs[1]) == 2 || n.OpType == "Mul" && n.Inputs[0] == n.Inputs[1]))
+            if (m.Consumers(square.Outputs[0]).FirstOrDefault(n => n.OpType == "ReduceMean") is { } meanSquare)
+                norms.Add(ParseRmsTail(square.Inputs[0], meanSquare, where));
+        return norms;
     }
 
     private ParsedNorm ParseLayerNormTail(OnnxNode sub, string where)
@@ -350,7 +434,7 @@ internal sealed class GraphWalker(OnnxModel m)
     /// </summary>
     public ParsedAttention ParseAttention(List<ParsedLinear> projections, int d, string where)
     {
-        if (projections.Count != 3)
+        if (projections.Count < 3)
             throw Fail($"{where}: expected 3 projections (query, key, value), found {projections.Count}",
                 projections.Count > 0 ? projections[0].Node : m.Nodes[0]);
         var softmax = FindForward(projections.Select(l => l.Output), n => n.OpType == "Softmax", 32)
@@ -414,6 +498,7 @@ internal sealed class GraphWalker(OnnxModel m)
             throw Fail($"{where}: query, key and value are not three distinct projections", scoreMatMul);
         if (v.Rope is not null) throw Fail($"{where}: rotary embedding applied to the values", scoreMatMul);
         if ((q.Rope is null) != (k.Rope is null)) throw Fail($"{where}: rotary embedding on only one of query and key", scoreMatMul);
+        if (q.RotaryDim != k.RotaryDim) throw Fail($"{where}: the query rotates {q.RotaryDim} dimensions per head, the key {k.RotaryDim}", scoreMatMul);
 
         // Heads: the Reshapes to [batch, seq, heads, headSize], else d / (1/scale²).
         int headSize, heads;
@@ -435,7 +520,7 @@ internal sealed class GraphWalker(OnnxModel m)
         if (k.Reshape is { } ks && ReshapeTail(ks) is { Heads: > 0 } kt && kt.Heads != kvHeads)
             throw Fail($"{where}: the key is reshaped to {kt.Heads} heads, its width {k.Linear.Out} says {kvHeads}", ks);
         return new ParsedAttention(q.Linear, k.Linear, v.Linear, heads, kvHeads, headSize, maskValue, maskOperand, causalWhere,
-            softmax, context, q.Rope, past);
+            softmax, context, q.Rope, q.Rope is null ? null : q.RotaryDim ?? headSize, past);
     }
 
     /// <summary>Whether <paramref name="value"/> is √ of something read from a Shape (GPT-2's head-size scale).</summary>
@@ -471,26 +556,35 @@ internal sealed class GraphWalker(OnnxModel m)
         throw Fail($"{where}: cannot read the attention mask's additive value (expected (1 − mask)·constant or a masked_fill)", add);
     }
 
-    private sealed record ProjectionPath(ParsedLinear Linear, OnnxNode? Reshape, double Scale, (string Cos, string Sin)? Rope);
+    /// <summary>RotaryDim: the width of the rotated part when the path splits one off (partial rotary); null otherwise.</summary>
+    private sealed record ProjectionPath(ParsedLinear Linear, OnnxNode? Reshape, double Scale, (string Cos, string Sin)? Rope, int? RotaryDim);
 
     /// <summary>
     /// Walks back from an input of an attention MatMul to one of the layer's projections through Reshape/Transpose,
-    /// constant scaling, rotary embedding (x·cos + rotate_half(x)·sin), repeat_kv (Unsqueeze, Expand, Reshape) and
-    /// the Concat with a past-key input; returns the Reshape nearest the projection (the one to heads).
+    /// constant scaling, rotary embedding (x·cos + rotate_half(x)·sin, on all of each head or on a sliced-off part:
+    /// Concat(rope(x[…, :r]), x[…, r:])), repeat_kv (Unsqueeze, Expand, Reshape) and the Concat with a past-key input;
+    /// returns the Reshape nearest the projection that no Expand follows (the one to heads: a Reshape after a broadcast
+    /// counts repeated heads).
     /// </summary>
     private ProjectionPath PathToProjection(string value, List<ParsedLinear> linears, string where, string role, List<string> past)
     {
         OnnxNode? reshape = null;
         double scale = 1;
         (string, string)? rope = null;
+        int? rotaryDim = null;
         for (int guard = 0; guard < 24; guard++)
         {
-            if (linears.FirstOrDefault(l => l.Output == value) is { } hit) return new ProjectionPath(hit, reshape, scale, rope);
+            if (linears.FirstOrDefault(l => l.Output == value) is { } hit) return new ProjectionPath(hit, reshape, scale, rope, rotaryDim);
             var p = m.Producer(value) ?? throw Fail($"{where}: the {role} input of attention does not come from a projection of the layer input");
             switch (p.OpType)
             {
                 case "Reshape": reshape = p; value = p.Inputs[0]; break;
-                case "Transpose" or "Identity" or "Squeeze" or "Unsqueeze" or "Cast" or "Expand": value = p.Inputs[0]; break;
+                case "Expand": reshape = null; value = p.Inputs[0]; break;
+                case "Transpose" or "Identity" or "Squeeze" or "Unsqueeze" or "Cast": value = p.Inputs[0]; break;
+                case "Concat" when TryPartialRope(p, where) is { } pr:
+                    if (rope is not null) throw Fail($"{where}: two rotary embeddings on the {role} path", p);
+                    (rope, rotaryDim, value) = ((pr.Cos, pr.Sin), pr.RotaryDim, pr.X);
+                    break;
                 case "Div" or "Mul" when DataAndScalar(p) is { } ds:
                     scale *= p.OpType == "Div" ? 1.0 / ds.Value : ds.Value;
                     value = ds.Data;
@@ -512,6 +606,23 @@ internal sealed class GraphWalker(OnnxModel m)
             }
         }
         throw Fail($"{where}: the {role} input of attention does not come from a projection of the layer input");
+    }
+
+    /// <summary>
+    /// Partial rotary (Phi): Concat(rope(Slice(x, :r)), Slice(x, r:)) on the last axis, the rotated part first; returns
+    /// x, the cos/sin operands and r. Null when <paramref name="concat"/> is not that.
+    /// </summary>
+    private (string X, string Cos, string Sin, int RotaryDim)? TryPartialRope(OnnxNode concat, string where)
+    {
+        if (concat.Inputs.Count != 2 || m.Producer(concat.Inputs[0]) is not { OpType: "Add" } add || TryRope(add) is not { } r
+            || m.Producer(r.X) is not { OpType: "Slice" } rotated || m.Producer(concat.Inputs[1]) is not { OpType: "Slice" } passed
+            || rotated.Inputs[0] != passed.Inputs[0]) return null;
+        long Bound(OnnxNode slice, int input) => slice.Inputs.Count > input && Scalar(slice.Inputs[input]) is { } v ? (long)v
+            : throw Fail($"{where}: a partial rotary Slice with computed bounds", slice);
+        long start = Bound(rotated, 1), end = Bound(rotated, 2), passStart = Bound(passed, 1);
+        if (start != 0 || end <= 0 || passStart != end)
+            throw Fail($"{where}: partial rotary over [{start}, {end}) with the pass-through part from {passStart}", concat);
+        return (rotated.Inputs[0], r.Cos, r.Sin, (int)end);
     }
 
     /// <summary>
@@ -537,21 +648,25 @@ internal sealed class GraphWalker(OnnxModel m)
         return null;
     }
 
-    /// <summary>The last two entries of a Reshape's target shape (heads, head size), from a constant or a Concat of constants.</summary>
-    public (int Heads, int HeadSize)? ReshapeTail(OnnxNode reshape)
+    /// <summary>The last two entries of a Reshape's 4-D target shape (heads, head size); −1 where not constant.</summary>
+    public (int Heads, int HeadSize)? ReshapeTail(OnnxNode reshape) =>
+        ReshapeDims(reshape) is { Length: 4 } v ? ((int)(v[2] ?? -1), (int)(v[3] ?? -1)) : null;
+
+    /// <summary>
+    /// A Reshape's target shape, from a constant or a Concat of pieces: constant pieces give their values, any other
+    /// piece (a size read from a Shape) one null entry. Null when the shape is neither.
+    /// </summary>
+    public long?[]? ReshapeDims(OnnxNode reshape)
     {
         if (reshape.Inputs.Count < 2) return null;
-        if (m.TryGetTensor(reshape.Inputs[1]) is { } c)
-        {
-            var v = c.ToInt64s();
-            return v.Length == 4 ? ((int)v[2], (int)v[3]) : null;
-        }
+        if (m.TryGetTensor(reshape.Inputs[1]) is { } c) return c.ToInt64s().Select(v => (long?)v).ToArray();
         var concat = m.Producer(reshape.Inputs[1]);
         if (concat?.OpType != "Concat" || concat.Inputs.Count < 2) return null;
-        var tail = new List<long>();
+        var dims = new List<long?>();
         foreach (var input in concat.Inputs)
-            tail.AddRange(m.TryGetTensor(input)?.ToInt64s() ?? [-1]);
-        return tail.Count == 4 ? ((int)tail[2], (int)tail[3]) : null;
+            if (m.TryGetTensor(input) is { } piece) dims.AddRange(piece.ToInt64s().Select(v => (long?)v));
+            else dims.Add(null);
+        return dims.ToArray();
     }
 
     /// <summary>
@@ -624,9 +739,11 @@ internal sealed class GraphWalker(OnnxModel m)
     /// The FFN reading <paramref name="x"/>: one Linear, GELU (erf or tanh form), Linear; or SwiGLU: gate and up
     /// Linears, silu(gate) ⊙ up, down ParsedLinear. Any other activation is refused naming its node.
     /// </summary>
-    public ParsedFfn ParseFfn(string x, int d, string where)
+    public ParsedFfn ParseFfn(string x, int d, string where) => ParseFfn(LinearsReading(x), d, where);
+
+    /// <summary>The FFN whose input projections are <paramref name="ups"/> (a parallel block's, read from a norm attention shares).</summary>
+    public ParsedFfn ParseFfn(List<ParsedLinear> ups, int d, string where)
     {
-        var ups = LinearsReading(x);
         if (ups.Count == 2)
         {
             var gate = ups.FirstOrDefault(l => ConsumersThrough(l.Output).Any(n => n.OpType == "Sigmoid"))
@@ -659,14 +776,22 @@ internal sealed class GraphWalker(OnnxModel m)
     /// </summary>
     private (ActivationKind Kind, ParsedLinear Down) ParseActivation(string up, string where)
     {
-        var ops = new List<OnnxNode>();
-        var downNode = FindForward(up, n =>
-        {
-            if (TryLinear(n) is not null) return true;
-            if (!IsShapeOp(n)) ops.Add(n);
-            return false;
-        }, 12) ?? throw Fail($"{where}: no FFN output projection after the activation");
+        var downNode = FindForward(up, n => TryLinear(n) is not null, 12) ?? throw Fail($"{where}: no FFN output projection after the activation");
         var down = TryLinear(downNode)!;
+        // Every node between the projections: backward from the down projection's input to the up projection's output
+        // (not through Shape reads, which would lead out of the FFN).
+        var ops = new List<OnnxNode>();
+        var seen = new HashSet<OnnxNode>();
+        var frontier = new Stack<string>([downNode.Inputs[0]]);
+        while (frontier.Count > 0)
+        {
+            var v = frontier.Pop();
+            if (Same(v, up) || m.Producer(v) is not { } p || !seen.Add(p)) continue;
+            if (seen.Count > 64) throw Fail($"{where}: the FFN activation is not a short chain of elementwise ops", p);
+            if (!IsShapeOp(p)) ops.Add(p);
+            if (p.OpType != "Shape") foreach (var i in p.Inputs.Where(i => i.Length > 0)) frontier.Push(i);
+        }
+        ops.Reverse();
         if (ops.FirstOrDefault(n => n.OpType is not ("Mul" or "Add" or "Div" or "Pow" or "Erf" or "Tanh" or "Gelu")) is { } odd)
             throw Fail($"{where}: unknown FFN activation ({odd.OpType})", odd);
         if (ops.FirstOrDefault(n => n.OpType == "Gelu") is { } gelu)

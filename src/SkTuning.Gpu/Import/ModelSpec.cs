@@ -13,6 +13,13 @@ public enum ModelFamily
     Llama,
     /// <summary>Mistral (LLaMA layout with sliding-window attention).</summary>
     Mistral,
+    /// <summary>
+    /// Falcon decoder: parallel attention and FFN from one LayerNorm (7B) or two (the new decoder architecture), fused
+    /// query_key_value with multi-query or grouped KV heads, RoPE, exact GELU, no linear biases.
+    /// </summary>
+    Falcon,
+    /// <summary>Phi-2 decoder: parallel attention and FFN from one LayerNorm, partial rotary, GELU-tanh, biases everywhere.</summary>
+    Phi,
 }
 
 /// <summary>The normalization layer.</summary>
@@ -31,6 +38,11 @@ public enum NormPlacement
     Post,
     /// <summary>Before the branch (GPT-2, LLaMA): h = h + f(Norm(h)), plus a final norm.</summary>
     Pre,
+    /// <summary>
+    /// Attention and FFN side by side from the layer input (Falcon, Phi): h = h + Attn(Norm₁(h)) + FFN(Norm₂(h)), with
+    /// Norm₂ = Norm₁ when the block has one shared norm (<see cref="ModelSpec.SharedNorm"/>), plus a final norm.
+    /// </summary>
+    Parallel,
 }
 
 /// <summary>The feed-forward activation.</summary>
@@ -135,14 +147,23 @@ public sealed record ModelSpec
     /// <summary>Whether the q/k/v projections carry biases (BERT, GPT-2, Qwen2; not LLaMA/Mistral).</summary>
     public bool QkvBias { get; init; } = true;
 
-    /// <summary>Whether the attention output, FFN and norm β carry biases (BERT, GPT-2; not LLaMA-family, which uses RMSNorm).</summary>
+    /// <summary>
+    /// Whether the attention output and FFN projections carry biases (BERT, GPT-2, Phi; not the LLaMA family or Falcon).
+    /// Norm β follows the norm kind: LayerNorm has one, RMSNorm none.
+    /// </summary>
     public bool OtherBiases { get; init; } = true;
+
+    /// <summary>
+    /// Parallel blocks only: attention and FFN read one norm (Falcon-7B, Phi; the layer has no FFN norm weights) rather
+    /// than one each (Falcon's new decoder architecture).
+    /// </summary>
+    public bool SharedNorm { get; init; }
 
     /// <summary>Number of parameters (embeddings, layers, final norm, pooler).</summary>
     public required long ParameterCount { get; init; }
 
-    /// <summary>Whether the layers are pre-norm with a final norm after the last layer.</summary>
-    public bool HasFinalNorm => NormPlacement == NormPlacement.Pre;
+    /// <summary>Whether the layers are pre-norm or parallel, with a final norm after the last layer.</summary>
+    public bool HasFinalNorm => NormPlacement is NormPlacement.Pre or NormPlacement.Parallel;
 
     /// <summary>Size of the key/value projections: <see cref="KvHeads"/>·<see cref="HeadSize"/>.</summary>
     public int KvDim => KvHeads * HeadSize;
@@ -154,7 +175,7 @@ public sealed record ModelSpec
         var heads = KvHeads == Heads ? $"{Heads} heads × {HeadSize}" : $"{Heads} heads ({KvHeads} KV) × {HeadSize}";
         return string.Create(ic,
             $"{Family.ToString().ToLowerInvariant()}: {Layers} layers, d {Hidden}, {heads}, FFN {FfnSize}, " +
-            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}{(Positions == PositionKind.Rope ? $", θ {RopeTheta:G6}, rotary {RotaryDim}" : "")}), " +
+            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}{(SharedNorm ? ", shared" : "")}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}{(Positions == PositionKind.Rope ? $", θ {RopeTheta:G6}, rotary {RotaryDim}" : "")}), " +
             $"{(Causal ? "causal" : "bidirectional")}, vocabulary {VocabSize:N0}, token types {TypeVocabSize}, " +
             $"mask {MaskValue:G6}{(HasPooler ? ", pooler" : "")}, {ParameterCount / 1e6:F2}M parameters");
     }

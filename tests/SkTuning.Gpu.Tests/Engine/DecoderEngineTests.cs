@@ -9,7 +9,8 @@ namespace SkTuning.Gpu.Tests.Engine;
 
 /// <summary>
 /// The engine on tiny random causal decoders (GPT-2-like; LLaMA-like with GQA 4 heads / 2 KV heads, with and without
-/// q/k/v biases) against the fp64 reference: forward on left- and right-padded batches with a prefix and prompt rows,
+/// q/k/v biases; parallel blocks: Falcon-like with one KV head and a shared norm or 2 KV groups and a norm per branch,
+/// Phi-like with partial rotary) against the fp64 reference: forward on left- and right-padded batches with a prefix and prompt rows,
 /// the reference's own backward against its central differences, the engine's prompt / prefix / full-fine-tuning /
 /// LoRA gradients against the reference's, the ILGPU simulator against the CPU backend, and left padding = no padding.
 /// </summary>
@@ -20,6 +21,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
         "gpt2" => DecoderOptions.Gpt2(seed: 3),
         "llama" => DecoderOptions.Llama(seed: 4),
         "llama-bias" => DecoderOptions.Llama(qkvBias: true, seed: 5),
+        "falcon" => DecoderOptions.Falcon(newArchitecture: false, seed: 6),
+        "falcon-new" => DecoderOptions.Falcon(newArchitecture: true, seed: 7),
+        "phi" => DecoderOptions.Phi(seed: 8),
         _ => throw new ArgumentException(variant),
     };
 
@@ -79,6 +83,10 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", true, 2, 3)]
     [InlineData("llama-bias", true, 2, 3)]
     [InlineData("llama-bias", false, 2, 3)]
+    [InlineData("falcon", true, 2, 3)]
+    [InlineData("falcon-new", false, 2, 3)]
+    [InlineData("phi", true, 2, 3)]
+    [InlineData("phi", false, 0, 0)]
     public void ForwardMatchesTheFp64Reference(string variant, bool left, int promptLen, int prefixLen)
     {
         var c = MakeCase(variant, left, promptLen, prefixLen, seed: 10 + promptLen * 3 + prefixLen + (left ? 1 : 0));
@@ -97,6 +105,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("llama-bias")]
+    [InlineData("falcon")]
+    [InlineData("falcon-new")]
+    [InlineData("phi")]
     public void ReferenceBackwardMatchesCentralDifferencesOfItsForward(string variant)
     {
         // The fp64 reference's analytic backward (the kernels' BackwardReference composed) against central differences
@@ -138,6 +149,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", false)]
     [InlineData("llama", true)]
     [InlineData("llama-bias", true)]
+    [InlineData("falcon", true)]
+    [InlineData("falcon-new", false)]
+    [InlineData("phi", true)]
     public void PromptAndPrefixGradientsMatchTheReference(string variant, bool left)
     {
         var c = MakeCase(variant, left, promptLen: 2, prefixLen: 3, seed: 60 + (left ? 1 : 0));
@@ -156,6 +170,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("llama-bias")]
+    [InlineData("falcon")]
+    [InlineData("falcon-new")]
+    [InlineData("phi")]
     public void FullFineTuningWeightGradientsMatchTheReference(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 70);
@@ -206,6 +223,8 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", 0f, 2)]
     [InlineData("llama", 0f, 0)] // prefix only: the engine skips d(loss)/d(layer-0 input), LoRA's gradients must not
     [InlineData("llama-bias", 0.25f, 2)]
+    [InlineData("falcon", 0f, 0)]
+    [InlineData("phi", 0f, 2)]
     public void LoraGradientsMatchTheReference(string variant, float dropout, int promptLen)
     {
         var c = MakeCase(variant, left: true, promptLen, prefixLen: 3, seed: 80);
@@ -282,6 +301,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama")]
+    [InlineData("phi")]
     public void LeftPaddedExamplesGiveTheUnpaddedExamplesOutputs(string variant)
     {
         // Positions skip padding (cumsum(mask) − 1 after the prefix and prompt): a left-padded example's real tokens
@@ -321,6 +341,8 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama-bias")]
+    [InlineData("falcon-new")]
+    [InlineData("phi")]
     public void SimulatorMatchesTheCpuEngine(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 100);

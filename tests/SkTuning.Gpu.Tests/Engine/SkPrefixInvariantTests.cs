@@ -37,6 +37,9 @@ public sealed class SkPrefixInvariantTests(ITestOutputHelper output) : IDisposab
     [Theory]
     [InlineData("gpt2_opset14")]
     [InlineData("llama_opset14_gqa_theta500k")]
+    [InlineData("falcon_opset14_mqa")]
+    [InlineData("falcon_opset17_new_arch")]
+    [InlineData("phi_opset17_partial_rotary")]
     public void ModelInitialisedPerLayerPrefixEqualsPrependingTheText(string fixture)
     {
         var model = Load(fixture);

@@ -27,6 +27,7 @@ public sealed class DecoderImporterTests : IDisposable
     [
         "gpt2_opset14", "gpt2_opset17_no_position_ids", "llama_opset14_gqa_theta500k", "llama_opset17_rope_cache",
         "qwen2_opset17_qkv_bias", "mistral_opset14_with_past", "llama_opset17_causal_lm", "tinyllama_opset14_external_data",
+        "falcon_opset14_mqa", "falcon_opset17_new_arch", "phi_opset17_partial_rotary",
     ];
 
     private static JsonElement Reference(string name) =>
@@ -41,8 +42,9 @@ public sealed class DecoderImporterTests : IDisposable
         var r = Reference(name);
         var imported = ModelImporter.Import(OnnxPath(name));
         var s = imported.Spec;
-        bool gpt2 = r.GetProperty("family").GetString() == "Gpt2";
-        Assert.Equal(gpt2 ? ModelFamily.Gpt2 : ModelFamily.Llama, s.Family);
+        var family = Enum.Parse<ModelFamily>(r.GetProperty("family").GetString()!);
+        bool gpt2 = family == ModelFamily.Gpt2;
+        Assert.Equal(family, s.Family);
         Assert.Equal(r.GetProperty("layers").GetInt32(), s.Layers);
         Assert.Equal(r.GetProperty("hidden").GetInt32(), s.Hidden);
         Assert.Equal(r.GetProperty("heads").GetInt32(), s.Heads);
@@ -55,7 +57,9 @@ public sealed class DecoderImporterTests : IDisposable
         Assert.Equal(r.GetProperty("qkvBias").GetBoolean(), s.QkvBias);
         Assert.Equal(float.MinValue, s.MaskValue); // HF: torch.finfo(float32).min
         Assert.True(s.Causal);
-        Assert.Equal(NormPlacement.Pre, s.NormPlacement);
+        bool parallel = r.TryGetProperty("parallel", out var p) && p.GetBoolean();
+        Assert.Equal(parallel ? NormPlacement.Parallel : NormPlacement.Pre, s.NormPlacement);
+        Assert.Equal(r.TryGetProperty("sharedNorm", out var shared) && shared.GetBoolean(), s.SharedNorm);
         Assert.False(s.EmbeddingNorm);
         Assert.Equal(0, s.TypeVocabSize);
         Assert.False(s.HasPooler);
@@ -66,7 +70,13 @@ public sealed class DecoderImporterTests : IDisposable
         }
         else
         {
-            Assert.Equal((NormKind.RmsNorm, ActivationKind.SwiGlu, PositionKind.Rope, false), (s.Norm, s.Activation, s.Positions, s.OtherBiases));
+            var expected = family switch
+            {
+                ModelFamily.Falcon => (NormKind.LayerNorm, ActivationKind.GeluErf, PositionKind.Rope, false),
+                ModelFamily.Phi => (NormKind.LayerNorm, ActivationKind.GeluTanh, PositionKind.Rope, true),
+                _ => (NormKind.RmsNorm, ActivationKind.SwiGlu, PositionKind.Rope, false),
+            };
+            Assert.Equal(expected, (s.Norm, s.Activation, s.Positions, s.OtherBiases));
             Assert.Equal(r.GetProperty("rotaryDim").GetInt32(), s.RotaryDim);
             Assert.Equal(r.GetProperty("ropeTheta").GetDouble(), s.RopeTheta, (double)s.RopeTheta * 1e-6);
         }
@@ -107,11 +117,12 @@ public sealed class DecoderImporterTests : IDisposable
         }
         foreach (var l in w.Layers)
         {
-            bool llama = w.Spec.Family == ModelFamily.Llama;
-            Assert.Equal(llama ? w.Spec.Hidden * w.Spec.FfnSize : 0, l.WGate.Length);
-            Assert.Equal(w.Spec.QkvBias ? w.Spec.KvDim : 0, l.Bk.Length);
-            Assert.Equal(llama ? 0 : w.Spec.Hidden, l.Bo.Length);
-            Assert.Equal(llama ? 0 : w.Spec.Hidden, l.AttentionNormBeta.Length);
+            var s = w.Spec;
+            Assert.Equal(s.Activation == ActivationKind.SwiGlu ? s.Hidden * s.FfnSize : 0, l.WGate.Length);
+            Assert.Equal(s.QkvBias ? s.KvDim : 0, l.Bk.Length);
+            Assert.Equal(s.OtherBiases ? s.Hidden : 0, l.Bo.Length);
+            Assert.Equal(s.Norm == NormKind.LayerNorm ? s.Hidden : 0, l.AttentionNormBeta.Length);
+            Assert.Equal(s.SharedNorm ? 0 : s.Hidden, l.FfnNormGamma.Length);
         }
     }
 

@@ -5,7 +5,8 @@ namespace SkTuning.Gpu.Tests.Support;
 
 /// <summary>Sizes of a tiny random decoder (<see cref="DecoderModels.Random"/>).</summary>
 internal sealed record DecoderOptions(ModelFamily Family, int Layers = 2, int Hidden = 16, int Heads = 4, int KvHeads = 4, int FfnSize = 24,
-    int VocabSize = 40, int MaxPositions = 32, bool QkvBias = true, int RotaryDim = 0, float RopeTheta = 10000f, int Seed = 1)
+    int VocabSize = 40, int MaxPositions = 32, bool QkvBias = true, int RotaryDim = 0, float RopeTheta = 10000f, int Seed = 1,
+    bool SharedNorm = false)
 {
     /// <summary>GPT-2-like: pre-LayerNorm, GELU-tanh, absolute positions, biases everywhere.</summary>
     public static DecoderOptions Gpt2(int seed = 1) => new(ModelFamily.Gpt2, Seed: seed);
@@ -13,6 +14,17 @@ internal sealed record DecoderOptions(ModelFamily Family, int Layers = 2, int Hi
     /// <summary>LLaMA-like: pre-RMSNorm, SwiGLU, RoPE (θ small so that tiny positions turn visibly), GQA with 2 KV heads of 4.</summary>
     public static DecoderOptions Llama(bool qkvBias = false, int seed = 1) =>
         new(ModelFamily.Llama, KvHeads: 2, QkvBias: qkvBias, RotaryDim: 4, RopeTheta: 100f, Seed: seed);
+
+    /// <summary>
+    /// Falcon-like: parallel block, LayerNorm, exact GELU, RoPE, no linear biases; 7B layout (one shared norm, one KV head
+    /// of 4) or the new decoder architecture (a norm per branch, 2 KV groups).
+    /// </summary>
+    public static DecoderOptions Falcon(bool newArchitecture, int seed = 1) =>
+        new(ModelFamily.Falcon, KvHeads: newArchitecture ? 2 : 1, QkvBias: false, RotaryDim: 4, RopeTheta: 100f, Seed: seed, SharedNorm: !newArchitecture);
+
+    /// <summary>Phi-like: parallel block from one LayerNorm, GELU-tanh, biases, partial rotary (4 of 8 dimensions per head).</summary>
+    public static DecoderOptions Phi(int seed = 1) =>
+        new(ModelFamily.Phi, Heads: 2, KvHeads: 2, RotaryDim: 4, RopeTheta: 100f, Seed: seed, SharedNorm: true);
 }
 
 /// <summary>
@@ -24,7 +36,8 @@ internal static class DecoderModels
     public static ModelWeights Random(DecoderOptions o)
     {
         var rng = new Random(o.Seed);
-        bool llama = o.Family == ModelFamily.Llama;
+        bool llama = o.Family == ModelFamily.Llama, rotary = o.Family is ModelFamily.Llama or ModelFamily.Falcon or ModelFamily.Phi;
+        bool parallel = o.Family is ModelFamily.Falcon or ModelFamily.Phi, otherBiases = o.Family is ModelFamily.Gpt2 or ModelFamily.Phi;
         int d = o.Hidden, f = o.FfnSize, hd = d / o.Heads, kv = o.KvHeads * hd;
         float[] Rand(int n, double scale, double center = 0)
         {
@@ -37,7 +50,7 @@ internal static class DecoderModels
         var embeddings = new EmbeddingWeights
         {
             Word = Rand(o.VocabSize * d, 1),
-            Position = llama ? [] : Rand(o.MaxPositions * d, 0.5),
+            Position = rotary ? [] : Rand(o.MaxPositions * d, 0.5),
             TokenType = [], NormGamma = [], NormBeta = [],
         };
         var layers = Enumerable.Range(0, o.Layers).Select(_ => new LayerWeights
@@ -45,12 +58,12 @@ internal static class DecoderModels
             Wq = Rand(d * d, 2 * sd), Bq = Opt(o.QkvBias, d, 0.1),
             Wk = Rand(d * kv, 2 * sd), Bk = Opt(o.QkvBias, kv, 0.1),
             Wv = Rand(d * kv, sd), Bv = Opt(o.QkvBias, kv, 0.1),
-            Wo = Rand(d * d, sd), Bo = Opt(!llama, d, 0.1),
+            Wo = Rand(d * d, sd), Bo = Opt(otherBiases, d, 0.1),
             AttentionNormGamma = Rand(d, 0.2, 1), AttentionNormBeta = Opt(!llama, d, 0.2),
             WGate = llama ? Rand(d * f, 2 * sd) : [],
-            W1 = Rand(d * f, 2 * sd), B1 = Opt(!llama, f, 0.1),
-            W2 = Rand(f * d, sf), B2 = Opt(!llama, d, 0.1),
-            FfnNormGamma = Rand(d, 0.2, 1), FfnNormBeta = Opt(!llama, d, 0.2),
+            W1 = Rand(d * f, 2 * sd), B1 = Opt(otherBiases, f, 0.1),
+            W2 = Rand(f * d, sf), B2 = Opt(otherBiases, d, 0.1),
+            FfnNormGamma = o.SharedNorm ? [] : Rand(d, 0.2, 1), FfnNormBeta = Opt(!llama && !o.SharedNorm, d, 0.2),
         }).ToList();
         var spec = new ModelSpec
         {
@@ -62,19 +75,20 @@ internal static class DecoderModels
             HeadSize = hd,
             FfnSize = f,
             Norm = llama ? NormKind.RmsNorm : NormKind.LayerNorm,
-            NormPlacement = NormPlacement.Pre,
+            NormPlacement = parallel ? NormPlacement.Parallel : NormPlacement.Pre,
+            SharedNorm = o.SharedNorm,
             Epsilon = 1e-5f,
-            Activation = llama ? ActivationKind.SwiGlu : ActivationKind.GeluTanh,
-            Positions = llama ? PositionKind.Rope : PositionKind.Absolute,
+            Activation = llama ? ActivationKind.SwiGlu : o.Family == ModelFamily.Falcon ? ActivationKind.GeluErf : ActivationKind.GeluTanh,
+            Positions = rotary ? PositionKind.Rope : PositionKind.Absolute,
             Causal = true,
             VocabSize = o.VocabSize,
             MaxPositions = o.MaxPositions,
             TypeVocabSize = 0,
             MaskValue = float.MinValue,
             RopeTheta = o.RopeTheta,
-            RotaryDim = llama ? o.RotaryDim : 0,
+            RotaryDim = rotary ? o.RotaryDim : 0,
             QkvBias = o.QkvBias,
-            OtherBiases = !llama,
+            OtherBiases = otherBiases,
             ParameterCount = 0,
         };
         var finalGamma = Rand(d, 0.2, 1);

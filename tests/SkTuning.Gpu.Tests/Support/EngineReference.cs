@@ -16,8 +16,9 @@ internal sealed record ReferenceGradients(Dictionary<string, double[]> Weights, 
 
 /// <summary>
 /// The engine's forward and backward in fp64, composed only of the kernels' fp64 references (llm.c style), for every
-/// family the spec describes: post-norm encoders (BERT) and pre-norm causal decoders (GPT-2: LayerNorm, GELU-tanh,
-/// absolute positions; LLaMA: RMSNorm, SwiGLU, RoPE, grouped KV heads), with a final norm in pre-norm models. The
+/// family the spec describes: post-norm encoders (BERT), pre-norm causal decoders (GPT-2: LayerNorm, GELU-tanh,
+/// absolute positions; LLaMA: RMSNorm, SwiGLU, RoPE, grouped KV heads) and parallel ones (Falcon: one or two norms,
+/// multi-query or grouped KV heads; Phi: partial rotary), with a final norm in pre-norm and parallel models. The
 /// ground truth for the fast engine's forward and gradients; its own backward is checked against central differences of
 /// its forward. Decoder positions follow the documented rule, written here independently of the engine: the prefix
 /// holds 0..m−1 (its keys given unrotated and rotated here), prompt rows m.., and each example's tokens continue after
@@ -73,10 +74,10 @@ internal static class EngineReference
     private sealed class LayerTape
     {
         public double[] X = [];            // layer input
-        public double[] AttnIn = [];       // what attention reads: X (post-norm) or AttnNorm(X) (pre-norm)
+        public double[] AttnIn = [];       // what attention reads: X (post-norm) or AttnNorm(X) (pre-norm, parallel)
         public double[] AttnSum = [];      // post: X + Attn; pre: h = X + Attn
         public double[] AttnMean = [], AttnRstd = [];
-        public double[] FfnIn = [];        // what the FFN reads: AttnNorm(AttnSum) (post) or FfnNorm(h) (pre)
+        public double[] FfnIn = [];        // what the FFN reads: AttnNorm(AttnSum) (post), FfnNorm(h) (pre), FfnNorm(X) or AttnIn (parallel)
         public double[] FfnSum = [];       // post: FfnIn + FFN (before FfnNorm)
         public double[] FfnMean = [], FfnRstd = [];
         public double[] Qkv = [], PrefixK = [], PrefixV = [], Probs = [], Context = [], Up = [], Act = [];
@@ -193,6 +194,21 @@ internal static class EngineReference
                 la.FfnSum = FeedForward(l, la);
                 Residual(la.FfnIn, la.FfnSum);
                 Norm(n.FfnNormGamma, n.FfnNormBeta, la.FfnSum, output, la.FfnMean, la.FfnRstd, rows);
+            }
+            else if (_s.NormPlacement == NormPlacement.Parallel)
+            {
+                // out = x + Attn(AttnNorm(x)) + FFN(FfnNorm(x)), FfnNorm = AttnNorm when shared
+                la.AttnIn = new double[rows * d];
+                Norm(n.AttentionNormGamma, n.AttentionNormBeta, la.X, la.AttnIn, la.AttnMean, la.AttnRstd, rows);
+                la.FfnIn = la.AttnIn;
+                if (!_s.SharedNorm)
+                {
+                    la.FfnIn = new double[rows * d];
+                    Norm(n.FfnNormGamma, n.FfnNormBeta, la.X, la.FfnIn, la.FfnMean, la.FfnRstd, rows);
+                }
+                output = Attention(l, la);
+                Residual(FeedForward(l, la), output);
+                Residual(la.X, output);
             }
             else
             {
@@ -338,6 +354,18 @@ internal static class EngineReference
                 NormBackward(n.AttentionNormGamma, n.AttentionNormBeta, dh, la.AttnSum, la.AttnMean, la.AttnRstd, dAttnSum, rows);
                 var dx = (double[])dAttnSum.Clone();
                 AttentionBackward(l, la, dAttnSum, dx, dPrefix);
+                return dx;
+            }
+            else if (_s.NormPlacement == NormPlacement.Parallel)
+            {
+                // Both branches read the norm output(s) of x: a shared norm gets the sum of their gradients.
+                var dAttnIn = new double[rows * d];
+                AttentionBackward(l, la, dOut, dAttnIn, dPrefix);
+                var dFfnIn = _s.SharedNorm ? dAttnIn : new double[rows * d];
+                FeedForwardBackward(l, la, dOut, dFfnIn);
+                var dx = (double[])dOut.Clone();
+                NormBackward(n.AttentionNormGamma, n.AttentionNormBeta, dAttnIn, la.X, la.AttnMean, la.AttnRstd, dx, rows);
+                if (!_s.SharedNorm) NormBackward(n.FfnNormGamma, n.FfnNormBeta, dFfnIn, la.X, la.FfnMean, la.FfnRstd, dx, rows);
                 return dx;
             }
             else
