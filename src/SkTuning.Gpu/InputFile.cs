@@ -67,8 +67,8 @@ public static partial class InputFile
     /// </summary>
     public static string ResolveContained(string folder, string location, string file, string what)
     {
-        string Refuse(string why) => throw new SkTuningException($"{file}: {what} location '{location}' {why}; only files inside {folder} are read");
-        if (Path.IsPathRooted(location) || location.StartsWith('/') || location.StartsWith('\\')) Refuse("is an absolute path");
+        void Refuse(string why) => throw new SkTuningException($"{file}: {what} location '{location}' {why}; only files inside {folder} are read");
+        if (Path.IsPathRooted(location)) Refuse("is an absolute path");
         if (location.Split('/', '\\').Contains("..")) Refuse("climbs out of the model's folder with '..'");
         string root = RealPath(folder);
         string real = RealPath(Path.Combine(folder, location));

@@ -104,7 +104,7 @@ public sealed record TrainOptions
         Require(BatchSize > 0, "--batch", BatchSize, "must be positive");
         Require(BatchSize <= MaxBatchSize, "--batch", BatchSize, $"at most {MaxBatchSize} examples per step");
         Require(EvalEvery > 0, "--eval-every", EvalEvery, "must be positive");
-        Require(LearningRate > 0 && float.IsFinite(LearningRate), "--lr", LearningRate, "must be positive and finite");
+        Require(LearningRate >= 0 && float.IsFinite(LearningRate), "--lr", LearningRate, "must be a finite number, 0 or more (0 leaves the weights as initialized)");
         Require(WeightDecay >= 0 && float.IsFinite(WeightDecay), "--weight-decay", WeightDecay, "must be a finite number, 0 or more");
         Require(MaxGradNorm > 0 && float.IsFinite(MaxGradNorm), "--clip", MaxGradNorm, "must be a positive finite number (the largest global gradient norm)");
         Require(Dropout is >= 0 and < 1, "--dropout", Dropout, "must be in [0, 1)");
