@@ -4,13 +4,15 @@ namespace SkTuning.Gpu.Cli;
 
 /// <summary>
 /// Runs a parsed command and maps failures to exit codes: 0 success, 2 bad input (usage errors and
-/// <see cref="SkTuningException"/>, printed as one line), 1 an internal error (one line; the stack trace only
-/// with SKTUNE_DEBUG=1).
+/// <see cref="SkTuningException"/>, printed as one line), 3 an environment failure (<see cref="SkTuningEnvironmentException"/>:
+/// full disk, unwritable folder; one line naming the path and the variable or flag), 1 an internal error (one line; the
+/// stack trace only with SKTUNE_DEBUG=1). docs/RELIABILITY.md lists the cases.
 /// </summary>
 internal static class CliRunner
 {
     public const int BadInput = 2;
     public const int InternalError = 1;
+    public const int EnvironmentError = 3;
 
     public static int Run(RootCommand root, string[] args)
     {
@@ -34,6 +36,11 @@ internal static class CliRunner
         {
             Console.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ")}");
             return BadInput;
+        }
+        catch (SkTuningEnvironmentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ")}");
+            return EnvironmentError;
         }
         catch (ArgumentException e)
         {

@@ -7,13 +7,14 @@ namespace SkTuning.Gpu;
 public static class AtomicFile
 {
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/> atomically.</summary>
+    /// <exception cref="SkTuningEnvironmentException">The folder cannot be created or written (full disk, read-only, no permission); the target is untouched.</exception>
     public static void Write(string path, Action<Stream> write)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
+            Directory.CreateDirectory(dir);
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 write(stream);
@@ -21,9 +22,15 @@ public static class AtomicFile
             }
             File.Move(temp, path, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SkTuningEnvironmentException(
+                $"{path}: cannot write ({e.Message.ReplaceLineEndings(" ")}); free disk space or make the folder writable, or write elsewhere (--out for runs, SKTUNE_CACHE for the cache)", e);
+        }
         finally
         {
-            if (File.Exists(temp)) File.Delete(temp);
+            try { if (File.Exists(temp)) File.Delete(temp); }
+            catch (IOException) { /* the write already failed; a stray temporary file is harmless */ }
         }
     }
 

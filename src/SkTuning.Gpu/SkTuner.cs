@@ -54,13 +54,14 @@ public sealed class SkTuner : IDisposable
     {
         var run = RunFolder.Open(runDirectory);
         var config = run.ReadConfig<AdapterConfig>();
+        config.Validate(run.ConfigPath);
         var frozen = FrozenModel.Load(model ?? config.Model);
         var weights = run.ReadAdapter(expectedModelHash: frozen.Hash);
         var backend = BackendFactory.Create(device, log);
         try
         {
             var tuned = TunedModelBuilder.Build(frozen, config, backend, log);
-            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Data), run.AdapterPath);
+            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, run.AdapterPath);
             return new SkTuner(run, config, frozen, backend, tuned);
         }
         catch

@@ -39,6 +39,7 @@ internal static class CompareCommand
                 SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
                 Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), EvalEvery = parse.GetValue(evalEvery), Seed = seedList is { Count: > 0 } ? seedList[0] : parse.GetValue(seed),
             };
+            (shared with { LearningRate = parse.GetValue(lr) ?? shared.LearningRate }).Validate();
             string outDir = parse.GetValue(output) ?? Path.Combine("runs", $"compare-{task.Name}");
             string modelName = parse.GetValue(model)!;
             var frozen = FrozenModel.Load(modelName);

@@ -42,7 +42,11 @@ internal static class PredictCommand
         if (!File.Exists(path)) throw new SkTuningException($"{path}: file not found");
         var utf8 = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
         string[] lines;
-        try { lines = File.ReadAllLines(path, utf8); }
+        try
+        {
+            var bytes = InputFile.ReadAllBytes(path).AsSpan();
+            lines = utf8.GetString(bytes[(bytes.StartsWith("\xEF\xBB\xBF"u8) ? 3 : 0)..]).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        }
         catch (System.Text.DecoderFallbackException) { throw new SkTuningException($"{path}: invalid UTF-8"); }
         var result = new List<(string, string?)>();
         for (int i = 0; i < lines.Length; i++)

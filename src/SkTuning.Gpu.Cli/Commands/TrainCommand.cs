@@ -32,7 +32,7 @@ internal static class TrainCommand
         var pooling = new Option<string?>("--pooling") { Description = "sequence pooling: mean, cls or last (default: last real token for causal decoders, mean for encoders)" };
         pooling.AcceptOnlyFromAmong("mean", "cls", "last");
         var steps = new Option<int>("--steps") { Description = "optimizer steps", DefaultValueFactory = _ => d.Steps };
-        var batch = new Option<int>("--batch") { Description = "examples per step", DefaultValueFactory = _ => d.BatchSize };
+        var batch = new Option<int>("--batch") { Description = $"examples per step (1 to {TrainOptions.MaxBatchSize})", DefaultValueFactory = _ => d.BatchSize };
         var lr = new Option<float?>("--lr") { Description = $"peak learning rate (default {d.LearningRate} for sk-*, the method's own for baselines)" };
         var warmup = new Option<int>("--warmup") { Description = "warmup steps", DefaultValueFactory = _ => d.WarmupSteps };
         var decay = new Option<float>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => d.WeightDecay };
@@ -68,15 +68,14 @@ internal static class TrainCommand
                 SemanticText = parse.GetValue(text) ?? SemanticTexts.For(task.Name),
                 Pooling = parse.GetValue(pooling) switch { "cls" => Pooling.Cls, "last" => Pooling.Last, "mean" => Pooling.Mean, _ => null },
                 Init = parse.GetValue(init) == "model" ? AdapterInit.Model : AdapterInit.Random,
-                Steps = Positive(parse.GetValue(steps), "--steps"), BatchSize = Positive(parse.GetValue(batch), "--batch"),
+                Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch),
                 LearningRate = parse.GetValue(lr) ?? d.LearningRate, WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
                 MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
-                EvalEvery = Positive(parse.GetValue(evalEvery), "--eval-every"), Patience = parse.GetValue(patience),
+                EvalEvery = parse.GetValue(evalEvery), Patience = parse.GetValue(patience),
                 CheckpointEvery = parse.GetValue(checkpointEvery),
             };
             if (!methodName.StartsWith("sk-", StringComparison.Ordinal)) options = MethodDefaults.For(methodName, options, parse.GetValue(lr));
-            if (options.Dropout is < 0 or >= 1) throw new SkTuningException($"--dropout {options.Dropout}: must be in [0, 1)");
-            if (!(options.LearningRate > 0)) throw new SkTuningException($"--lr {options.LearningRate}: must be positive");
+            options.Validate();
             string outDir = parse.GetValue(output) ?? DefaultOut(task.Name, methodName, parse.GetValue(resume));
             string modelName = parse.GetValue(model)!;
             CliRunner.Log($"loading {modelName}");
@@ -108,7 +107,4 @@ internal static class TrainCommand
         while (Runs.RunFolder.IsRunFolder(Name(i))) i++;
         return resume ? Name(Math.Max(1, i - 1)) : Name(i);
     }
-
-    private static int Positive(int value, string name) =>
-        value > 0 ? value : throw new SkTuningException($"{name} {value}: must be positive");
 }

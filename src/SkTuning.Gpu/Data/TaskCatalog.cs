@@ -142,7 +142,7 @@ public static class TaskCatalog
         ".csv" => DataFormat.Csv,
         ".jsonl" or ".json" or ".ndjson" => DataFormat.JsonLines,
         ".conll" or ".bio" or ".iob" or ".conllu" => DataFormat.Conll,
-        var e => throw new SkTuningException($"{path}: cannot tell the format from the extension '{e}' (pass --format tsv|csv|jsonl|conll)"),
+        var e => throw new SkTuningException($"{path}: cannot tell the format from the extension '{e}' (name it .tsv, .csv, .jsonl or .conll)"),
     };
 
     private static ColumnRef? Pair(string? c) => c is null ? null : (ColumnRef?)ColumnRef.Parse(c);
@@ -168,12 +168,17 @@ public static class TaskCatalog
         return new TaskData(t, Encode(train), Encode(dev), null, labels);
     }
 
+    /// <summary>The largest |target| a regression task takes: its square, summed over a batch, stays far inside float32.</summary>
+    public const double MaxRegressionTarget = 1e9;
+
     internal static TaskData Regressed(TaskSpec t, List<RawExample> train, List<RawExample> dev)
     {
         static List<TextExample> Parse(List<RawExample> rows) => rows.ConvertAll(r =>
-            double.TryParse(r.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
-                ? TextExample.ForValue(r.Text, r.TextPair, v, r.Source)
-                : throw new SkTuningException($"{r.File}:{r.Line}: regression target '{LabelSet.Printable(r.Label)}' is not a number"));
+            !double.TryParse(r.Label, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !double.IsFinite(v)
+                ? throw new SkTuningException($"{r.File}:{r.Line}: regression target '{LabelSet.Printable(r.Label)}' is not a number")
+                : Math.Abs(v) > MaxRegressionTarget
+                    ? throw new SkTuningException($"{r.File}:{r.Line}: regression target {LabelSet.Printable(r.Label)} is beyond ±{MaxRegressionTarget:0e0}, where the float32 squared error overflows; rescale the targets")
+                    : TextExample.ForValue(r.Text, r.TextPair, v, r.Source));
         return new TaskData(t, Parse(train), Parse(dev), null, null);
     }
 

@@ -21,7 +21,7 @@ internal sealed class Utf8LineReader : IDisposable
         _path = path;
         try
         {
-            _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            _stream = InputFile.OpenRead(path, 1, FileOptions.SequentialScan);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

@@ -71,7 +71,15 @@ public static class ModelCatalog
         var dll = Path.Combine(AppContext.BaseDirectory, "models", entry.Assembly + ".dll");
         if (!File.Exists(dll))
             throw new SkTuningException($"{dll}: missing; the build copies it from the NuGet package {entry.Assembly}");
-        Directory.CreateDirectory(dir);
+        try
+        {
+            Directory.CreateDirectory(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SkTuningEnvironmentException(
+                $"{dir}: cannot create the model cache ({e.Message.ReplaceLineEndings(" ")}); set SKTUNE_CACHE to a writable folder", e);
+        }
         // A throwaway load context: only the manifest resources are read, no type from it is loaded.
         var context = new AssemblyLoadContext("model-" + name, isCollectible: true);
         try

@@ -65,6 +65,9 @@ public sealed class OnnxTensor
         foreach (var d in Dims)
         {
             if (d < 0) throw new SkTuningException($"{file}: tensor '{Name}' has a negative dimension {d}");
+            // A product past what one array holds cannot be data of a real file; refusing it here keeps every later size check in range.
+            if (d > Array.MaxLength || (d > 0 && count > Array.MaxLength / d))
+                throw new SkTuningException($"{file}: tensor '{Name}' declares shape [{string.Join(",", Dims)}], more elements than an array holds ({Array.MaxLength:N0})");
             count *= d;
         }
         ElementCount = count;
@@ -83,14 +86,19 @@ public sealed class OnnxTensor
             }
             if (string.IsNullOrEmpty(location))
                 throw new SkTuningException($"{file}: tensor '{Name}' has external data without a location");
-            var path = Path.Combine(baseDirectory ?? ".", location);
+            if (baseDirectory is null)
+                throw new SkTuningException($"{file}: tensor '{Name}' keeps its data in {location}, but the model was not read from a folder");
+            var path = InputFile.ResolveContained(baseDirectory, location, file, $"tensor '{Name}' external-data");
             if (!File.Exists(path))
                 throw new SkTuningException($"{file}: external-data file {location} of tensor '{Name}' is missing (looked for {path})");
+            InputFile.RequireRegular(path);
             long fileLength = new FileInfo(path).Length;
+            if (offset < 0 || offset > fileLength)
+                throw new SkTuningException($"{file}: external-data file {location} has {fileLength} bytes, tensor '{Name}' starts at offset {offset}");
             if (length < 0) length = fileLength - offset;
-            if (offset < 0 || offset + length > fileLength)
+            if (length > fileLength - offset)
                 throw new SkTuningException(
-                    $"{file}: external-data file {location} has {fileLength} bytes, tensor '{Name}' needs bytes {offset}..{offset + length}");
+                    $"{file}: external-data file {location} has {fileLength} bytes, tensor '{Name}' needs {length} bytes from offset {offset}");
             _externalPath = path;
             _externalOffset = offset;
             _externalLength = length;
@@ -136,19 +144,15 @@ public sealed class OnnxTensor
             case OnnxElementType.Float16:
             case OnnxElementType.BFloat16:
             {
-                var bits = new ushort[n];
                 var raw = RawBytes();
+                // Sizes are checked before the n-element arrays exist: n comes from the declared shape, not from the data.
+                if (raw is not null) CheckBytes(raw, n, 2);
+                else CheckLength(Proto.Int32Data, n); // typed storage of 16-bit types is int32_data, one value per element
+                var bits = new ushort[n];
                 if (raw is not null)
-                {
-                    CheckBytes(raw, n, 2);
                     for (int i = 0; i < n; i++) bits[i] = BinaryPrimitives.ReadUInt16LittleEndian(raw.AsSpan(2 * i));
-                }
                 else
-                {
-                    // Typed storage of 16-bit types is int32_data, one value per element.
-                    CheckLength(Proto.Int32Data.ToArray(), n);
                     for (int i = 0; i < n; i++) bits[i] = (ushort)Proto.Int32Data[i];
-                }
                 var f = new float[n];
                 if (ElementType == OnnxElementType.Float16)
                     for (int i = 0; i < n; i++) f[i] = (float)BitConverter.UInt16BitsToHalf(bits[i]);
@@ -258,7 +262,7 @@ public sealed class OnnxTensor
             throw new SkTuningException($"{_file}: tensor '{Name}' has {raw.Length} data bytes, shape [{string.Join(",", Dims)}] needs {(long)n * size}");
     }
 
-    private T[] CheckLength<T>(T[] values, int n) => values.Length == n
+    private TList CheckLength<TList>(TList values, int n) where TList : System.Collections.ICollection => values.Count == n
         ? values
-        : throw new SkTuningException($"{_file}: tensor '{Name}' has {values.Length} values, shape [{string.Join(",", Dims)}] needs {n}");
+        : throw new SkTuningException($"{_file}: tensor '{Name}' has {values.Count} values, shape [{string.Join(",", Dims)}] needs {n}");
 }

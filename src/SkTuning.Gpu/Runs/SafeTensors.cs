@@ -44,7 +44,7 @@ public static class SafeTensors
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            bytes = InputFile.ReadAllBytes(path);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -84,24 +84,32 @@ public static class SafeTensors
                 throw new SkTuningException($"{source}: safetensors header is not a JSON object");
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var entries = new List<(string Name, TensorDType DType, int[] Shape, long Begin, long End)>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var property in doc.RootElement.EnumerateObject())
+            try
             {
-                if (!seen.Add(property.Name))
-                    throw new SkTuningException($"{source}: safetensors header names '{property.Name}' twice");
-                if (property.Name == MetadataKey)
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var property in doc.RootElement.EnumerateObject())
                 {
-                    if (property.Value.ValueKind != JsonValueKind.Object)
-                        throw new SkTuningException($"{source}: safetensors {MetadataKey} is not a JSON object");
-                    foreach (var m in property.Value.EnumerateObject())
+                    if (!seen.Add(property.Name))
+                        throw new SkTuningException($"{source}: safetensors header names '{property.Name}' twice");
+                    if (property.Name == MetadataKey)
                     {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw new SkTuningException($"{source}: safetensors {MetadataKey} entry '{m.Name}' is not a string");
-                        metadata[m.Name] = m.Value.GetString()!;
+                        if (property.Value.ValueKind != JsonValueKind.Object)
+                            throw new SkTuningException($"{source}: safetensors {MetadataKey} is not a JSON object");
+                        foreach (var m in property.Value.EnumerateObject())
+                        {
+                            if (m.Value.ValueKind != JsonValueKind.String)
+                                throw new SkTuningException($"{source}: safetensors {MetadataKey} entry '{m.Name}' is not a string");
+                            metadata[m.Name] = m.Value.GetString()!;
+                        }
+                        continue;
                     }
-                    continue;
+                    entries.Add(ParseEntry(source, property.Name, property.Value, data.Length));
                 }
-                entries.Add(ParseEntry(source, property.Name, property.Value, data.Length));
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            {
+                // A name or string escape that is not valid UTF-16 (a lone surrogate such as \ud800) parses but cannot be read.
+                throw new SkTuningException($"{source}: safetensors header holds a string that is not valid text: {OneLine(e.Message)}", e);
             }
 
             // No two tensors may share bytes (empty tensors take none).

@@ -7,7 +7,7 @@ internal sealed class SentencePieceModel : ITokenModel
 {
     public SentencePieceModel(string path)
     {
-        using var stream = File.OpenRead(path);
+        using var stream = InputFile.OpenRead(path);
         // Special tokens are added by TextTokenizer from tokenizer_config.json, so the model adds none itself.
         Sp = SentencePieceTokenizer.Create(stream, false, false);
     }

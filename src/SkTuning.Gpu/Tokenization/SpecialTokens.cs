@@ -57,7 +57,7 @@ internal sealed record SpecialTokens(int? BosId, int? EosId, int? PadId, bool Ad
         if (!File.Exists(path)) return null;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            using var doc = JsonDocument.Parse(InputFile.ReadAllText(path));
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new SkTuningException($"{path}: expected a JSON object");
             return doc.RootElement.Clone();
         }

@@ -70,7 +70,7 @@ public sealed class TextTokenizer
             if (File.Exists(current = P("vocab.txt"))) return new TextTokenizer(new WordPieceModel(current, directory), Bert);
             if (File.Exists(current = P("tokenizer.json")))
             {
-                using var doc = JsonDocument.Parse(File.ReadAllText(current));
+                using var doc = JsonDocument.Parse(InputFile.ReadAllText(current));
                 var model = TokenizerJson.Read(doc.RootElement, current);
                 if (model is WordPieceModel) return new TextTokenizer(model, Bert);
                 // A SentencePiece conversion without a post_processor still adds BOS as Llama does.
@@ -81,7 +81,7 @@ public sealed class TextTokenizer
             {
                 var vocab = ReadVocabJson(current);
                 current = P("merges.txt");
-                var merges = File.ReadLines(current).Where(l => l.Length > 0 && !l.StartsWith("#version")).ToList();
+                var merges = InputFile.ReadAllLines(current).Where(l => l.Length > 0 && !l.StartsWith("#version")).ToList();
                 var model = new ByteLevelBpeModel(vocab, merges, [], ByteLevelBpeModel.Gpt2Pattern, false, false);
                 // GPT-2's tokenizer class defaults BOS/EOS to <|endoftext|> and adds neither.
                 int? eot = vocab.TryGetValue("<|endoftext|>", out var e) ? e : null;
@@ -110,7 +110,7 @@ public sealed class TextTokenizer
 
     private static Dictionary<string, int> ReadVocabJson(string path)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        using var doc = JsonDocument.Parse(InputFile.ReadAllText(path));
         return doc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt32());
     }
 

@@ -8,7 +8,7 @@ internal sealed class WordPieceModel : ITokenModel
 {
     public WordPieceModel(string vocabPath, string directory)
     {
-        var vocabulary = File.ReadAllLines(vocabPath);
+        var vocabulary = InputFile.ReadAllLines(vocabPath).ToArray();
         if (vocabulary.Length == 0) throw new SkTuningException($"{vocabPath}: empty vocabulary");
         var (lower, strip) = CaseOptions(directory, vocabulary);
         _lower = lower;
@@ -45,7 +45,7 @@ internal sealed class WordPieceModel : ITokenModel
         bool? lower = null, strip = null;
         if (File.Exists(config))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(config));
+            using var doc = JsonDocument.Parse(InputFile.ReadAllText(config));
             if (doc.RootElement.TryGetProperty("do_lower_case", out var l)) lower = l.GetBoolean();
             if (doc.RootElement.TryGetProperty("strip_accents", out var s) && s.ValueKind is JsonValueKind.True or JsonValueKind.False) strip = s.GetBoolean();
         }

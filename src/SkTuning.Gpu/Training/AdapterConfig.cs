@@ -80,4 +80,17 @@ public sealed record AdapterConfig
         _ => null,
     };
 
+    /// <summary>
+    /// Checks what a reader relies on beyond the JSON's types: a label name for every class the head outputs, and
+    /// positive sizes. <paramref name="path"/> names the file in the one-line error.
+    /// </summary>
+    /// <exception cref="SkTuningException">The configuration cannot describe a working model.</exception>
+    public void Validate(string path)
+    {
+        if (TaskKind != TaskKind.Regression && Labels?.Length != Classes)
+            throw new SkTuningException($"{path}: labels has {Labels?.Length ?? 0} names but the head has {Classes} classes; the file is damaged (retrain the run)");
+        if (Classes < 1 || Dim < 1 || Layers < 1 || MaxTokens < 1 || SemanticTokens < 0 || Tokens < 0)
+            throw new SkTuningException($"{path}: classes, dim, layers, max_tokens must be positive and tokens, semantic_tokens not negative; the file is damaged (retrain the run)");
+    }
+
 }

@@ -84,6 +84,34 @@ public sealed record TrainOptions
 
     /// <summary>Write a resumable checkpoint every this many steps (0 = only at evaluations and the end).</summary>
     public int CheckpointEvery { get; init; } = 0;
+
+    /// <summary>The largest <see cref="BatchSize"/>: well past any useful batch, and far from the int overflow of B·T·d buffers.</summary>
+    public const int MaxBatchSize = 4096;
+
+    /// <summary>
+    /// Refuses values no run can use (NaN, negative counts, an unbounded batch) with a one-line error naming the
+    /// command-line option and its valid range, before any model is loaded.
+    /// </summary>
+    /// <exception cref="SkTuningException">The first invalid option.</exception>
+    public void Validate()
+    {
+        static string V(double v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        static void Require(bool ok, string option, double value, string rule)
+        {
+            if (!ok) throw new SkTuningException($"{option} {V(value)}: {rule}");
+        }
+        Require(Steps > 0, "--steps", Steps, "must be positive");
+        Require(BatchSize > 0, "--batch", BatchSize, "must be positive");
+        Require(BatchSize <= MaxBatchSize, "--batch", BatchSize, $"at most {MaxBatchSize} examples per step");
+        Require(EvalEvery > 0, "--eval-every", EvalEvery, "must be positive");
+        Require(LearningRate >= 0 && float.IsFinite(LearningRate), "--lr", LearningRate, "must be a finite number, 0 or more (0 leaves the weights as initialized)");
+        Require(WeightDecay >= 0 && float.IsFinite(WeightDecay), "--weight-decay", WeightDecay, "must be a finite number, 0 or more");
+        Require(MaxGradNorm > 0 && float.IsFinite(MaxGradNorm), "--clip", MaxGradNorm, "must be a positive finite number (the largest global gradient norm)");
+        Require(Dropout is >= 0 and < 1, "--dropout", Dropout, "must be in [0, 1)");
+        Require(WarmupSteps >= 0, "--warmup", WarmupSteps, "must be 0 or more");
+        Require(Patience >= 0, "--patience", Patience, "must be 0 or more (0 = no early stop)");
+        Require(CheckpointEvery >= 0, "--checkpoint-every", CheckpointEvery, "must be 0 or more (0 = at evaluations)");
+    }
 }
 
 /// <summary>Which zero-shot states SK-Prompt maps: the last layer's or the embedding output (paper Figure 1b).</summary>

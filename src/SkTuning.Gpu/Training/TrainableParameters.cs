@@ -1,4 +1,5 @@
 using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Runs;
 
 namespace SkTuning.Gpu.Training;
 
@@ -88,20 +89,37 @@ public sealed class TrainableParameters : IDisposable
         return Infos.ToDictionary(p => p.Name, p => all.AsSpan(p.Offset, p.Length).ToArray());
     }
 
-    /// <summary>Uploads named host tensors into one of the four buffers; every tensor must be present with its exact size.</summary>
-    /// <exception cref="SkTuningException">A tensor is missing or has the wrong size (names <paramref name="source"/>).</exception>
-    public void Import(DeviceArray<float> buffer, IReadOnlyDictionary<string, float[]> tensors, string source)
+    /// <summary>
+    /// Uploads loaded tensors into one of the four buffers. Every tensor must be present, F32, of its exact shape (a
+    /// transposed [C, d] for [d, C] holds the right count but the wrong layout) and finite: a NaN loaded here would
+    /// only show later as a silently wrong metric.
+    /// </summary>
+    /// <exception cref="SkTuningException">A tensor is missing, of another type or shape, or holds NaN/Inf (names <paramref name="source"/>).</exception>
+    public void Import(DeviceArray<float> buffer, IReadOnlyDictionary<string, NamedTensor> tensors, string source)
     {
         var all = new float[Count];
         foreach (var p in Infos)
         {
-            if (!tensors.TryGetValue(p.Name, out var data))
+            if (!tensors.TryGetValue(p.Name, out var t))
                 throw new SkTuningException($"{source}: tensor '{p.Name}' is missing");
-            if (data.Length != p.Length)
-                throw new SkTuningException($"{source}: tensor '{p.Name}' has {data.Length} values, expected [{string.Join(",", p.Shape)}] = {p.Length}");
-            data.CopyTo(all, p.Offset);
+            if (t.DType != TensorDType.F32)
+                throw new SkTuningException($"{source}: tensor '{p.Name}' is {NamedTensor.NameOf(t.DType)}, expected F32");
+            if (!t.Shape.AsSpan().SequenceEqual(p.Shape))
+                throw new SkTuningException($"{source}: tensor '{p.Name}' has shape [{string.Join(",", t.Shape)}], expected [{string.Join(",", p.Shape)}]");
+            int bad = IndexOfNonFinite(t.Data);
+            if (bad >= 0)
+                throw new SkTuningException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{source}: tensor '{p.Name}' holds {t.Data[bad]} at element {bad}; the file is damaged (retrain, or restore it from a copy)"));
+            t.Data.CopyTo(all, p.Offset);
         }
         Backend.Upload(all, buffer.All);
+    }
+
+    private static int IndexOfNonFinite(float[] data)
+    {
+        for (int i = 0; i < data.Length; i++)
+            if (!float.IsFinite(data[i])) return i;
+        return -1;
     }
 
     /// <inheritdoc />

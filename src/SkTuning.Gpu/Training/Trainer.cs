@@ -65,6 +65,7 @@ public static class Trainer
         if (resume)
         {
             config = run.ReadConfig<AdapterConfig>();
+            config.Validate(run.ConfigPath);
             if (!string.Equals(config.ModelHash, frozen.Hash, StringComparison.OrdinalIgnoreCase))
                 throw new SkTuningException($"{run.ConfigPath}: the run was trained on model {config.ModelHash[..12]}, not {frozen.Hash[..12]} ({setup.ModelName})");
             options = config.Training;
@@ -73,6 +74,7 @@ public static class Trainer
         {
             if (RunFolder.IsRunFolder(setup.OutDirectory))
                 throw new SkTuningException($"{setup.OutDirectory}: already holds a run; pass --resume to continue it or choose another --out");
+            options.Validate();
             config = NewConfig(setup, options, log);
         }
         if (config.Labels is { } names && data.Labels is { } labels && !names.SequenceEqual(labels.Names))
@@ -93,9 +95,9 @@ public static class Trainer
         if (checkpoint is not null)
         {
             var source = Path.Combine(run.CheckpointPath, RunFolder.StateFileName);
-            model.Parameters.Import(model.Parameters.Values, checkpoint.Parameters.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
-            model.Parameters.Import(model.Parameters.AdamM, checkpoint.AdamM.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
-            model.Parameters.Import(model.Parameters.AdamV, checkpoint.AdamV.ToDictionary(kv => kv.Key, kv => kv.Value.Data), source);
+            model.Parameters.Import(model.Parameters.Values, checkpoint.Parameters, source);
+            model.Parameters.Import(model.Parameters.AdamM, checkpoint.AdamM, source);
+            model.Parameters.Import(model.Parameters.AdamV, checkpoint.AdamV, source);
             state = checkpoint.Trainer;
             history.TruncateAfter(state.Step);
             log?.Invoke($"resumed at step {state.Step} (epoch {state.Epoch}, batch {state.DataPosition})");

@@ -23,34 +23,46 @@ public sealed record HiddenStates(int Tokens, int Dim, IReadOnlyList<float[]> La
         return mean;
     }
 
-    /// <summary>Writes the states in a small binary format (layers, tokens, dim, then floats).</summary>
+    /// <summary>The first bytes of a cache entry: names the format, so an entry of an older layout reads as invalid.</summary>
+    private static ReadOnlySpan<byte> Magic => "SKZS0002"u8;
+
+    private const int HeaderBytes = 8 + 3 * 4, ChecksumBytes = 32;
+
+    /// <summary>
+    /// Writes the states as a cache entry: magic, layers, tokens, dim, the floats, then the SHA-256 of everything
+    /// before it, so that <see cref="TryRead"/> detects any change to the file, same-size tampering included.
+    /// </summary>
     public void Write(Stream stream)
     {
-        using var w = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        w.Write(Layers.Count); w.Write(Tokens); w.Write(Dim);
-        foreach (var layer in Layers)
-            w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.AsSpan()));
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        void Put(ReadOnlySpan<byte> bytes)
+        {
+            sha.AppendData(bytes);
+            stream.Write(bytes);
+        }
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        Magic.CopyTo(header);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header[8..], Layers.Count);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header[12..], Tokens);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header[16..], Dim);
+        Put(header);
+        foreach (var layer in Layers) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.AsSpan()));
+        stream.Write(sha.GetHashAndReset());
     }
 
-    /// <summary>Reads what <see cref="Write"/> wrote; null if the data is short or inconsistent.</summary>
-    public static HiddenStates? TryRead(Stream stream)
+    /// <summary>Reads what <see cref="Write"/> wrote; null if the bytes are short, inconsistent or fail the checksum.</summary>
+    public static HiddenStates? TryRead(ReadOnlySpan<byte> bytes)
     {
-        using var r = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        try
-        {
-            int count = r.ReadInt32(), tokens = r.ReadInt32(), dim = r.ReadInt32();
-            if (count <= 0 || tokens <= 0 || dim <= 0 || (long)count * tokens * dim * 4 != stream.Length - 12) return null;
-            var layers = new float[count][];
-            for (int l = 0; l < count; l++)
-            {
-                layers[l] = new float[tokens * dim];
-                r.BaseStream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layers[l].AsSpan()));
-            }
-            return new HiddenStates(tokens, dim, layers);
-        }
-        catch (EndOfStreamException)
-        {
-            return null;
-        }
+        if (bytes.Length < HeaderBytes + ChecksumBytes || !bytes.StartsWith(Magic)) return null;
+        var body = bytes[..^ChecksumBytes];
+        if (!System.Security.Cryptography.SHA256.HashData(body).AsSpan().SequenceEqual(bytes[^ChecksumBytes..])) return null;
+        int count = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(body[8..]);
+        int tokens = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(body[12..]);
+        int dim = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(body[16..]);
+        if (count <= 0 || tokens <= 0 || dim <= 0 || (long)count * tokens * dim * 4 != body.Length - HeaderBytes) return null;
+        var floats = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(body[HeaderBytes..]);
+        var layers = new float[count][];
+        for (int l = 0; l < count; l++) layers[l] = floats.Slice(l * tokens * dim, tokens * dim).ToArray();
+        return new HiddenStates(tokens, dim, layers);
     }
 }

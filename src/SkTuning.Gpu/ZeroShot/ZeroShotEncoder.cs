@@ -55,16 +55,30 @@ public sealed class ZeroShotEncoder : IDisposable
         var cachePath = CachePath(text, allLayers);
         if (cachePath is not null && File.Exists(cachePath))
         {
-            using var stream = File.OpenRead(cachePath);
-            if (HiddenStates.TryRead(stream) is { } cached)
+            if (HiddenStates.TryRead(InputFile.ReadAllBytes(cachePath)) is { } cached)
             {
                 _log?.Invoke($"zero-shot: cache hit {Path.GetFileName(cachePath)}");
                 return cached;
             }
+            // The cache is derived data: a damaged or tampered entry is recomputed (and rewritten), never trusted.
+            _log?.Invoke($"zero-shot: cache entry {Path.GetFileName(cachePath)} failed its checksum; recomputing it");
         }
         var states = Run(encoded, allLayers);
-        if (cachePath is not null) AtomicFile.Write(cachePath, states.Write);
+        if (cachePath is not null) Store(cachePath, states);
         return states;
+    }
+
+    /// <summary>Writes a cache entry; a cache that cannot be written (read-only, full) only costs the reuse, so it is logged and skipped.</summary>
+    private void Store(string cachePath, HiddenStates states)
+    {
+        try
+        {
+            AtomicFile.Write(cachePath, states.Write);
+        }
+        catch (SkTuningEnvironmentException e)
+        {
+            _log?.Invoke($"zero-shot: not cached: cannot write {Path.GetDirectoryName(cachePath)} ({e.InnerException?.Message.ReplaceLineEndings(" ")}); set SKTUNE_CACHE to a writable folder to keep results across runs");
+        }
     }
 
     /// <summary>Runs ONNX Runtime on one already-tokenized sequence, bypassing the cache.</summary>
