@@ -357,9 +357,11 @@ public class DecoderEngineTests(ITestOutputHelper output)
         foreach (var (what, a, e) in new[] { ("hidden", actual.Hidden, expected.Hidden), ("prompt gradient", actual.DPrompt, expected.DPrompt),
                      ("prefix gradient", actual.DPrefix, expected.DPrefix) })
         {
-            double err = TestData.MaxRelError(a, TestData.ToDouble(e));
-            output.WriteLine($"{variant} {what}: simulator vs CPU {err:E2}");
-            Assert.True(err <= 1e-4, $"{what}: simulator vs CPU {err:E2}");
+            // Normwise: both are fp32 with different summation orders (the GPU norms reduce by warp trees), so single small
+            // elements may differ by more relative to themselves; the simulator's own accuracy is checked against fp64 above.
+            double err = TestData.Normwise(a, TestData.ToDouble(e));
+            output.WriteLine($"{variant} {what}: simulator vs CPU {err:E2} normwise");
+            Assert.True(err <= 1e-5, $"{what}: simulator vs CPU {err:E2} normwise");
         }
     }
 }
