@@ -55,8 +55,38 @@ public static class LlamaImporter
 }
 
 /// <summary>
-/// Picks the importer by the graph's structure: embeddings that go straight into a norm (post-norm) are BERT; a
-/// pre-norm residual stream with a learned position table is GPT-2; one without (rotary positions) is LLaMA.
+/// Imports a BLOOM decoder (BloomModel exports) by structure: word embeddings and their LayerNorm
+/// (word_embeddings_layernorm), no position table, pre-LayerNorm layers with a fused query_key_value laid out per head
+/// ([heads, 3, head size], permuted on import into the engine's [q | k | v]), ALiBi added to the scores (per-head slopes
+/// from build_alibi_tensor, key positions counted from the attention mask), masked_fill with the dtype minimum, GELU-tanh
+/// FFN, biases everywhere, and the final LayerNorm (ln_f).
+/// </summary>
+public static class BloomImporter
+{
+    /// <summary>Loads and imports an .onnx file.</summary>
+    public static ImportedModel Import(string path) => Import(OnnxModel.Load(path));
+
+    /// <summary>Imports a loaded model.</summary>
+    /// <exception cref="SkTuningException">The graph is not a BLOOM decoder (the message names the node).</exception>
+    public static ImportedModel Import(OnnxModel model)
+    {
+        var r = DecoderReader.Read(model, ModelFamily.Bloom);
+        var s = r.Imported.Spec;
+        var g = new GraphWalker(model);
+        if (s.Positions != PositionKind.Alibi) throw g.Fail($"{s.Positions} positions in a BLOOM graph (no ALiBi term on the attention scores)", r.FirstSoftmax);
+        if (!s.EmbeddingNorm) throw g.Fail("no LayerNorm after the word embeddings in a BLOOM graph", r.FirstSoftmax);
+        if (s.Norm != NormKind.LayerNorm) throw g.Fail($"{s.Norm} in a BLOOM graph (BLOOM uses LayerNorm)", r.FirstSoftmax);
+        if (s.Activation is not (ActivationKind.GeluTanh or ActivationKind.GeluErf))
+            throw g.Fail($"{s.Activation} FFN in a BLOOM graph", r.FirstSoftmax);
+        if (s.KvHeads != s.Heads) throw g.Fail($"{s.KvHeads} key/value heads for {s.Heads} query heads in a BLOOM graph", r.FirstSoftmax);
+        return r.Imported;
+    }
+}
+
+/// <summary>
+/// Picks the importer by the graph's structure: embeddings that go straight into a norm feeding the first layer's
+/// projections (post-norm) are BERT; a pre-norm residual stream with a learned position table is GPT-2; one that starts
+/// with a LayerNorm of the word embeddings (and has no table) is BLOOM; one without either (rotary positions) is LLaMA.
 /// Each importer then checks the rest of its family's structure.
 /// </summary>
 public static class ModelImporter
@@ -71,7 +101,9 @@ public static class ModelImporter
         var g = new GraphWalker(model);
         var (_, position, _, sum) = g.Embeddings();
         bool preNorm = g.ConsumersThrough(sum).Any(n => n.OpType == "Add");
-        if (!preNorm) return BertImporter.Import(model);
-        return position is not null ? Gpt2Importer.Import(model) : LlamaImporter.Import(model);
+        bool embeddingNorm = !preNorm && g.EmbeddingNorm(sum) is not null;
+        if (!preNorm && !embeddingNorm) return BertImporter.Import(model);
+        if (position is not null) return Gpt2Importer.Import(model);
+        return embeddingNorm ? BloomImporter.Import(model) : LlamaImporter.Import(model);
     }
 }

@@ -24,10 +24,11 @@ internal sealed record ParsedLinear(float[] W, float[] B, bool HasBias, int In, 
 /// <param name="Output">The normalized value.</param>
 internal sealed record ParsedNorm(NormKind Kind, float[] Gamma, float[] Beta, float Epsilon, string Output);
 
-/// <summary>The attention core of one layer.</summary>
+/// <summary>The attention core of one layer (<see cref="AlibiSlopes"/>: the per-head ALiBi slopes added to its scores, or null).</summary>
 internal sealed record ParsedAttention(
     ParsedLinear Q, ParsedLinear K, ParsedLinear V, int Heads, int KvHeads, int HeadSize, float? MaskValue, string? MaskOperand,
-    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, IReadOnlyList<string> PastInputs);
+    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, IReadOnlyList<string> PastInputs,
+    float[]? AlibiSlopes);
 
 /// <summary>The feed-forward block of one layer.</summary>
 internal sealed record ParsedFfn(ActivationKind Activation, ParsedLinear? Gate, ParsedLinear Up, ParsedLinear Down);
@@ -180,9 +181,10 @@ internal sealed class GraphWalker(OnnxModel m)
     }
 
     /// <summary>
-    /// The query, key and value projections reading <paramref name="x"/>: three Linears, or one fused Linear
-    /// [d, 3·w] whose output is Split (GPT-2's c_attn) into three equal parts, returned as three column slices whose
-    /// outputs are the Split outputs. Empty when nothing reads x.
+    /// The query, key and value projections reading <paramref name="x"/>: three Linears; one fused Linear [d, 3·w] whose
+    /// output is Split (GPT-2's c_attn) into three equal parts, returned as three column slices whose outputs are the
+    /// Split outputs; or one fused Linear laid out per head (BLOOM's query_key_value, see <see cref="PerHeadParts"/>).
+    /// Empty when nothing reads x.
     /// </summary>
     public List<ParsedLinear> Projections(string x, int d, string where)
     {
@@ -192,7 +194,7 @@ internal sealed class GraphWalker(OnnxModel m)
         if (linears.Count != 1) return linears;
         var fused = linears[0];
         var split = m.Consumers(fused.Output).FirstOrDefault(n => n.OpType == "Split");
-        if (split is null) return linears;
+        if (split is null) return PerHeadParts(fused, where) ?? linears;
         if (split.Outputs.Count != 3 || fused.Out % 3 != 0)
             throw Fail($"{where}: the fused projection is split into {split.Outputs.Count} parts, expected query, key and value", split);
         var sizes = split.Inputs.Count > 1 && m.TryGetTensor(split.Inputs[1]) is { } s ? s.ToInt64s() : split.GetInts("split")?.ToArray();
@@ -200,6 +202,44 @@ internal sealed class GraphWalker(OnnxModel m)
         if (sizes is not null && sizes.Any(v => v != w))
             throw Fail($"{where}: the fused projection splits into [{string.Join(", ", sizes)}], expected three parts of {w}", split);
         return Enumerable.Range(0, 3).Select(i => Columns(fused, i * w, w, split.Outputs[i])).ToList();
+    }
+
+    /// <summary>
+    /// BLOOM's fused query_key_value [d, H·3·dh]: its output viewed as [batch, seq, H, 3, dh] and indexed 0, 1, 2 on the
+    /// "3" axis (Gather) gives query, key and value, so the columns of head h are [q_h | k_h | v_h]. Returned as three
+    /// Linears in the usual head-major layout, whose outputs are the Gathers'; null when the output is not viewed so.
+    /// </summary>
+    private List<ParsedLinear>? PerHeadParts(ParsedLinear fused, string where)
+    {
+        var reshape = m.Consumers(fused.Output).FirstOrDefault(n => n.OpType == "Reshape");
+        if (reshape is null || ReshapeTarget(reshape) is not [_, _, var heads, 3, var headSize] || heads * 3 * headSize != fused.Out)
+            return null;
+        var parts = new string?[3];
+        foreach (var gather in m.Consumers(reshape.Outputs[0]))
+        {
+            if (gather.OpType != "Gather" || gather.GetInt("axis", 0) is not (3 or -2) || Scalar(gather.Inputs[1]) is not { } index
+                || index is not (0 or 1 or 2) || parts[(int)index] is not null)
+                throw Fail($"{where}: the per-head fused query/key/value projection is read by {gather.OpType}, expected Gathers of parts 0, 1, 2 on axis 3", gather);
+            parts[(int)index] = gather.Outputs[0];
+        }
+        if (parts.Any(p => p is null))
+            throw Fail($"{where}: the per-head fused query/key/value projection is not split into query, key and value", reshape);
+        return Enumerable.Range(0, 3).Select(i => PerHeadColumns(fused, i, (int)heads, (int)headSize, parts[i]!)).ToList();
+    }
+
+    /// <summary>Part <paramref name="part"/> (0 q, 1 k, 2 v) of a per-head fused Linear: column h·3·dh + part·dh + k → h·dh + k.</summary>
+    private static ParsedLinear PerHeadColumns(ParsedLinear l, int part, int heads, int headSize, string output)
+    {
+        int width = heads * headSize;
+        var w = new float[l.In * width];
+        var b = new float[width];
+        for (int h = 0; h < heads; h++)
+        {
+            int from = (h * 3 + part) * headSize, to = h * headSize;
+            for (int r = 0; r < l.In; r++) l.W.AsSpan(r * l.Out + from, headSize).CopyTo(w.AsSpan(r * width + to));
+            l.B.AsSpan(from, headSize).CopyTo(b.AsSpan(to));
+        }
+        return new ParsedLinear(w, b, l.HasBias, l.In, width, output, l.Node);
     }
 
     private static ParsedLinear Columns(ParsedLinear l, int start, int width, string output)
@@ -345,8 +385,8 @@ internal sealed class GraphWalker(OnnxModel m)
     /// <summary>
     /// Softmax(Q·Kᵀ·scale + mask)·V over the layer's three <paramref name="projections"/>: tells query, key and value
     /// apart by where they enter attention, reads heads and KV heads from the Reshape-to-heads shapes (or the √dh
-    /// scale), the additive mask value, and on the way rotary embeddings (rotate-half), repeat_kv Expands and Concats
-    /// with past-key inputs.
+    /// scale), the additive mask value (or masked_fill's), an ALiBi term added to the scores, and on the way rotary
+    /// embeddings (rotate-half), repeat_kv Expands and Concats with past-key inputs.
     /// </summary>
     public ParsedAttention ParseAttention(List<ParsedLinear> projections, int d, string where)
     {
@@ -359,6 +399,7 @@ internal sealed class GraphWalker(OnnxModel m)
         bool scaleKnown = true, causalWhere = false;
         float? maskValue = null;
         string? maskOperand = null;
+        float[]? alibi = null;
         var scores = softmax.Inputs[0];
         OnnxNode? scoreMatMul = null;
         for (int guard = 0; guard < 12 && scoreMatMul is null; guard++)
@@ -371,11 +412,27 @@ internal sealed class GraphWalker(OnnxModel m)
                 {
                     bool aScores = ReachesMatMul(p.Inputs[0], 4), bScores = ReachesMatMul(p.Inputs[1], 4);
                     if (aScores == bScores) throw Fail($"{where}: cannot tell the attention scores from the mask", p);
-                    maskOperand ??= aScores ? p.Inputs[1] : p.Inputs[0];
-                    maskValue ??= ReadMaskValue(maskOperand, where, p);
+                    var operand = aScores ? p.Inputs[1] : p.Inputs[0];
+                    if (TryReadAlibi(operand, where, p) is { } slopes)
+                    {
+                        if (alibi is not null) throw Fail($"{where}: two ALiBi terms on the attention scores", p);
+                        alibi = slopes;
+                    }
+                    else
+                    {
+                        maskOperand ??= operand;
+                        maskValue ??= ReadMaskValue(maskOperand, where, p);
+                    }
                     scores = aScores ? p.Inputs[0] : p.Inputs[1];
                     break;
                 }
+                case "Where" when p.Inputs.Count == 3 && Scalar(p.Inputs[1]) is { } fill && ReachesMatMul(p.Inputs[2], 4):
+                    // BLOOM: masked_fill(scores, padding | causal, finfo.min).
+                    causalWhere = true;
+                    maskValue ??= (float)fill;
+                    maskOperand ??= p.Inputs[0];
+                    scores = p.Inputs[2];
+                    break;
                 case "Where" when p.Inputs.Count == 3 && Scalar(p.Inputs[2]) is { } fill && ReachesMatMul(p.Inputs[1], 4):
                     // GPT-2: where(causal_mask, scores, finfo.min).
                     causalWhere = true;
@@ -399,6 +456,7 @@ internal sealed class GraphWalker(OnnxModel m)
                     break;
                 }
                 case "Cast" or "Identity" or "Dropout": scores = p.Inputs[0]; break;
+                case "Reshape": scores = p.Inputs[0]; break; // BLOOM views [B·H, T, S] scores as [B, H, T, S]
                 default: throw Fail($"{where}: unexpected {p.OpType} between Q·Kᵀ and Softmax", p);
             }
         }
@@ -434,8 +492,39 @@ internal sealed class GraphWalker(OnnxModel m)
             throw Fail($"{where}: key/value widths {k.Linear.Out}/{v.Linear.Out} do not make KV heads of {headSize} for {heads} query heads", k.Linear.Node);
         if (k.Reshape is { } ks && ReshapeTail(ks) is { Heads: > 0 } kt && kt.Heads != kvHeads)
             throw Fail($"{where}: the key is reshaped to {kt.Heads} heads, its width {k.Linear.Out} says {kvHeads}", ks);
+        if (alibi is not null && q.Rope is not null) throw Fail($"{where}: both ALiBi and rotary embeddings", scoreMatMul);
         return new ParsedAttention(q.Linear, k.Linear, v.Linear, heads, kvHeads, headSize, maskValue, maskOperand, causalWhere,
-            softmax, context, q.Rope, past);
+            softmax, context, q.Rope, past, alibi);
+    }
+
+    /// <summary>
+    /// BLOOM's ALiBi term of the scores (build_alibi_tensor, times baddbmm's β): constant slopes [H] (or [H, 1]) times key
+    /// positions computed from the attention mask by a CumSum, through Casts, Reshapes and scalar factors (folded into
+    /// the slopes). Null when <paramref name="operand"/> has no CumSum behind it (then it is a mask).
+    /// </summary>
+    private float[]? TryReadAlibi(string operand, string where, OnnxNode add)
+    {
+        if (!Backward(operand, 16).Any(n => n.OpType == "CumSum")) return null;
+        double scale = 1;
+        var value = operand;
+        for (int guard = 0; guard < 16; guard++)
+        {
+            var p = m.Producer(value) ?? throw Fail($"{where}: the ALiBi term of the attention scores has no constant slopes", add);
+            switch (p.OpType)
+            {
+                case "Cast" or "Identity" or "Reshape" or "Expand" or "Unsqueeze" or "Squeeze": value = p.Inputs[0]; break;
+                case "Mul" when DataAndScalar(p) is { } ds:
+                    scale *= ds.Value;
+                    value = ds.Data;
+                    break;
+                case "Mul" when p.Inputs.Select(m.TryGetTensor).FirstOrDefault(t => t is not null && IsFloat(t) && t.ElementCount > 1) is { } slopes:
+                    if (!Backward(Other(p, p.Inputs.First(i => m.TryGetTensor(i) == slopes)), 8).Any(n => n.OpType == "CumSum"))
+                        throw Fail($"{where}: the ALiBi slopes multiply something else than the positions counted from the mask", p);
+                    return slopes.ToFloats().Select(v => (float)(v * scale)).ToArray();
+                default: throw Fail($"{where}: the ALiBi term of the attention scores meets {p.OpType} before its slopes", p);
+            }
+        }
+        throw Fail($"{where}: the ALiBi term of the attention scores has no constant slopes", add);
     }
 
     /// <summary>Whether <paramref name="value"/> is √ of something read from a Shape (GPT-2's head-size scale).</summary>
@@ -537,21 +626,21 @@ internal sealed class GraphWalker(OnnxModel m)
         return null;
     }
 
-    /// <summary>The last two entries of a Reshape's target shape (heads, head size), from a constant or a Concat of constants.</summary>
-    public (int Heads, int HeadSize)? ReshapeTail(OnnxNode reshape)
+    /// <summary>The last two entries of a 4-D Reshape's target shape (heads, head size).</summary>
+    public (int Heads, int HeadSize)? ReshapeTail(OnnxNode reshape) =>
+        ReshapeTarget(reshape) is [_, _, var heads, var headSize] ? ((int)heads, (int)headSize) : null;
+
+    /// <summary>A Reshape's target shape from a constant or a Concat of constants (−1 for each entry computed in the graph).</summary>
+    private long[]? ReshapeTarget(OnnxNode reshape)
     {
         if (reshape.Inputs.Count < 2) return null;
-        if (m.TryGetTensor(reshape.Inputs[1]) is { } c)
-        {
-            var v = c.ToInt64s();
-            return v.Length == 4 ? ((int)v[2], (int)v[3]) : null;
-        }
+        if (m.TryGetTensor(reshape.Inputs[1]) is { } c) return c.ToInt64s();
         var concat = m.Producer(reshape.Inputs[1]);
         if (concat?.OpType != "Concat" || concat.Inputs.Count < 2) return null;
-        var tail = new List<long>();
+        var target = new List<long>();
         foreach (var input in concat.Inputs)
-            tail.AddRange(m.TryGetTensor(input)?.ToInt64s() ?? [-1]);
-        return tail.Count == 4 ? ((int)tail[2], (int)tail[3]) : null;
+            target.AddRange(m.TryGetTensor(input)?.ToInt64s() ?? [-1]);
+        return [.. target];
     }
 
     /// <summary>
@@ -648,6 +737,31 @@ internal sealed class GraphWalker(OnnxModel m)
         return new ParsedFfn(kind, null, ups[0], d2);
     }
 
+    /// <summary>
+    /// The computing nodes from <paramref name="from"/> to <paramref name="to"/> (walked backward from to; constants and
+    /// the shape inputs of shape ops not followed): the whole activation, whichever branch of it reaches the down
+    /// projection first (BLOOM's x·0.5 is one Mul away from it, its Tanh four).
+    /// </summary>
+    private List<OnnxNode> NodesBetween(string from, string to)
+    {
+        var ops = new List<OnnxNode>();
+        var seen = new HashSet<OnnxNode>();
+        var frontier = new Stack<string>([to]);
+        while (frontier.Count > 0 && seen.Count < 64)
+        {
+            var value = frontier.Pop();
+            if (Same(value, from) || m.Producer(value) is not { } p || !seen.Add(p)) continue;
+            if (IsShapeOp(p))
+            {
+                if (p.Inputs.Count > 0) frontier.Push(p.Inputs[0]);
+                continue;
+            }
+            ops.Add(p);
+            foreach (var input in p.Inputs.Where(i => i.Length > 0 && m.TryGetTensor(i) is null)) frontier.Push(input);
+        }
+        return ops;
+    }
+
     /// <summary>Shape bookkeeping torch emits around reshapes; not part of an activation.</summary>
     private static bool IsShapeOp(OnnxNode n) =>
         n.OpType is "Shape" or "Gather" or "Unsqueeze" or "Squeeze" or "Concat" or "Reshape" or "Slice" or "Cast" or "Identity"
@@ -659,14 +773,9 @@ internal sealed class GraphWalker(OnnxModel m)
     /// </summary>
     private (ActivationKind Kind, ParsedLinear Down) ParseActivation(string up, string where)
     {
-        var ops = new List<OnnxNode>();
-        var downNode = FindForward(up, n =>
-        {
-            if (TryLinear(n) is not null) return true;
-            if (!IsShapeOp(n)) ops.Add(n);
-            return false;
-        }, 12) ?? throw Fail($"{where}: no FFN output projection after the activation");
+        var downNode = FindForward(up, n => TryLinear(n) is not null, 12) ?? throw Fail($"{where}: no FFN output projection after the activation");
         var down = TryLinear(downNode)!;
+        var ops = NodesBetween(up, downNode.Inputs[0]);
         if (ops.FirstOrDefault(n => n.OpType is not ("Mul" or "Add" or "Div" or "Pow" or "Erf" or "Tanh" or "Gelu")) is { } odd)
             throw Fail($"{where}: unknown FFN activation ({odd.OpType})", odd);
         if (ops.FirstOrDefault(n => n.OpType == "Gelu") is { } gelu)
@@ -695,6 +804,15 @@ internal sealed class GraphWalker(OnnxModel m)
     }
 
     // ---------------------------------------------------------------- embeddings
+
+    /// <summary>
+    /// The LayerNorm right after the embeddings of a pre-norm decoder (BLOOM's word_embeddings_layernorm): a norm reading
+    /// <paramref name="sum"/> whose output feeds both a residual Add and the first layer's norm. Null otherwise (a
+    /// post-norm encoder's embedding norm feeds the first layer's projections).
+    /// </summary>
+    public ParsedNorm? EmbeddingNorm(string sum) =>
+        TryParseNorm(sum, "embeddings") is { } norm && ConsumersThrough(norm.Output).Any(n => n.OpType == "Add")
+        && TryParseNorm(norm.Output, "layer 0") is not null ? norm : null;
 
     /// <summary>The word-embedding Gather and the tables added to it (position, token type), and the sum.</summary>
     public (OnnxNode Word, OnnxNode? Position, OnnxNode? TokenType, string Sum) Embeddings()
