@@ -9,7 +9,7 @@ namespace SkTuning.Gpu.Tests.Engine;
 
 /// <summary>
 /// The engine on tiny random causal decoders (GPT-2-like; LLaMA-like with GQA 4 heads / 2 KV heads, with and without
-/// q/k/v biases) against the fp64 reference: forward on left- and right-padded batches with a prefix and prompt rows,
+/// q/k/v biases; BLOOM-like with ALiBi over 6 heads and an embedding LayerNorm) against the fp64 reference: forward on left- and right-padded batches with a prefix and prompt rows,
 /// the reference's own backward against its central differences, the engine's prompt / prefix / full-fine-tuning /
 /// LoRA gradients against the reference's, the ILGPU simulator against the CPU backend, and left padding = no padding.
 /// </summary>
@@ -20,6 +20,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
         "gpt2" => DecoderOptions.Gpt2(seed: 3),
         "llama" => DecoderOptions.Llama(seed: 4),
         "llama-bias" => DecoderOptions.Llama(qkvBias: true, seed: 5),
+        "bloom" => DecoderOptions.Bloom(seed: 6),
         _ => throw new ArgumentException(variant),
     };
 
@@ -79,6 +80,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", true, 2, 3)]
     [InlineData("llama-bias", true, 2, 3)]
     [InlineData("llama-bias", false, 2, 3)]
+    [InlineData("bloom", true, 0, 0)]
+    [InlineData("bloom", false, 0, 3)]
+    [InlineData("bloom", true, 2, 3)]
     public void ForwardMatchesTheFp64Reference(string variant, bool left, int promptLen, int prefixLen)
     {
         var c = MakeCase(variant, left, promptLen, prefixLen, seed: 10 + promptLen * 3 + prefixLen + (left ? 1 : 0));
@@ -97,6 +101,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("llama-bias")]
+    [InlineData("bloom")]
     public void ReferenceBackwardMatchesCentralDifferencesOfItsForward(string variant)
     {
         // The fp64 reference's analytic backward (the kernels' BackwardReference composed) against central differences
@@ -138,6 +143,8 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", false)]
     [InlineData("llama", true)]
     [InlineData("llama-bias", true)]
+    [InlineData("bloom", true)]
+    [InlineData("bloom", false)]
     public void PromptAndPrefixGradientsMatchTheReference(string variant, bool left)
     {
         var c = MakeCase(variant, left, promptLen: 2, prefixLen: 3, seed: 60 + (left ? 1 : 0));
@@ -156,6 +163,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("llama-bias")]
+    [InlineData("bloom")]
     public void FullFineTuningWeightGradientsMatchTheReference(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 70);
@@ -282,6 +290,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama")]
+    [InlineData("bloom")]
     public void LeftPaddedExamplesGiveTheUnpaddedExamplesOutputs(string variant)
     {
         // Positions skip padding (cumsum(mask) − 1 after the prefix and prompt): a left-padded example's real tokens
@@ -321,6 +330,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama-bias")]
+    [InlineData("bloom")]
     public void SimulatorMatchesTheCpuEngine(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 100);

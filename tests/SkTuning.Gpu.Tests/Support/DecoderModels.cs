@@ -13,10 +13,13 @@ internal sealed record DecoderOptions(ModelFamily Family, int Layers = 2, int Hi
     /// <summary>LLaMA-like: pre-RMSNorm, SwiGLU, RoPE (θ small so that tiny positions turn visibly), GQA with 2 KV heads of 4.</summary>
     public static DecoderOptions Llama(bool qkvBias = false, int seed = 1) =>
         new(ModelFamily.Llama, KvHeads: 2, QkvBias: qkvBias, RotaryDim: 4, RopeTheta: 100f, Seed: seed);
+
+    /// <summary>BLOOM-like: embedding LayerNorm, pre-LayerNorm, GELU-tanh, ALiBi over 6 heads (the extra-slopes branch), biases everywhere.</summary>
+    public static DecoderOptions Bloom(int seed = 1) => new(ModelFamily.Bloom, Hidden: 24, Heads: 6, KvHeads: 6, FfnSize: 32, Seed: seed);
 }
 
 /// <summary>
-/// Tiny random decoder weights built in C# (the ONNX fixture writer only writes BERT): what the engine and the fp64
+/// Tiny random decoder weights built in C# (the ONNX fixture writer only writes BERT) for GPT-2, LLaMA and BLOOM: what the engine and the fp64
 /// reference run in the decoder tests. Norm γ around 1, β small, projections ~1/√fan-in, so activations stay O(1).
 /// </summary>
 internal static class DecoderModels
@@ -24,7 +27,7 @@ internal static class DecoderModels
     public static ModelWeights Random(DecoderOptions o)
     {
         var rng = new Random(o.Seed);
-        bool llama = o.Family == ModelFamily.Llama;
+        bool llama = o.Family == ModelFamily.Llama, bloom = o.Family == ModelFamily.Bloom;
         int d = o.Hidden, f = o.FfnSize, hd = d / o.Heads, kv = o.KvHeads * hd;
         float[] Rand(int n, double scale, double center = 0)
         {
@@ -37,8 +40,8 @@ internal static class DecoderModels
         var embeddings = new EmbeddingWeights
         {
             Word = Rand(o.VocabSize * d, 1),
-            Position = llama ? [] : Rand(o.MaxPositions * d, 0.5),
-            TokenType = [], NormGamma = [], NormBeta = [],
+            Position = llama || bloom ? [] : Rand(o.MaxPositions * d, 0.5),
+            TokenType = [], NormGamma = Opt(bloom, d, 0.2).Select(g => g + 1).ToArray(), NormBeta = Opt(bloom, d, 0.2),
         };
         var layers = Enumerable.Range(0, o.Layers).Select(_ => new LayerWeights
         {
@@ -65,12 +68,13 @@ internal static class DecoderModels
             NormPlacement = NormPlacement.Pre,
             Epsilon = 1e-5f,
             Activation = llama ? ActivationKind.SwiGlu : ActivationKind.GeluTanh,
-            Positions = llama ? PositionKind.Rope : PositionKind.Absolute,
+            Positions = llama ? PositionKind.Rope : bloom ? PositionKind.Alibi : PositionKind.Absolute,
             Causal = true,
             VocabSize = o.VocabSize,
             MaxPositions = o.MaxPositions,
             TypeVocabSize = 0,
             MaskValue = float.MinValue,
+            EmbeddingNorm = bloom,
             RopeTheta = o.RopeTheta,
             RotaryDim = llama ? o.RotaryDim : 0,
             QkvBias = o.QkvBias,
