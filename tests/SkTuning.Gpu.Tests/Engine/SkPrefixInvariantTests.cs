@@ -37,6 +37,7 @@ public sealed class SkPrefixInvariantTests(ITestOutputHelper output) : IDisposab
     [Theory]
     [InlineData("gpt2_opset14")]
     [InlineData("llama_opset14_gqa_theta500k")]
+    [InlineData("bloom_opset14")]
     public void ModelInitialisedPerLayerPrefixEqualsPrependingTheText(string fixture)
     {
         var model = Load(fixture);

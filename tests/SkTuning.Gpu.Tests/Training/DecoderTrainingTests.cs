@@ -20,6 +20,7 @@ public class DecoderTrainingTests
             "gpt2" => ("gpt2_opset14", "gpt2-bpe"),
             "llama" => ("llama_opset14_gqa_theta500k", "sentencepiece"),
             "qwen2" => ("qwen2_opset17_qkv_bias", "llama3-bpe"),
+            "bloom" => ("bloom_opset14", "gpt2-bpe"),
             _ => throw new ArgumentException(family),
         };
         string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
@@ -34,9 +35,9 @@ public class DecoderTrainingTests
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        foreach (var family in new[] { "gpt2", "llama", "qwen2" })
+        foreach (var family in new[] { "gpt2", "llama", "qwen2", "bloom" })
             foreach (var method in MethodDefaults.Methods)
-                if (family != "qwen2" || method.StartsWith("sk-", StringComparison.Ordinal)) data.Add(family, method);
+                if (family is not ("qwen2" or "bloom") || method.StartsWith("sk-", StringComparison.Ordinal)) data.Add(family, method);
         return data;
     }
 
