@@ -51,8 +51,8 @@ public readonly struct AttentionGpuParams
 /// <remarks>
 /// <para>Forward: one fused kernel, one group of <see cref="GroupSize"/> threads per (query tile of
 /// <see cref="TileQ"/> queries, query head, example); query head h reads key/value head h / (H/KV). The tile's queries are staged in shared memory, its scores
-/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P), then the group
-/// computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
+/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P; the keys' additive bias is the
+/// padding mask plus, with ALiBi, slope_h·key position), then the group computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
 /// <para>Backward, four launches, all deterministic (no atomics):
 /// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
 /// written to a scratch buffer, dQ += scale·dS·K;

@@ -214,6 +214,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama", 0f, 2)]
     [InlineData("llama", 0f, 0)] // prefix only: the engine skips d(loss)/d(layer-0 input), LoRA's gradients must not
     [InlineData("llama-bias", 0.25f, 2)]
+    [InlineData("bloom", 0f, 2)]
     public void LoraGradientsMatchTheReference(string variant, float dropout, int promptLen)
     {
         var c = MakeCase(variant, left: true, promptLen, prefixLen: 3, seed: 80);
