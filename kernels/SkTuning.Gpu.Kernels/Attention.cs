@@ -63,7 +63,10 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 /// every example and every query head of the group); key mask [B, T] (1 = real token, 0 = padding); out [B, T, d];
 /// P [B, H, T, m+T] with keys ordered prefix first, then tokens.</para>
 /// <para>Score of query i and key j: s = (q_i·k_j)/sqrt(dh), plus (1 − mask[b, j])·maskValue for token keys
-/// (the BERT / Hugging Face additive-mask formula); the prefix is never masked. With <c>causal</c>, query i sees the
+/// (the BERT / Hugging Face additive-mask formula); the prefix is never masked. With ALiBi (BLOOM) every key also gets
+/// slope_h·position_j: per-head slopes (<see cref="AlibiSlopes"/>), prefix key j at position j, token key t at the
+/// given key position [B, T] (BLOOM numbers them from the attention mask). The bias has no gradient with respect to the
+/// inputs and only changes P, so the backward, which reads the saved P, is the same with or without it. With <c>causal</c>, query i sees the
 /// prefix and token keys j ≤ i only (the others get probability exactly 0). All three versions subtract the largest
 /// mask term of the visible keys before adding it (softmax ignores a common shift), so maskValue may be
 /// float.MinValue without −∞ or NaN, and a row whose every visible key is padded (a left-padded row's pad queries
@@ -81,15 +84,39 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 /// </remarks>
 public static class Attention
 {
+    /// <summary>
+    /// BLOOM's ALiBi slopes for <paramref name="heads"/> heads, as Hugging Face's build_alibi_tensor computes them in fp32:
+    /// with c the largest power of two ≤ heads, b^1..b^c for b = 2^(−8/c), then, when heads is not a power of two,
+    /// b'^1, b'^3, b'^5, … for b' = 2^(−4/c) for the remaining heads.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="heads"/> &lt; 1.</exception>
+    public static float[] AlibiSlopes(int heads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(heads, 1);
+        int closest = 1 << System.Numerics.BitOperations.Log2((uint)heads);
+        var slopes = new float[heads];
+        float b = (float)Math.Pow(2, -8.0 / closest);
+        for (int i = 0; i < closest; i++) slopes[i] = MathF.Pow(b, i + 1);
+        float extra = (float)Math.Pow(2, -4.0 / closest);
+        for (int i = closest; i < heads; i++) slopes[i] = MathF.Pow(extra, 2 * (i - closest) + 1);
+        return slopes;
+    }
+
     // ---------------------------------------------------------------------------------------------
     // fp64 reference
     // ---------------------------------------------------------------------------------------------
 
-    /// <summary>fp64 reference forward: writes <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T].</summary>
+    /// <summary>
+    /// fp64 reference forward: writes <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T]; with
+    /// <paramref name="alibiSlopes"/> [H] (null: no ALiBi) every key's score gets slope_h·position, token keys at
+    /// <paramref name="keyPositions"/> [B, T], prefix key j at j.
+    /// </summary>
     public static void ForwardReference(double[] qkv, double[] prefixK, double[] prefixV, double[] mask,
-        double[] output, double[] probs, AttentionShape shape, double maskValue, bool causal)
+        double[] output, double[] probs, AttentionShape shape, double maskValue, bool causal,
+        double[]? alibiSlopes = null, int[]? keyPositions = null)
     {
         Validate("ForwardReference", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
+        ValidateAlibi("Attention.ForwardReference", shape, alibiSlopes?.Length ?? 0, keyPositions?.Length ?? 0);
         int B = shape.Batch, T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim;
         int d = shape.Model, S = shape.Keys, row = shape.QkvRow;
         double scale = 1.0 / Math.Sqrt(dh);
@@ -102,14 +129,14 @@ public static class Attention
             // The mask terms enter shifted by their largest visible value: the same softmax in exact arithmetic, but with
             // maskValue = float.MinValue the scores of a fully padded row keep their digits instead of all becoming −3.4e38.
             double maxBias = double.NegativeInfinity;
-            for (int j = 0; j < allowed; j++) maxBias = Math.Max(maxBias, BiasRef(mask, b, j, shape, maskValue));
+            for (int j = 0; j < allowed; j++) maxBias = Math.Max(maxBias, BiasRef(mask, alibiSlopes, keyPositions, b, h, j, shape, maskValue));
             double max = double.NegativeInfinity;
             for (int j = 0; j < allowed; j++)
             {
                 double dot = 0;
                 for (int k = 0; k < dh; k++)
                     dot += qkv[(b * T + i) * row + h * dh + k] * KeyRef(qkv, prefixK, b, j, h, k, shape);
-                score[j] = dot * scale + (BiasRef(mask, b, j, shape, maskValue) - maxBias);
+                score[j] = dot * scale + (BiasRef(mask, alibiSlopes, keyPositions, b, h, j, shape, maskValue) - maxBias);
                 max = Math.Max(max, score[j]);
             }
             double sum = 0;
@@ -177,8 +204,13 @@ public static class Attention
         }
     }
 
-    private static double BiasRef(double[] mask, int b, int j, AttentionShape s, double maskValue) =>
-        j < s.PrefixLength ? 0.0 : (1.0 - mask[b * s.Tokens + j - s.PrefixLength]) * maskValue;
+    private static double BiasRef(double[] mask, double[]? slopes, int[]? keyPositions, int b, int h, int j, AttentionShape s,
+        double maskValue)
+    {
+        int m = s.PrefixLength;
+        double padding = j < m ? 0.0 : (1.0 - mask[b * s.Tokens + j - m]) * maskValue;
+        return slopes is null ? padding : padding + slopes[h] * (j < m ? j : keyPositions![b * s.Tokens + j - m]);
+    }
 
     private static double KeyRef(double[] qkv, double[] prefixK, int b, int j, int h, int k, AttentionShape s)
     {
@@ -213,18 +245,24 @@ public static class Attention
     /// <param name="shape">Sizes.</param>
     /// <param name="maskValue">Additive mask value: token key scores get + (1 − mask)·maskValue (e.g. −10000).</param>
     /// <param name="causal">When true query i sees the prefix and token keys j ≤ i only.</param>
+    /// <param name="alibiSlopes">ALiBi slopes [H], or empty for none.</param>
+    /// <param name="keyPositions">With ALiBi: the token keys' positions [B, T] (prefix key j is at j).</param>
     public static unsafe void Forward(ReadOnlySpan<float> qkv, ReadOnlySpan<float> prefixK, ReadOnlySpan<float> prefixV,
-        ReadOnlySpan<float> mask, Span<float> output, Span<float> probs, AttentionShape shape, float maskValue, bool causal)
+        ReadOnlySpan<float> mask, Span<float> output, Span<float> probs, AttentionShape shape, float maskValue, bool causal,
+        ReadOnlySpan<float> alibiSlopes = default, ReadOnlySpan<int> keyPositions = default)
     {
         Validate("Forward", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
+        ValidateAlibi("Attention.Forward", shape, alibiSlopes.Length, keyPositions.Length);
         int d = shape.Model, dkv = shape.KvModel, T = shape.Tokens, row = shape.QkvRow;
-        fixed (float* pQkv = qkv, pK = prefixK, pV = prefixV, pMask = mask, pOut = output, pProbs = probs)
+        fixed (float* pQkv = qkv, pK = prefixK, pV = prefixV, pMask = mask, pOut = output, pProbs = probs, pSlopes = alibiSlopes)
+        fixed (int* pPositions = keyPositions)
         {
             var a = new Sources
             {
                 Q = pQkv, QRow = row, QExample = T * row,
                 PreK = pK, PreV = pV, PreRow = dkv, PreExample = 0,
                 TokK = pQkv + d, TokV = pQkv + d + dkv, TokRow = row, TokExample = T * row,
+                Slopes = alibiSlopes.IsEmpty ? null : pSlopes, KeyPositions = pPositions,
             };
             RunForward(a, pMask, pOut, pProbs, shape, maskValue, causal);
         }
@@ -330,12 +368,16 @@ public static class Attention
         }
     }
 
-    /// <summary>Where one forward call reads queries, prefix keys/values and token keys/values (row and example strides).</summary>
+    /// <summary>
+    /// Where one forward call reads queries, prefix keys/values and token keys/values (row and example strides), and the
+    /// ALiBi slopes [H] and token key positions [B, T] (Slopes null: no ALiBi).
+    /// </summary>
     private unsafe struct Sources
     {
         public float* Q; public int QRow, QExample;
         public float* PreK, PreV; public int PreRow, PreExample;
         public float* TokK, TokV; public int TokRow, TokExample;
+        public float* Slopes; public int* KeyPositions;
     }
 
     /// <summary>Pointers of one backward call.</summary>
@@ -399,8 +441,9 @@ public static class Attention
 
     /// <summary>
     /// One (b, h): gathers Kᵀ [dh, Sp] and V [S, dhp] of KV head h / G (prefix rows first; Sp, dhp = S, dh padded to 16
-    /// with zeros; a group's query heads each gather it again, which costs O(S·dh) against the O(T·S·dh) products),
-    /// scores = Q·Kᵀ, row softmax with the max shift, O = P·V; all in register-blocked fp32 tiles.
+    /// with zeros; a group's query heads each gather it again, which costs O(S·dh) against the O(T·S·dh) products) and
+    /// the keys' additive bias (padding mask, ALiBi), scores = Q·Kᵀ, row softmax with the max shift, O = P·V; all in
+    /// register-blocked fp32 tiles.
     /// </summary>
     private static unsafe void ForwardHead<TOps, TV>(int b, int h, in Sources a, float* mask, float* output, float* probs,
         AttentionShape shape, float maskValue, bool causal) where TOps : ISimd<TV> where TV : unmanaged
@@ -412,6 +455,7 @@ public static class Attention
         float* v = kt + dh * Sp, sc = v + S * dhp, o = sc + T * Sp, bias = o + T * dhp, maxBias = bias + Sp;
 
         // Gather this head's keys (transposed) and values, prefix first; the additive key bias and its running max.
+        float slope = a.Slopes == null ? 0f : a.Slopes[h];
         for (int j = 0; j < S; j++)
         {
             float* kr, vr;
@@ -427,6 +471,7 @@ public static class Attention
                 vr = a.TokV + b * a.TokExample + (j - m) * a.TokRow + kvCol;
                 bias[j] = (1f - mask[b * T + j - m]) * maskValue;
             }
+            if (a.Slopes != null) bias[j] += slope * (j < m ? j : a.KeyPositions[b * T + j - m]);
             for (int k = 0; k < dh; k++) kt[k * Sp + j] = kr[k];
             CopyPadded(vr, v + j * dhp, dh, dhp);
             maxBias[j] = j == 0 ? bias[0] : Math.Max(maxBias[j - 1], bias[j]);
@@ -870,6 +915,18 @@ public static class Attention
         CheckLength(method, "mask", mask, s.MaskLength, "B*T");
         CheckLength(method, "output", output, s.OutputLength, "B*T*d");
         CheckLength(method, "probs", probs, s.ProbsLength, "B*H*T*(m+T)");
+    }
+
+    /// <summary>ALiBi's arguments: no slopes (then no positions either), or H slopes and B·T token key positions.</summary>
+    internal static void ValidateAlibi(string method, AttentionShape s, int slopes, int keyPositions)
+    {
+        if (slopes == 0)
+        {
+            CheckLength(method, "keyPositions (no ALiBi slopes)", keyPositions, 0, "0");
+            return;
+        }
+        CheckLength(method, "alibiSlopes", slopes, s.Heads, "H");
+        CheckLength(method, "keyPositions", keyPositions, s.MaskLength, "B*T");
     }
 
     private static void ValidateBackward(string method, AttentionShape s, int dOut, int qkv, int prefixK, int prefixV, int probs,

@@ -26,9 +26,11 @@ public readonly struct AttentionGpuParams
     public readonly float Scale;
     /// <summary>Additive mask value for padded token keys.</summary>
     public readonly float MaskValue;
+    /// <summary>1 when keys get the ALiBi bias, else 0.</summary>
+    public readonly int Alibi;
 
     /// <summary>Packs the sizes and options.</summary>
-    public AttentionGpuParams(AttentionShape shape, float maskValue, bool causal)
+    public AttentionGpuParams(AttentionShape shape, float maskValue, bool causal, bool alibi = false)
     {
         Batch = shape.Batch;
         Tokens = shape.Tokens;
@@ -39,6 +41,7 @@ public readonly struct AttentionGpuParams
         Causal = causal ? 1 : 0;
         Scale = shape.Scale;
         MaskValue = maskValue;
+        Alibi = alibi ? 1 : 0;
     }
 }
 
@@ -48,8 +51,8 @@ public readonly struct AttentionGpuParams
 /// <remarks>
 /// <para>Forward: one fused kernel, one group of <see cref="GroupSize"/> threads per (query tile of
 /// <see cref="TileQ"/> queries, query head, example); query head h reads key/value head h / (H/KV). The tile's queries are staged in shared memory, its scores
-/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P), then the group
-/// computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
+/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P; the keys' additive bias is the
+/// padding mask plus, with ALiBi, slope_h·key position), then the group computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
 /// <para>Backward, four launches, all deterministic (no atomics):
 /// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
 /// written to a scratch buffer, dQ += scale·dS·K;
@@ -87,8 +90,11 @@ public static class AttentionGpu
     /// <param name="shape">Sizes.</param>
     /// <param name="maskValue">Additive mask value (scores of token keys get + (1 − mask)·maskValue).</param>
     /// <param name="causal">When true query i sees the prefix and token keys j ≤ i only.</param>
+    /// <param name="alibiSlopes">ALiBi slopes [H], or empty for none.</param>
+    /// <param name="keyPositions">With ALiBi: the token keys' positions [B, T] (prefix key j is at j).</param>
     public static void Forward(GpuDevice device, ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
-        ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionShape shape, float maskValue, bool causal)
+        ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionShape shape, float maskValue, bool causal,
+        ArrayView<float> alibiSlopes = default, ArrayView<int> keyPositions = default)
     {
         const string method = "AttentionGpu.Forward";
         ValidateGrouped(method, shape);
@@ -98,9 +104,11 @@ public static class AttentionGpu
         Attention.CheckLength(method, "mask", (int)mask.Length, shape.MaskLength, "B*T");
         Attention.CheckLength(method, "output", (int)output.Length, shape.OutputLength, "B*T*d");
         Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
+        Attention.ValidateAlibi(method, shape, (int)alibiSlopes.Length, (int)keyPositions.Length);
         var kernel = device.Kernel("attention.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(ForwardKernel));
-        kernel(GroupedConfig(shape), qkv, prefixK, prefixV, mask, output, probs, new AttentionGpuParams(shape, maskValue, causal));
+            ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(ForwardKernel));
+        kernel(GroupedConfig(shape), qkv, prefixK, prefixV, mask, alibiSlopes, keyPositions, output, probs,
+            new AttentionGpuParams(shape, maskValue, causal, alibiSlopes.Length > 0));
     }
 
     /// <summary>
@@ -161,13 +169,23 @@ public static class AttentionGpu
             throw new ArgumentException($"{method}: dh = {s.HeadDim} and m+T = {s.Keys} must not exceed {MaxHeadDim} and {MaxKeys}");
     }
 
-    /// <summary>Additive bias of key j (prefix keys: 0; token keys: (1 − mask)·maskValue).</summary>
-    private static float Bias(ArrayView<float> mask, int b, int j, AttentionGpuParams p) =>
-        j < p.Prefix ? 0f : (1f - mask[b * p.Tokens + j - p.Prefix]) * p.MaskValue;
+    /// <summary>
+    /// Additive bias of key j for head h: (1 − mask)·maskValue on token keys, plus with ALiBi slope_h·position (prefix key
+    /// j at j, token keys at their key position).
+    /// </summary>
+    private static float Bias(ArrayView<float> mask, ArrayView<float> slopes, ArrayView<int> keyPositions, int b, int h, int j,
+        AttentionGpuParams p)
+    {
+        int t = j - p.Prefix;
+        float padding = j < p.Prefix ? 0f : (1f - mask[b * p.Tokens + t]) * p.MaskValue;
+        if (p.Alibi == 0) return padding;
+        return padding + slopes[h] * (j < p.Prefix ? j : keyPositions[b * p.Tokens + t]);
+    }
 
     /// <summary>Fused forward: grid (query tiles, H, B), <see cref="GroupSize"/> threads per group.</summary>
     internal static void ForwardKernel(ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
-        ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionGpuParams p)
+        ArrayView<float> mask, ArrayView<float> slopes, ArrayView<int> keyPositions, ArrayView<float> output, ArrayView<float> probs,
+        AttentionGpuParams p)
     {
         var scores = SharedMemory.Allocate<float>(TileQ * MaxKeys);
         var qTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
@@ -206,13 +224,13 @@ public static class AttentionGpu
             int i = i0 + tid, allowed = p.Causal != 0 ? m + i + 1 : S, s0 = tid * MaxKeys;
             // Shift by max(bias) + max(score + bias − max(bias)): large mask terms never swamp real scores.
             float maxBias = float.NegativeInfinity;
-            for (int j = 0; j < allowed; j++) maxBias = XMath.Max(maxBias, Bias(mask, b, j, p));
+            for (int j = 0; j < allowed; j++) maxBias = XMath.Max(maxBias, Bias(mask, slopes, keyPositions, b, h, j, p));
             float c = float.NegativeInfinity;
-            for (int j = 0; j < allowed; j++) c = XMath.Max(c, scores[s0 + j] + (Bias(mask, b, j, p) - maxBias));
+            for (int j = 0; j < allowed; j++) c = XMath.Max(c, scores[s0 + j] + (Bias(mask, slopes, keyPositions, b, h, j, p) - maxBias));
             float sum = 0f;
             for (int j = 0; j < allowed; j++)
             {
-                float e = XMath.Exp(scores[s0 + j] - c + (Bias(mask, b, j, p) - maxBias));
+                float e = XMath.Exp(scores[s0 + j] - c + (Bias(mask, slopes, keyPositions, b, h, j, p) - maxBias));
                 scores[s0 + j] = e;
                 sum += e;
             }

@@ -195,7 +195,7 @@ public static class KernelParity
             return sc.Down(q);
         });
 
-        foreach (var (kv, causal, maskValue) in new[] { (s.Heads, false, -10000f), (s.KvHeads, true, float.MinValue) })
+        foreach (var (kv, causal, maskValue, alibi) in new[] { (s.Heads, false, -10000f, false), (s.KvHeads, true, float.MinValue, false), (s.Heads, true, float.MinValue, true) })
         {
             var shape = new AttentionShape(s.Batch, s.Tokens, s.Heads, hd, mp, kv);
             var qkv = Random(shape.QkvLength, 35);
@@ -203,11 +203,16 @@ public static class KernelParity
             var pv = Random(shape.PrefixElements, 37);
             var keyMask = Array.ConvertAll(mask, v => (float)v);
             var dOut = Random(shape.OutputLength, 38);
-            string label = $"attention {(kv == s.Heads ? "MHA" : $"GQA {s.Heads}/{kv}")}{(causal ? " causal" : "")} m={mp}";
+            // ALiBi (BLOOM): per-head slopes, token keys at their count of real tokens so far.
+            float[] slopes = alibi ? Attention.AlibiSlopes(s.Heads) : [];
+            var keyPositions = alibi ? new int[rows] : [];
+            for (int b = 0; b < (alibi ? s.Batch : 0); b++)
+                for (int t = 0, seen = 0; t < s.Tokens; t++) keyPositions[b * s.Tokens + t] = mp + Math.Max(0, (seen += mask[b * s.Tokens + t]) - 1);
+            string label = $"attention {(kv == s.Heads ? "MHA" : $"GQA {s.Heads}/{kv}")}{(causal ? " causal" : "")}{(alibi ? " ALiBi" : "")} m={mp}";
             Check($"{label} forward", ReductionLimit, sc =>
             {
                 var (o, p) = (sc.Poisoned(shape.OutputLength), sc.Poisoned(shape.ProbsLength));
-                sc.B.AttentionForward(shape, maskValue, causal, sc.Up(qkv), sc.Up(pk), sc.Up(pv), sc.Up(keyMask), o, p);
+                sc.B.AttentionForward(shape, maskValue, causal, sc.Up(qkv), sc.Up(pk), sc.Up(pv), sc.Up(keyMask), sc.Up(slopes), sc.Up(keyPositions), o, p);
                 return [.. sc.Down(o), .. sc.Down(p)];
             });
             Check($"{label} backward", ReductionLimit, sc =>
@@ -215,7 +220,7 @@ public static class KernelParity
                 var (o, p) = (sc.Poisoned(shape.OutputLength), sc.Poisoned(shape.ProbsLength));
                 var q = sc.Up(qkv);
                 var (k, v) = (sc.Up(pk), sc.Up(pv));
-                sc.B.AttentionForward(shape, maskValue, causal, q, k, v, sc.Up(keyMask), o, p);
+                sc.B.AttentionForward(shape, maskValue, causal, q, k, v, sc.Up(keyMask), sc.Up(slopes), sc.Up(keyPositions), o, p);
                 var (dq, dk, dv) = (sc.Up(Random(shape.QkvLength, 39)), sc.Up(Random(pk.Length, 40)), sc.Up(Random(pv.Length, 41)));
                 sc.B.AttentionBackward(shape, sc.Up(dOut), q, k, v, p, dq, dk, dv);
                 return [.. sc.Down(dq), .. sc.Down(dk), .. sc.Down(dv)];

@@ -131,10 +131,13 @@ public abstract class Backend : IDisposable
     /// Attention over [prefix; tokens] keys with the batch-shared prefix (see <see cref="Attention"/>): qkv [B·T, d + 2·dkv]
     /// with <see cref="AttentionShape.KvHeads"/> key/value heads (grouped-query when fewer than the query heads), prefix
     /// keys and values [m, dkv]; padded keys score + (1 − mask)·maskValue (float.MinValue allowed); with causal, query i
-    /// sees the prefix and token keys j ≤ i. Writes the output [B·T, d] and saves the probabilities [B, H, T, m+T].
+    /// sees the prefix and token keys j ≤ i; with ALiBi slopes [H] (empty: none), every key also scores + slope·position
+    /// (prefix key j at j, token keys at <paramref name="keyPositions"/> [B·T]). Writes the output [B·T, d] and saves the
+    /// probabilities [B, H, T, m+T].
     /// </summary>
     public abstract void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
-        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities);
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
+        DeviceView<float> output, DeviceView<float> probabilities);
 
     /// <summary>
     /// Backward of <see cref="AttentionForward"/>: accumulates into dqkv (key/value columns summed over each group's query

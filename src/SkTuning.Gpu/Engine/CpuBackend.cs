@@ -159,8 +159,10 @@ public sealed class CpuBackend : Backend
 
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
-        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities) =>
-        Attention.Forward(S(qkv), S(prefixK), S(prefixV), S(keyMask), S(output), S(probabilities), shape, maskValue, causal);
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
+        DeviceView<float> output, DeviceView<float> probabilities) =>
+        Attention.Forward(S(qkv), S(prefixK), S(prefixV), S(keyMask), S(output), S(probabilities), shape, maskValue, causal,
+            S(alibiSlopes), S(keyPositions));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,

@@ -220,8 +220,10 @@ public sealed class GpuBackend : Backend
 
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
-        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> output, DeviceView<float> probabilities) =>
-        AttentionGpu.Forward(_device, V(qkv), V(prefixK), V(prefixV), V(keyMask), V(output), V(probabilities), shape, maskValue, causal);
+        DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
+        DeviceView<float> output, DeviceView<float> probabilities) =>
+        AttentionGpu.Forward(_device, V(qkv), V(prefixK), V(prefixV), V(keyMask), V(output), V(probabilities), shape, maskValue, causal,
+            V(alibiSlopes), V(keyPositions));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,

@@ -5,7 +5,7 @@ namespace SkTuning.Gpu.Engine;
 
 /// <summary>
 /// The two sublayers every family's layer is made of, forward and backward, on one forward's state: attention (fused QKV
-/// projection, LoRA on q/v, RoPE, the fused attention kernel with the batch-shared prefix, the output projection) and
+/// projection, LoRA on q/v, RoPE or ALiBi, the fused attention kernel with the batch-shared prefix, the output projection) and
 /// the FFN (input projection, GELU-erf / GELU-tanh / SwiGLU, output projection). Under full fine-tuning the backward also
 /// accumulates the weight gradients. A <see cref="TransformerBlock"/> wires them with norms and residuals.
 /// </summary>
@@ -15,7 +15,7 @@ internal sealed class Sublayers : IDisposable
     private readonly DeviceWeights? _g;
     private readonly LoraLayer[]? _lora;
     private readonly LoraOptions? _loraOptions;
-    private readonly DeviceArray<float>? _ropeCos, _ropeSin;
+    private readonly DeviceArray<float>? _ropeCos, _ropeSin, _alibiSlopes;
     private Activations _act = null!;
     private AttentionShape _shape;
     private DeviceView<float> _mask, _prefix, _dPrefix, _dPromptKv;
@@ -41,6 +41,7 @@ internal sealed class Sublayers : IDisposable
             _ropeCos = backend.UploadNew(cos);
             _ropeSin = backend.UploadNew(sin);
         }
+        if (spec.Positions == PositionKind.Alibi) _alibiSlopes = backend.UploadNew(Kernels.Attention.AlibiSlopes(spec.Heads));
     }
 
     public Backend Backend { get; }
@@ -52,8 +53,8 @@ internal sealed class Sublayers : IDisposable
     private int QkvWidth => EngineParameters.QkvWidth(Spec);
 
     /// <summary>
-    /// Sets the state of one forward: shape, key mask [B, S], RoPE positions of the rows [B·S] (prefix keys sit at
-    /// 0..m−1) and the prefix [L, 2, m, kvDim].
+    /// Sets the state of one forward: shape, key mask [B, S], positions of the rows [B·S] for RoPE and ALiBi (prefix keys
+    /// sit at 0..m−1) and the prefix [L, 2, m, kvDim].
     /// </summary>
     public void Begin(Activations act, AttentionShape shape, DeviceView<float> mask, DeviceView<int> positions,
         DeviceView<float> prefix, bool training, ulong seed)
@@ -128,8 +129,10 @@ internal sealed class Sublayers : IDisposable
                 pk = rotated;
             }
         }
-        Backend.AttentionForward(_shape, Spec.MaskValue, Spec.Causal, qkv, pk, pv, _mask, la.Context.Slice(0, rows * d),
-            la.Probabilities.Slice(0, _shape.ProbsLength));
+        // ALiBi: each key's bias follows its row's position (the prefix keys' 0..m−1 are the kernel's own numbering).
+        var (slopes, keyPositions) = _alibiSlopes is null ? (default, default) : (_alibiSlopes.All, _positions);
+        Backend.AttentionForward(_shape, Spec.MaskValue, Spec.Causal, qkv, pk, pv, _mask, slopes, keyPositions,
+            la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, _shape.ProbsLength));
         Backend.Gemm(GemmOp.NN, rows, d, d, la.Context.Slice(0, rows * d), w.Wo, output, w.Bo);
     }
 
@@ -327,5 +330,6 @@ internal sealed class Sublayers : IDisposable
         _zeroBased?.Dispose();
         _ropeCos?.Dispose();
         _ropeSin?.Dispose();
+        _alibiSlopes?.Dispose();
     }
 }

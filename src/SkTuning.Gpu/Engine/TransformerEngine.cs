@@ -135,7 +135,7 @@ public sealed class TransformerEngine : IDisposable
             throw new SkTuningException(Fail($"a shared norm in a {spec.NormPlacement.ToString().ToLowerInvariant()}-norm block"));
         if (spec.Activation is not (ActivationKind.GeluErf or ActivationKind.GeluTanh or ActivationKind.SwiGlu))
             throw new SkTuningException(Fail($"activation {spec.Activation}"));
-        if (spec.Positions is not (PositionKind.Absolute or PositionKind.Rope)) throw new SkTuningException(Fail($"positions {spec.Positions}"));
+        if (spec.Positions is not (PositionKind.Absolute or PositionKind.Rope or PositionKind.Alibi)) throw new SkTuningException(Fail($"positions {spec.Positions}"));
         if (spec.Heads <= 0 || spec.KvHeads <= 0 || spec.Heads % spec.KvHeads != 0)
             throw new SkTuningException(Fail($"{spec.Heads} query heads cannot share {spec.KvHeads} key/value heads"));
         if (spec.Heads * spec.HeadSize != spec.Hidden)

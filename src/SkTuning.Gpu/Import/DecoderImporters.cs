@@ -74,10 +74,40 @@ public static class FalconImporter
         var s = r.Imported.Spec;
         var g = new GraphWalker(model);
         if (s.NormPlacement != NormPlacement.Parallel) throw g.Fail("sequential attention and FFN in a Falcon graph (Falcon's blocks are parallel)", r.FirstSoftmax);
-        if (s.Positions != PositionKind.Rope) throw g.Fail("learned absolute positions in a Falcon graph (no rotary embedding)", r.FirstSoftmax);
+        if (s.Positions != PositionKind.Rope) throw g.Fail($"{s.Positions} positions in a Falcon graph (no rotary embedding)", r.FirstSoftmax);
         if (s.RotaryDim != s.HeadSize) throw g.Fail($"partial rotary ({s.RotaryDim} of {s.HeadSize} dimensions) in a Falcon graph", r.FirstSoftmax);
         if (s.Norm != NormKind.LayerNorm) throw g.Fail($"{s.Norm} in a Falcon graph (Falcon uses LayerNorm)", r.FirstSoftmax);
         if (s.Activation != ActivationKind.GeluErf) throw g.Fail($"{s.Activation} FFN in a Falcon graph (Falcon uses exact GELU)", r.FirstSoftmax);
+        return r.Imported;
+    }
+}
+
+/// <summary>
+/// Imports a BLOOM decoder (BloomModel exports) by structure: word embeddings and their LayerNorm
+/// (word_embeddings_layernorm), no position table, pre-LayerNorm layers with a fused query_key_value laid out per head
+/// ([heads, 3, head size], permuted on import into the engine's [q | k | v]), ALiBi added to the scores (per-head slopes
+/// from build_alibi_tensor, key positions counted from the attention mask), masked_fill with the dtype minimum, GELU-tanh
+/// FFN, biases everywhere, and the final LayerNorm (ln_f).
+/// </summary>
+public static class BloomImporter
+{
+    /// <summary>Loads and imports an .onnx file.</summary>
+    public static ImportedModel Import(string path) => Import(OnnxModel.Load(path));
+
+    /// <summary>Imports a loaded model.</summary>
+    /// <exception cref="SkTuningException">The graph is not a BLOOM decoder (the message names the node).</exception>
+    public static ImportedModel Import(OnnxModel model)
+    {
+        var r = DecoderReader.Read(model, ModelFamily.Bloom);
+        var s = r.Imported.Spec;
+        var g = new GraphWalker(model);
+        if (s.Positions != PositionKind.Alibi) throw g.Fail($"{s.Positions} positions in a BLOOM graph (no ALiBi term on the attention scores)", r.FirstSoftmax);
+        if (!s.EmbeddingNorm) throw g.Fail("no LayerNorm after the word embeddings in a BLOOM graph", r.FirstSoftmax);
+        if (s.NormPlacement != NormPlacement.Pre) throw g.Fail("parallel attention and FFN in a BLOOM graph (BLOOM's blocks are sequential)", r.FirstSoftmax);
+        if (s.Norm != NormKind.LayerNorm) throw g.Fail($"{s.Norm} in a BLOOM graph (BLOOM uses LayerNorm)", r.FirstSoftmax);
+        if (s.Activation is not (ActivationKind.GeluTanh or ActivationKind.GeluErf))
+            throw g.Fail($"{s.Activation} FFN in a BLOOM graph", r.FirstSoftmax);
+        if (s.KvHeads != s.Heads) throw g.Fail($"{s.KvHeads} key/value heads for {s.Heads} query heads in a BLOOM graph", r.FirstSoftmax);
         return r.Imported;
     }
 }
@@ -110,8 +140,9 @@ public static class PhiImporter
 }
 
 /// <summary>
-/// Picks the importer by the graph's structure: embeddings that go straight into a norm (post-norm) are BERT; a
-/// pre-norm residual stream with a learned position table is GPT-2; a residual Add of two branches summed first
+/// Picks the importer by the graph's structure: embeddings that go straight into a norm feeding the first layer's
+/// projections (post-norm) are BERT, and a LayerNorm of the word embeddings that starts a pre-norm residual stream is
+/// BLOOM; a pre-norm residual stream with a learned position table is GPT-2; a residual Add of two branches summed first
 /// (attention + FFN) is a parallel block — Phi when the attention output projection has a bias, Falcon when not; any
 /// other rotary decoder is LLaMA. Each importer then checks the rest of its family's structure.
 /// </summary>
@@ -127,7 +158,7 @@ public static class ModelImporter
         var g = new GraphWalker(model);
         var (_, position, _, sum) = g.Embeddings();
         var residual = g.ConsumersThrough(sum).FirstOrDefault(n => n.OpType == "Add");
-        if (residual is null) return BertImporter.Import(model);
+        if (residual is null) return g.EmbeddingNorm(sum) is null ? BertImporter.Import(model) : BloomImporter.Import(model);
         if (position is not null) return Gpt2Importer.Import(model);
         // Parallel: the branch added to the residual stream is itself an Add of two computed values (attention + FFN),
         // where a pre-norm layer adds the attention output projection (a MatMul, or a bias Add with a constant).

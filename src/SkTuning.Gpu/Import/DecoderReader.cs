@@ -1,14 +1,16 @@
+using System.Globalization;
 using SkTuning.Gpu.Onnx;
 
 namespace SkTuning.Gpu.Import;
 
 /// <summary>
-/// Reads a causal decoder (GPT-2, LLaMA family, Falcon, Phi) on top of <see cref="GraphWalker"/>: the embedding Gather
-/// (plus a learned position table for GPT-2), then per layer either pre-norm, h₁ = h + Attn(Norm₁(h))·Wo (+ bo),
-/// h₂ = h₁ + FFN(Norm₂(h₁)), or parallel, h₂ = h + Attn(Norm₁(h))·Wo + FFN(Norm₂(h)) with Norm₂ = Norm₁ or its own,
-/// then the final norm. The family-specific checks (which norm, activation, block and position kind the family must
-/// have) are left to the importers (<see cref="Gpt2Importer"/>, <see cref="LlamaImporter"/>, <see cref="FalconImporter"/>,
-/// <see cref="PhiImporter"/>), which share this one walk.
+/// Reads a causal decoder (GPT-2, LLaMA family, BLOOM, Falcon, Phi) on top of <see cref="GraphWalker"/>: the embedding
+/// Gather (plus a learned position table for GPT-2, a LayerNorm for BLOOM), then per layer either pre-norm,
+/// h₁ = h + Attn(Norm₁(h))·Wo (+ bo), h₂ = h₁ + FFN(Norm₂(h₁)), or parallel, h₂ = h + Attn(Norm₁(h))·Wo + FFN(Norm₂(h))
+/// with Norm₂ = Norm₁ or its own, then the final norm. Positions are a table, rotary embeddings or an ALiBi term on the
+/// scores. The family-specific checks (which norm, activation, block and position kind the family must have) are left
+/// to the importers (<see cref="Gpt2Importer"/>, <see cref="LlamaImporter"/>, <see cref="BloomImporter"/>,
+/// <see cref="FalconImporter"/>, <see cref="PhiImporter"/>), which share this one walk.
 /// </summary>
 internal static class DecoderReader
 {
@@ -22,6 +24,8 @@ internal static class DecoderReader
         var (word, positionGather, typeGather, h0) = g.Embeddings();
         var wordTable = g.FloatMatrix(word.Inputs[0])!;
         int vocab = checked((int)wordTable.Dims[0]), d = checked((int)wordTable.Dims[1]);
+        var embeddingNorm = g.ConsumersThrough(h0).Any(n => n.OpType == "Add") ? null : g.EmbeddingNorm(h0);
+        if (embeddingNorm is not null) h0 = embeddingNorm.Output;
         // Pre-norm: the residual stream entering layer 0 is read by the norm and by the residual Add.
         if (!g.ConsumersThrough(h0).Any(n => n.OpType == "Add"))
             throw g.Fail("an encoder-only graph (post-norm, the embeddings go straight into a norm) where a decoder is required",
@@ -32,6 +36,7 @@ internal static class DecoderReader
         var hidden = new List<string> { h0 };
         var past = new List<string>();
         (string Cos, string Sin)? rope = null;
+        float[]? alibi = null;
         OnnxNode? firstSoftmax = null;
         string? maskOperand = null;
         int heads = 0, kvHeads = 0, headSize = 0, ffnSize = 0;
@@ -67,6 +72,9 @@ internal static class DecoderReader
             else if (rope is not null) throw g.Fail($"{where}: no rotary embedding where layer 0 has one", a.Softmax);
             if (rotaryDim is not null && a.RotaryDim != rotaryDim) throw g.Fail($"{where}: rotates {a.RotaryDim} dimensions per head, layer 0 {rotaryDim}", a.Softmax);
             rotaryDim = a.RotaryDim;
+            if (layers.Count == 0) alibi = a.AlibiSlopes;
+            else if ((alibi is null) != (a.AlibiSlopes is null) || alibi is not null && !alibi.SequenceEqual(a.AlibiSlopes!))
+                throw g.Fail($"{where}: its ALiBi term differs from layer 0's", a.Softmax);
             past.AddRange(a.PastInputs);
 
             var o = g.FindLinearForward(a.Context.Outputs[0], 6) ?? throw g.Fail($"{where}: no attention output projection", a.Context);
@@ -129,7 +137,18 @@ internal static class DecoderReader
         double theta = 0;
         int maxPositions;
         string? positionIds = null;
-        if (rope is { } rp)
+        if (alibi is not null)
+        {
+            if (positionGather is not null) throw g.Fail("both a position-embedding table and ALiBi", positionGather);
+            var expected = Kernels.Attention.AlibiSlopes(heads);
+            if (alibi.Length != heads || alibi.Zip(expected).Any(p => Math.Abs(p.First - p.Second) > 1e-6 * p.Second))
+                throw g.Fail($"ALiBi slopes [{string.Join(", ", alibi.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}] " +
+                             $"are not BLOOM's for {heads} heads [{string.Join(", ", expected.Select(v => v.ToString("G4", CultureInfo.InvariantCulture)))}]",
+                    firstSoftmax!);
+            // ALiBi has no table: 4096 is the context the engine sizes for unless told otherwise (positions come from the mask).
+            maxPositions = 4096;
+        }
+        else if (rope is { } rp)
         {
             var (t, r, rows, inputs) = g.ReadRope(rp, "rotary embedding", firstSoftmax!);
             if (r != rotaryDim) throw g.Fail($"rotary frequencies for {r} dimensions where attention rotates {rotaryDim} of {headSize} per head", firstSoftmax!);
@@ -140,7 +159,7 @@ internal static class DecoderReader
         }
         else
         {
-            if (positionGather is null) throw g.Fail("neither a position-embedding table nor rotary embeddings", word);
+            if (positionGather is null) throw g.Fail("neither a position-embedding table nor rotary embeddings nor ALiBi", word);
             maxPositions = checked((int)g.FloatMatrix(positionGather.Inputs[0])!.Dims[0]);
             positionIds = g.InputsBehind(positionGather.Inputs[1], 1).FirstOrDefault();
         }
@@ -150,8 +169,8 @@ internal static class DecoderReader
             Word = wordTable.ToFloats(),
             Position = positionGather is null ? [] : g.FloatMatrix(positionGather.Inputs[0])!.ToFloats(),
             TokenType = [],
-            NormGamma = [],
-            NormBeta = [],
+            NormGamma = embeddingNorm?.Gamma ?? [],
+            NormBeta = embeddingNorm?.Beta ?? [],
         };
         var spec = new ModelSpec
         {
@@ -167,13 +186,13 @@ internal static class DecoderReader
             SharedNorm = sharedNorm!.Value,
             Epsilon = epsilon!.Value,
             Activation = activation!.Value,
-            Positions = rope is null ? PositionKind.Absolute : PositionKind.Rope,
+            Positions = rope is not null ? PositionKind.Rope : alibi is not null ? PositionKind.Alibi : PositionKind.Absolute,
             Causal = true,
             VocabSize = vocab,
             MaxPositions = maxPositions,
             TypeVocabSize = 0,
             MaskValue = maskValue ?? throw g.Fail("no additive attention mask", firstSoftmax!),
-            EmbeddingNorm = false,
+            EmbeddingNorm = embeddingNorm is not null,
             RopeTheta = (float)theta,
             RotaryDim = rotaryDim ?? 0,
             QkvBias = qkvBias!.Value,

@@ -22,10 +22,12 @@ internal sealed record ParsedNorm(NormKind Kind, float[] Gamma, float[] Beta, fl
 
 /// <summary>The attention core of one layer.</summary>
 /// <remarks><see cref="RotaryDim"/>: the dimensions per head the rotary embedding turns (the head size unless the graph
-/// slices a partial rotary part off, Phi's q_rot / q_pass); null without rotary embedding.</remarks>
+/// slices a partial rotary part off, Phi's q_rot / q_pass); null without rotary embedding. <see cref="AlibiSlopes"/>: the
+/// per-head ALiBi slopes added to its scores (BLOOM), or null.</remarks>
 internal sealed record ParsedAttention(
     ParsedLinear Q, ParsedLinear K, ParsedLinear V, int Heads, int KvHeads, int HeadSize, float? MaskValue, string? MaskOperand,
-    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, int? RotaryDim, IReadOnlyList<string> PastInputs);
+    bool CausalWhere, OnnxNode Softmax, OnnxNode Context, (string Cos, string Sin)? Rope, int? RotaryDim, IReadOnlyList<string> PastInputs,
+    float[]? AlibiSlopes);
 
 /// <summary>The feed-forward block of one layer.</summary>
 internal sealed record ParsedFfn(ActivationKind Activation, ParsedLinear? Gate, ParsedLinear Up, ParsedLinear Down);
@@ -429,8 +431,8 @@ internal sealed class GraphWalker(OnnxModel m)
     /// <summary>
     /// Softmax(Q·Kᵀ·scale + mask)·V over the layer's three <paramref name="projections"/>: tells query, key and value
     /// apart by where they enter attention, reads heads and KV heads from the Reshape-to-heads shapes (or the √dh
-    /// scale), the additive mask value, and on the way rotary embeddings (rotate-half), repeat_kv Expands and Concats
-    /// with past-key inputs.
+    /// scale), the additive mask value (or masked_fill's), an ALiBi term added to the scores, and on the way rotary
+    /// embeddings (rotate-half), repeat_kv Expands and Concats with past-key inputs.
     /// </summary>
     public ParsedAttention ParseAttention(List<ParsedLinear> projections, int d, string where)
     {
@@ -443,6 +445,7 @@ internal sealed class GraphWalker(OnnxModel m)
         bool scaleKnown = true, causalWhere = false;
         float? maskValue = null;
         string? maskOperand = null;
+        float[]? alibi = null;
         var scores = softmax.Inputs[0];
         OnnxNode? scoreMatMul = null;
         for (int guard = 0; guard < 12 && scoreMatMul is null; guard++)
@@ -455,11 +458,27 @@ internal sealed class GraphWalker(OnnxModel m)
                 {
                     bool aScores = ReachesMatMul(p.Inputs[0], 4), bScores = ReachesMatMul(p.Inputs[1], 4);
                     if (aScores == bScores) throw Fail($"{where}: cannot tell the attention scores from the mask", p);
-                    maskOperand ??= aScores ? p.Inputs[1] : p.Inputs[0];
-                    maskValue ??= ReadMaskValue(maskOperand, where, p);
+                    var operand = aScores ? p.Inputs[1] : p.Inputs[0];
+                    if (TryReadAlibi(operand, where, p) is { } slopes)
+                    {
+                        if (alibi is not null) throw Fail($"{where}: two ALiBi terms on the attention scores", p);
+                        alibi = slopes;
+                    }
+                    else
+                    {
+                        maskOperand ??= operand;
+                        maskValue ??= ReadMaskValue(maskOperand, where, p);
+                    }
                     scores = aScores ? p.Inputs[0] : p.Inputs[1];
                     break;
                 }
+                case "Where" when p.Inputs.Count == 3 && Scalar(p.Inputs[1]) is { } fill && ReachesMatMul(p.Inputs[2], 4):
+                    // BLOOM: masked_fill(scores, padding | causal, finfo.min).
+                    causalWhere = true;
+                    maskValue ??= (float)fill;
+                    maskOperand ??= p.Inputs[0];
+                    scores = p.Inputs[2];
+                    break;
                 case "Where" when p.Inputs.Count == 3 && Scalar(p.Inputs[2]) is { } fill && ReachesMatMul(p.Inputs[1], 4):
                     // GPT-2: where(causal_mask, scores, finfo.min).
                     causalWhere = true;
@@ -483,6 +502,7 @@ internal sealed class GraphWalker(OnnxModel m)
                     break;
                 }
                 case "Cast" or "Identity" or "Dropout": scores = p.Inputs[0]; break;
+                case "Reshape": scores = p.Inputs[0]; break; // BLOOM views [B·H, T, S] scores as [B, H, T, S]
                 default: throw Fail($"{where}: unexpected {p.OpType} between Q·Kᵀ and Softmax", p);
             }
         }
@@ -519,8 +539,39 @@ internal sealed class GraphWalker(OnnxModel m)
             throw Fail($"{where}: key/value widths {k.Linear.Out}/{v.Linear.Out} do not make KV heads of {headSize} for {heads} query heads", k.Linear.Node);
         if (k.Reshape is { } ks && ReshapeTail(ks) is { Heads: > 0 } kt && kt.Heads != kvHeads)
             throw Fail($"{where}: the key is reshaped to {kt.Heads} heads, its width {k.Linear.Out} says {kvHeads}", ks);
+        if (alibi is not null && q.Rope is not null) throw Fail($"{where}: both ALiBi and rotary embeddings", scoreMatMul);
         return new ParsedAttention(q.Linear, k.Linear, v.Linear, heads, kvHeads, headSize, maskValue, maskOperand, causalWhere,
-            softmax, context, q.Rope, q.Rope is null ? null : q.RotaryDim ?? headSize, past);
+            softmax, context, q.Rope, q.Rope is null ? null : q.RotaryDim ?? headSize, past, alibi);
+    }
+
+    /// <summary>
+    /// BLOOM's ALiBi term of the scores (build_alibi_tensor, times baddbmm's β): constant slopes [H] (or [H, 1]) times key
+    /// positions computed from the attention mask by a CumSum, through Casts, Reshapes and scalar factors (folded into
+    /// the slopes). Null when <paramref name="operand"/> has no CumSum behind it (then it is a mask).
+    /// </summary>
+    private float[]? TryReadAlibi(string operand, string where, OnnxNode add)
+    {
+        if (!Backward(operand, 16).Any(n => n.OpType == "CumSum")) return null;
+        double scale = 1;
+        var value = operand;
+        for (int guard = 0; guard < 16; guard++)
+        {
+            var p = m.Producer(value) ?? throw Fail($"{where}: the ALiBi term of the attention scores has no constant slopes", add);
+            switch (p.OpType)
+            {
+                case "Cast" or "Identity" or "Reshape" or "Expand" or "Unsqueeze" or "Squeeze": value = p.Inputs[0]; break;
+                case "Mul" when DataAndScalar(p) is { } ds:
+                    scale *= ds.Value;
+                    value = ds.Data;
+                    break;
+                case "Mul" when p.Inputs.Select(m.TryGetTensor).FirstOrDefault(t => t is not null && IsFloat(t) && t.ElementCount > 1) is { } slopes:
+                    if (!Backward(Other(p, p.Inputs.First(i => m.TryGetTensor(i) == slopes)), 8).Any(n => n.OpType == "CumSum"))
+                        throw Fail($"{where}: the ALiBi slopes multiply something else than the positions counted from the mask", p);
+                    return slopes.ToFloats().Select(v => (float)(v * scale)).ToArray();
+                default: throw Fail($"{where}: the ALiBi term of the attention scores meets {p.OpType} before its slopes", p);
+            }
+        }
+        throw Fail($"{where}: the ALiBi term of the attention scores has no constant slopes", add);
     }
 
     /// <summary>Whether <paramref name="value"/> is √ of something read from a Shape (GPT-2's head-size scale).</summary>
@@ -820,6 +871,15 @@ internal sealed class GraphWalker(OnnxModel m)
     }
 
     // ---------------------------------------------------------------- embeddings
+
+    /// <summary>
+    /// The LayerNorm right after the embeddings of a pre-norm decoder (BLOOM's word_embeddings_layernorm): a norm reading
+    /// <paramref name="sum"/> whose output feeds both a residual Add and the first layer's norm. Null otherwise (a
+    /// post-norm encoder's embedding norm feeds the first layer's projections).
+    /// </summary>
+    public ParsedNorm? EmbeddingNorm(string sum) =>
+        TryParseNorm(sum, "embeddings") is { } norm && ConsumersThrough(norm.Output).Any(n => n.OpType == "Add")
+        && TryParseNorm(norm.Output, "layer 0") is not null ? norm : null;
 
     /// <summary>The word-embedding Gather and the tables added to it (position, token type), and the sum.</summary>
     public (OnnxNode Word, OnnxNode? Position, OnnxNode? TokenType, string Sum) Embeddings()

@@ -20,6 +20,8 @@ public enum ModelFamily
     Falcon,
     /// <summary>Phi-2 decoder: parallel attention and FFN from one LayerNorm, partial rotary, GELU-tanh, biases everywhere.</summary>
     Phi,
+    /// <summary>BLOOM: LayerNorm after the word embeddings, pre-LayerNorm, GELU-tanh, ALiBi, causal, biases everywhere.</summary>
+    Bloom,
 }
 
 /// <summary>The normalization layer.</summary>
@@ -63,6 +65,11 @@ public enum PositionKind
     Absolute,
     /// <summary>Rotary position embeddings applied to queries and keys.</summary>
     Rope,
+    /// <summary>
+    /// ALiBi (BLOOM): no position table; each head adds slope·(key position) to its attention scores, the key positions
+    /// counted from the attention mask (cumsum − 1).
+    /// </summary>
+    Alibi,
 }
 
 /// <summary>
@@ -114,7 +121,7 @@ public sealed record ModelSpec
     /// <summary>Vocabulary size V (rows of the word-embedding table).</summary>
     public required int VocabSize { get; init; }
 
-    /// <summary>Maximum number of positions (rows of the position table; the context length for RoPE models).</summary>
+    /// <summary>Maximum number of positions (rows of the position table; the context length for RoPE and ALiBi models).</summary>
     public required int MaxPositions { get; init; }
 
     /// <summary>Token-type vocabulary size (0 when the model has no token types).</summary>

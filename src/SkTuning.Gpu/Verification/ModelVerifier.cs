@@ -30,7 +30,7 @@ public sealed record VerifyReport(string Architecture, string Inputs, IReadOnlyL
 /// <summary>
 /// What a user runs on their own export before training (<c>sktune verify</c>): imports the graph, runs ONNX Runtime and
 /// the engine on the same few texts (the model's tokenizer; random ids without one), right-padded and — where the graph
-/// takes position ids or numbers positions per token — left-padded, and compares every layer's input and the final
+/// takes position ids, numbers positions per token or counts them from the mask (ALiBi) — left-padded, and compares every layer's input and the final
 /// states; then checks the engine's prefix gradient against central finite differences of its own forward. A graph
 /// that computes something the engine does not model either fails to import (an input error) or fails here.
 /// </summary>
@@ -67,8 +67,9 @@ public static class ModelVerifier
         using var runner = new OrtModelRunner(imported, onnx.WithExtraOutputs(names), names, log);
         using var engine = new TransformerEngine(backend, spec, imported.Weights);
         Compare(engine, runner, right, "right-padded", lines);
-        // Encoders number positions 0..T−1 either way; causal models need the graph to take position ids for left padding.
-        if (!spec.Causal || runner.TakesPositions)
+        // Encoders number positions 0..T−1 either way; causal models need the graph to take position ids for left padding,
+        // or to count them from the mask itself (BLOOM's ALiBi).
+        if (!spec.Causal || runner.TakesPositions || spec.Positions == PositionKind.Alibi)
             Compare(engine, runner, Batch(sequences, spec, leftPad: true), "left-padded", lines);
         lines.Add(GradientCheck(engine, right, spec));
         string inputs = (tokenizer is null ? "random ids (no tokenizer files beside the model)" : $"{Texts.Length} texts through the {tokenizer.Kind} tokenizer")

@@ -9,8 +9,9 @@ namespace SkTuning.Gpu.Tests.Engine;
 
 /// <summary>
 /// The engine on tiny random causal decoders (GPT-2-like; LLaMA-like with GQA 4 heads / 2 KV heads, with and without
-/// q/k/v biases; parallel blocks: Falcon-like with one KV head and a shared norm or 2 KV groups and a norm per branch,
-/// Phi-like with partial rotary) against the fp64 reference: forward on left- and right-padded batches with a prefix and prompt rows,
+/// q/k/v biases; BLOOM-like with ALiBi over 6 heads and an embedding LayerNorm; parallel blocks: Falcon-like with one KV
+/// head and a shared norm or 2 KV groups and a norm per branch, Phi-like with partial rotary) against the fp64 reference:
+/// forward on left- and right-padded batches with a prefix and prompt rows,
 /// the reference's own backward against its central differences, the engine's prompt / prefix / full-fine-tuning /
 /// LoRA gradients against the reference's, the ILGPU simulator against the CPU backend, and left padding = no padding.
 /// </summary>
@@ -24,6 +25,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
         "falcon" => DecoderOptions.Falcon(newArchitecture: false, seed: 6),
         "falcon-new" => DecoderOptions.Falcon(newArchitecture: true, seed: 7),
         "phi" => DecoderOptions.Phi(seed: 8),
+        "bloom" => DecoderOptions.Bloom(seed: 6),
         _ => throw new ArgumentException(variant),
     };
 
@@ -87,6 +89,9 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("falcon-new", false, 2, 3)]
     [InlineData("phi", true, 2, 3)]
     [InlineData("phi", false, 0, 0)]
+    [InlineData("bloom", true, 0, 0)]
+    [InlineData("bloom", false, 0, 3)]
+    [InlineData("bloom", true, 2, 3)]
     public void ForwardMatchesTheFp64Reference(string variant, bool left, int promptLen, int prefixLen)
     {
         var c = MakeCase(variant, left, promptLen, prefixLen, seed: 10 + promptLen * 3 + prefixLen + (left ? 1 : 0));
@@ -108,6 +113,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("falcon")]
     [InlineData("falcon-new")]
     [InlineData("phi")]
+    [InlineData("bloom")]
     public void ReferenceBackwardMatchesCentralDifferencesOfItsForward(string variant)
     {
         // The fp64 reference's analytic backward (the kernels' BackwardReference composed) against central differences
@@ -152,6 +158,8 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("falcon", true)]
     [InlineData("falcon-new", false)]
     [InlineData("phi", true)]
+    [InlineData("bloom", true)]
+    [InlineData("bloom", false)]
     public void PromptAndPrefixGradientsMatchTheReference(string variant, bool left)
     {
         var c = MakeCase(variant, left, promptLen: 2, prefixLen: 3, seed: 60 + (left ? 1 : 0));
@@ -173,6 +181,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("falcon")]
     [InlineData("falcon-new")]
     [InlineData("phi")]
+    [InlineData("bloom")]
     public void FullFineTuningWeightGradientsMatchTheReference(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 70);
@@ -225,6 +234,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama-bias", 0.25f, 2)]
     [InlineData("falcon", 0f, 0)]
     [InlineData("phi", 0f, 2)]
+    [InlineData("bloom", 0f, 2)]
     public void LoraGradientsMatchTheReference(string variant, float dropout, int promptLen)
     {
         var c = MakeCase(variant, left: true, promptLen, prefixLen: 3, seed: 80);
@@ -302,6 +312,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("phi")]
+    [InlineData("bloom")]
     public void LeftPaddedExamplesGiveTheUnpaddedExamplesOutputs(string variant)
     {
         // Positions skip padding (cumsum(mask) − 1 after the prefix and prompt): a left-padded example's real tokens
@@ -343,6 +354,7 @@ public class DecoderEngineTests(ITestOutputHelper output)
     [InlineData("llama-bias")]
     [InlineData("falcon-new")]
     [InlineData("phi")]
+    [InlineData("bloom")]
     public void SimulatorMatchesTheCpuEngine(string variant)
     {
         var c = MakeCase(variant, left: true, promptLen: 2, prefixLen: 3, seed: 100);

@@ -14,6 +14,7 @@ public class SharedPromptTests
     [Theory]
     [InlineData("gpt2_opset14")]
     [InlineData("llama_opset14_gqa_theta500k")]
+    [InlineData("bloom_opset17_6heads")]
     public void SharedPromptRowsEqualPerExamplePromptRows(string fixture)
     {
         var weights = ModelImporter.Import(OnnxModel.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", "decoders", fixture, "model.onnx"))).Weights;

@@ -40,6 +40,7 @@ public sealed class SkPrefixInvariantTests(ITestOutputHelper output) : IDisposab
     [InlineData("falcon_opset14_mqa")]
     [InlineData("falcon_opset17_new_arch")]
     [InlineData("phi_opset17_partial_rotary")]
+    [InlineData("bloom_opset14")]
     public void ModelInitialisedPerLayerPrefixEqualsPrependingTheText(string fixture)
     {
         var model = Load(fixture);

@@ -28,6 +28,7 @@ public sealed class DecoderImporterTests : IDisposable
         "gpt2_opset14", "gpt2_opset17_no_position_ids", "llama_opset14_gqa_theta500k", "llama_opset17_rope_cache",
         "qwen2_opset17_qkv_bias", "mistral_opset14_with_past", "llama_opset17_causal_lm", "tinyllama_opset14_external_data",
         "falcon_opset14_mqa", "falcon_opset17_new_arch", "phi_opset17_partial_rotary",
+        "bloom_opset14", "bloom_opset17_6heads",
     ];
 
     private static JsonElement Reference(string name) =>
@@ -43,7 +44,6 @@ public sealed class DecoderImporterTests : IDisposable
         var imported = ModelImporter.Import(OnnxPath(name));
         var s = imported.Spec;
         var family = Enum.Parse<ModelFamily>(r.GetProperty("family").GetString()!);
-        bool gpt2 = family == ModelFamily.Gpt2;
         Assert.Equal(family, s.Family);
         Assert.Equal(r.GetProperty("layers").GetInt32(), s.Layers);
         Assert.Equal(r.GetProperty("hidden").GetInt32(), s.Hidden);
@@ -60,12 +60,13 @@ public sealed class DecoderImporterTests : IDisposable
         bool parallel = r.TryGetProperty("parallel", out var p) && p.GetBoolean();
         Assert.Equal(parallel ? NormPlacement.Parallel : NormPlacement.Pre, s.NormPlacement);
         Assert.Equal(r.TryGetProperty("sharedNorm", out var shared) && shared.GetBoolean(), s.SharedNorm);
-        Assert.False(s.EmbeddingNorm);
+        Assert.Equal(family == ModelFamily.Bloom, s.EmbeddingNorm);
         Assert.Equal(0, s.TypeVocabSize);
         Assert.False(s.HasPooler);
-        if (gpt2)
+        if (family is ModelFamily.Gpt2 or ModelFamily.Bloom)
         {
-            Assert.Equal((NormKind.LayerNorm, ActivationKind.GeluTanh, PositionKind.Absolute, true), (s.Norm, s.Activation, s.Positions, s.OtherBiases));
+            var positions = family == ModelFamily.Bloom ? PositionKind.Alibi : PositionKind.Absolute;
+            Assert.Equal((NormKind.LayerNorm, ActivationKind.GeluTanh, positions, true), (s.Norm, s.Activation, s.Positions, s.OtherBiases));
             Assert.Equal(0, s.RotaryDim);
         }
         else
@@ -104,7 +105,13 @@ public sealed class DecoderImporterTests : IDisposable
             var parts = item.Name.Split('.');
             float[] values = parts[0] switch
             {
-                "Embeddings" => parts[1] == "Word" ? w.Embeddings.Word : w.Embeddings.Position,
+                "Embeddings" => parts[1] switch
+                {
+                    "Word" => w.Embeddings.Word,
+                    "Position" => w.Embeddings.Position,
+                    "NormGamma" => w.Embeddings.NormGamma,
+                    _ => w.Embeddings.NormBeta,
+                },
                 "FinalNormGamma" => w.FinalNormGamma,
                 "FinalNormBeta" => w.FinalNormBeta,
                 "Layers" => (float[])typeof(LayerWeights).GetProperty(parts[2])!.GetValue(w.Layers[int.Parse(parts[1])])!,
@@ -212,6 +219,30 @@ public sealed class DecoderImporterTests : IDisposable
             Assert.Contains("(node '", e.Message);
         }
         Assert.Equal(ModelFamily.Bert, ModelImporter.Import(bert).Spec.Family);
+    }
+
+    [Fact]
+    public void AlibiSlopesThatAreNotBloomsAreRefusedNamingTheNode()
+    {
+        // bloom_opset14 has 4 heads; give its ALiBi constant [4, 1] the slopes of the first 4 of 8 heads.
+        var proto = OnnxModel.Load(OnnxPath("bloom_opset14")).Proto.Clone();
+        var slopes = proto.Graph.Node.Single(n => n.OpType == "Constant" && n.Attribute[0].T is { DataType: (int)OnnxElementType.Float } t
+                                                  && t.Dims.SequenceEqual([4L, 1L]));
+        var wrong = new TensorProto { DataType = (int)OnnxElementType.Float };
+        wrong.Dims.Add([4, 1]);
+        wrong.FloatData.Add([0.5f, 0.25f, 0.125f, 0.0625f]);
+        slopes.Attribute[0].T = wrong;
+        var e = Assert.Throws<SkTuningException>(() => ModelImporter.Import(OnnxModel.FromProto(proto, "slopes.onnx")));
+        Assert.Equal("slopes.onnx: unsupported graph: ALiBi slopes [0.5, 0.25, 0.125, 0.0625] are not BLOOM's for 4 heads " +
+                     "[0.25, 0.0625, 0.01562, 0.003906] (node '/m/h.0/self_attention/Softmax')", e.Message);
+    }
+
+    [Fact]
+    public void GptGraphIsNotABloom()
+    {
+        var e = Assert.Throws<SkTuningException>(() => BloomImporter.Import(OnnxPath("gpt2_opset14")));
+        Assert.Contains("unsupported graph: Absolute positions in a BLOOM graph (no ALiBi term on the attention scores)", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
     }
 
     [Fact]

@@ -45,16 +45,32 @@ public class AttentionTests
         return mask;
     }
 
-    private sealed record Inputs(float[] Qkv, float[] PrefixK, float[] PrefixV, float[] Mask, float[] DOut);
+    /// <summary>Inputs of one call; with ALiBi, <see cref="Slopes"/> [H] and the token keys' <see cref="KeyPositions"/> [B, T].</summary>
+    private sealed record Inputs(float[] Qkv, float[] PrefixK, float[] PrefixV, float[] Mask, float[] DOut,
+        float[]? Slopes = null, int[]? KeyPositions = null);
 
-    private static Inputs MakeInputs(int seed, AttentionShape s, bool? leftPadding = null)
+    private static Inputs MakeInputs(int seed, AttentionShape s, bool? leftPadding = null, bool alibi = false)
     {
         var rng = new Random(seed);
         var qkv = TestData.Random(rng, s.QkvLength);
         var pk = TestData.Random(rng, s.PrefixElements);
         var pv = TestData.Random(rng, s.PrefixElements);
         var mask = leftPadding is bool left ? PaddedMask(rng, s.Batch, s.Tokens, left) : RaggedMask(rng, s.Batch, s.Tokens);
-        return new Inputs(qkv, pk, pv, mask, TestData.Random(rng, s.OutputLength));
+        var x = new Inputs(qkv, pk, pv, mask, TestData.Random(rng, s.OutputLength));
+        return alibi ? x with { Slopes = Attention.AlibiSlopes(s.Heads), KeyPositions = KeyPositions(mask, s) } : x;
+    }
+
+    /// <summary>The engine's causal numbering: prefix keys 0..m−1, token t of example b at m + cumsum(mask)[t] − 1 (clipped at m).</summary>
+    private static int[] KeyPositions(float[] mask, AttentionShape s)
+    {
+        var positions = new int[s.MaskLength];
+        for (int b = 0; b < s.Batch; b++)
+            for (int t = 0, seen = 0; t < s.Tokens; t++)
+            {
+                if (mask[b * s.Tokens + t] != 0) seen++;
+                positions[b * s.Tokens + t] = s.PrefixLength + Math.Max(seen - 1, 0);
+            }
+        return positions;
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -185,7 +201,7 @@ public class AttentionTests
 
         var output = TestData.Poisoned(s.OutputLength);
         var probs = TestData.Poisoned(s.ProbsLength);
-        Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, output, probs, s, maskValue, causal);
+        Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask, output, probs, s, maskValue, causal, x.Slopes, x.KeyPositions);
         AssertClose("out", output, refOut);
         AssertClose("probs", probs, refProbs);
 
@@ -303,9 +319,12 @@ public class AttentionTests
         using var dK = acc.Allocate1D(s.PrefixElements > 0 ? g0K : [0f]);
         using var dV = acc.Allocate1D(s.PrefixElements > 0 ? g0V : [0f]);
         using var scratch = acc.Allocate1D(TestData.Poisoned(AttentionGpu.BackwardScratchLength(s)));
+        using var slopes = x.Slopes is null ? null : acc.Allocate1D(x.Slopes);
+        using var positions = x.KeyPositions is null ? null : acc.Allocate1D(x.KeyPositions);
         ArrayView<float> Prefix(MemoryBuffer1D<float, Stride1D.Dense> buffer) => buffer.View.SubView(0, s.PrefixElements);
 
-        AttentionGpu.Forward(device, qkv.View, Prefix(pk), Prefix(pv), mask.View, output.View, probs.View, s, maskValue, causal);
+        AttentionGpu.Forward(device, qkv.View, Prefix(pk), Prefix(pv), mask.View, output.View, probs.View, s, maskValue, causal,
+            slopes?.View ?? default, positions?.View ?? default);
         AttentionGpu.Backward(device, dOut.View, qkv.View, Prefix(pk), Prefix(pv), probs.View, dQkv.View, Prefix(dK), Prefix(dV),
             scratch.View, s);
         device.Synchronize();
@@ -556,6 +575,150 @@ public class AttentionTests
     }
 
     // ---------------------------------------------------------------------------------------------
+    // (7) ALiBi (BLOOM): per-head slope · key position added to the scores
+    // ---------------------------------------------------------------------------------------------
+
+    public static TheoryData<int, float[]> HuggingFaceSlopes => new()
+    {
+        // torch build_alibi_tensor(ones, heads, float32)[:, 0, 1]: powers of two, and the extra-slopes branch (6, 12, 16).
+        { 8, [0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f, 0.015625f, 0.0078125f, 0.00390625f] },
+        { 6, [0.25f, 0.0625f, 0.015625f, 0.00390625f, 0.5f, 0.125f] },
+        { 12, [0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f, 0.015625f, 0.0078125f, 0.00390625f, 0.7071067690849304f, 0.3535533845424652f,
+            0.1767766773700714f, 0.0883883386850357f] },
+        { 16, [0.7071067690849304f, 0.4999999701976776f, 0.3535533845424652f, 0.2499999850988388f, 0.1767766773700714f,
+            0.1249999850988388f, 0.0883883386850357f, 0.0624999925494194f, 0.044194165617227554f, 0.031249994412064552f,
+            0.022097082808613777f, 0.015624997206032276f, 0.011048540472984314f, 0.007812498137354851f, 0.005524270236492157f,
+            0.0039062488358467817f] },
+    };
+
+    /// <summary>
+    /// Within one fp32 ulp: at 16 heads torch's powf(2^−½, 13) is 1 ulp below the correctly rounded value that
+    /// <see cref="Attention.AlibiSlopes"/> gives; every other slope here is identical.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(HuggingFaceSlopes))]
+    public void AlibiSlopesAreHuggingFaces(int heads, float[] expected)
+    {
+        var slopes = Attention.AlibiSlopes(heads);
+        Assert.Equal(heads, slopes.Length);
+        for (int h = 0; h < heads; h++)
+            Assert.True(Math.Abs(BitConverter.SingleToInt32Bits(slopes[h]) - BitConverter.SingleToInt32Bits(expected[h])) <= 1,
+                $"head {h}: {slopes[h]:R} ≠ {expected[h]:R}");
+        Assert.Equal(heads == 16 ? heads - 1 : heads, slopes.Zip(expected).Count(p => p.First == p.Second));
+    }
+
+    [Theory]
+    [InlineData(true, 2, 4, 4, true)]
+    [InlineData(true, 0, 4, 4, true)]
+    [InlineData(true, 2, 4, 2, false)] // grouped-query
+    [InlineData(true, 0, 6, 3, true)]  // non-power-of-two slopes
+    [InlineData(false, 2, 4, 4, false)]
+    public void AlibiReferenceMatchesItsFormulaAndFiniteDifferences(bool causal, int m, int heads, int kvHeads, bool left)
+    {
+        var s = new AttentionShape(Batch: 3, Tokens: 5, Heads: heads, HeadDim: 3, PrefixLength: m, KvHeads: kvHeads);
+        var x = MakeInputs(71 + m + heads + kvHeads + (left ? 1 : 0), s, left, alibi: true);
+        var qkv = TestData.ToDouble(x.Qkv);
+        var pk = TestData.ToDouble(x.PrefixK);
+        var pv = TestData.ToDouble(x.PrefixV);
+        var mask = TestData.ToDouble(x.Mask);
+        var slopes = TestData.ToDouble(x.Slopes!);
+        var w = TestData.ToDouble(x.DOut);
+        var output = new double[s.OutputLength];
+        var probs = new double[s.ProbsLength];
+        double Loss()
+        {
+            Attention.ForwardReference(qkv, pk, pv, mask, output, probs, s, float.MinValue, causal, slopes, x.KeyPositions);
+            return TestData.Dot(w, output);
+        }
+
+        // The formula, written out for example 1 (padded), every head, its last query: softmax over the visible real keys of
+        // q·k/√dh + slope_h·position, prefix key j at j.
+        Loss();
+        int T = s.Tokens, S = s.Keys, dh = s.HeadDim, b = 1, i = left ? T - 1 : T - 3;
+        Assert.Equal(1f, x.Mask[b * T + i]);
+        for (int h = 0; h < heads; h++)
+        {
+            var logits = new double[S];
+            for (int j = 0; j < S; j++)
+            {
+                bool visible = (j < m || x.Mask[b * T + j - m] != 0) && (!causal || j <= m + i);
+                double dot = 0;
+                for (int k = 0; k < dh; k++)
+                {
+                    int kvCol = h / s.HeadsPerKv * dh + k;
+                    double key = j < m ? pk[j * s.KvModel + kvCol] : qkv[(b * T + j - m) * s.QkvRow + s.Model + kvCol];
+                    dot += qkv[(b * T + i) * s.QkvRow + h * dh + k] * key;
+                }
+                logits[j] = visible ? dot / Math.Sqrt(dh) + slopes[h] * (j < m ? j : x.KeyPositions![b * T + j - m]) : double.NegativeInfinity;
+            }
+            double max = logits.Max(), sum = logits.Sum(l => Math.Exp(l - max));
+            for (int j = 0; j < S; j++)
+                Assert.Equal(Math.Exp(logits[j] - max) / sum, probs[((b * heads + h) * T + i) * S + j], 12);
+        }
+
+        // The bias changes P (so these checks can fail): without slopes the probabilities differ.
+        var plain = new double[s.ProbsLength];
+        Attention.ForwardReference(qkv, pk, pv, mask, new double[s.OutputLength], plain, s, float.MinValue, causal);
+        Assert.True(TestData.MaxRelError(plain, probs) > 1e-2, "ALiBi did not change the probabilities");
+
+        // The backward through the saved P is the plain one: it matches central differences of the ALiBi forward.
+        var fdQkv = TestData.FiniteDifference(qkv, Loss);
+        var fdK = TestData.FiniteDifference(pk, Loss);
+        var fdV = TestData.FiniteDifference(pv, Loss);
+        Loss();
+        var dQkv = new double[s.QkvLength];
+        var dK = new double[s.PrefixElements];
+        var dV = new double[s.PrefixElements];
+        Attention.BackwardReference(w, qkv, pk, pv, probs, dQkv, dK, dV, s);
+        Assert.True(TestData.MaxRelError(dQkv, fdQkv) <= 1e-4, $"dqkv {TestData.MaxRelError(dQkv, fdQkv)}");
+        if (m > 0)
+        {
+            Assert.True(TestData.MaxRelError(dK, fdK) <= 1e-4, $"dPrefixK {TestData.MaxRelError(dK, fdK)}");
+            Assert.True(TestData.MaxRelError(dV, fdV) <= 1e-4, $"dPrefixV {TestData.MaxRelError(dV, fdV)}");
+        }
+    }
+
+    [Theory]
+    [InlineData(3, 5, 4, 8, 3, true, 4, true)]
+    [InlineData(3, 5, 4, 8, 0, true, 4, true)]
+    [InlineData(3, 5, 4, 8, 3, true, 4, false)]
+    [InlineData(3, 7, 4, 8, 5, true, 2, true)]  // grouped-query
+    [InlineData(3, 7, 6, 8, 0, true, 3, false)] // non-power-of-two slopes
+    [InlineData(2, 7, 6, 5, 3, false, 6, true)]
+    [InlineData(2, 40, 12, 16, 9, true, 12, true)]
+    public void AlibiCpuAndSimulatorMatchReference(int B, int T, int H, int dh, int m, bool causal, int kvHeads, bool left)
+    {
+        var s = new AttentionShape(B, T, H, dh, m, kvHeads);
+        var x = MakeInputs(200 + B * T + m + H + kvHeads + (left ? 1 : 0), s, left, alibi: true);
+        foreach (int bits in new[] { 0, 256, 128 })
+        {
+            Attention.ForceVectorBits = bits;
+            try
+            {
+                CpuMatchesReference(x, s, causal, float.MinValue);
+            }
+            finally
+            {
+                Attention.ForceVectorBits = 0;
+            }
+        }
+        if (T <= 8) GpuSimulatorMatchesReference(x, s, causal, float.MinValue);
+    }
+
+    [Fact]
+    public void AlibiArgumentsOfTheWrongSizeAreNamed()
+    {
+        var s = new AttentionShape(2, 3, 4, 3, 1, 4);
+        var x = MakeInputs(1, s, alibi: true);
+        var ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask,
+            new float[s.OutputLength], new float[s.ProbsLength], s, MaskValue, true, new float[3], x.KeyPositions));
+        Assert.Contains("Attention.Forward: alibiSlopes has 3 elements, expected H = 4", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, x.PrefixK, x.PrefixV, x.Mask,
+            new float[s.OutputLength], new float[s.ProbsLength], s, MaskValue, true, x.Slopes, new int[5]));
+        Assert.Contains("keyPositions has 5 elements, expected B*T = 6", ex.Message);
+    }
+
+    // ---------------------------------------------------------------------------------------------
 
     private static (double[] Out, double[] Probs, double[] DQkv, double[] DK, double[] DV) Reference(Inputs x, AttentionShape s, bool causal,
         float maskValue = MaskValue)
@@ -565,7 +728,8 @@ public class AttentionTests
         var qkv = TestData.ToDouble(x.Qkv);
         var pk = TestData.ToDouble(x.PrefixK);
         var pv = TestData.ToDouble(x.PrefixV);
-        Attention.ForwardReference(qkv, pk, pv, TestData.ToDouble(x.Mask), output, probs, s, maskValue, causal);
+        Attention.ForwardReference(qkv, pk, pv, TestData.ToDouble(x.Mask), output, probs, s, maskValue, causal,
+            x.Slopes is null ? null : TestData.ToDouble(x.Slopes), x.KeyPositions);
         var dQkv = new double[s.QkvLength];
         var dK = new double[s.PrefixElements];
         var dV = new double[s.PrefixElements];

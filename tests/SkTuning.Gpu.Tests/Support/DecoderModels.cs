@@ -25,10 +25,12 @@ internal sealed record DecoderOptions(ModelFamily Family, int Layers = 2, int Hi
     /// <summary>Phi-like: parallel block from one LayerNorm, GELU-tanh, biases, partial rotary (4 of 8 dimensions per head).</summary>
     public static DecoderOptions Phi(int seed = 1) =>
         new(ModelFamily.Phi, Heads: 2, KvHeads: 2, RotaryDim: 4, RopeTheta: 100f, Seed: seed, SharedNorm: true);
+    /// <summary>BLOOM-like: embedding LayerNorm, pre-LayerNorm, GELU-tanh, ALiBi over 6 heads (the extra-slopes branch), biases everywhere.</summary>
+    public static DecoderOptions Bloom(int seed = 1) => new(ModelFamily.Bloom, Hidden: 24, Heads: 6, KvHeads: 6, FfnSize: 32, Seed: seed);
 }
 
 /// <summary>
-/// Tiny random decoder weights built in C# (the ONNX fixture writer only writes BERT): what the engine and the fp64
+/// Tiny random decoder weights built in C# (the ONNX fixture writer only writes BERT) for GPT-2, LLaMA, BLOOM, Falcon and Phi: what the engine and the fp64
 /// reference run in the decoder tests. Norm γ around 1, β small, projections ~1/√fan-in, so activations stay O(1).
 /// </summary>
 internal static class DecoderModels
@@ -36,8 +38,8 @@ internal static class DecoderModels
     public static ModelWeights Random(DecoderOptions o)
     {
         var rng = new Random(o.Seed);
-        bool llama = o.Family == ModelFamily.Llama, rotary = o.Family is ModelFamily.Llama or ModelFamily.Falcon or ModelFamily.Phi;
-        bool parallel = o.Family is ModelFamily.Falcon or ModelFamily.Phi, otherBiases = o.Family is ModelFamily.Gpt2 or ModelFamily.Phi;
+        bool llama = o.Family == ModelFamily.Llama, bloom = o.Family == ModelFamily.Bloom, rotary = o.Family is ModelFamily.Llama or ModelFamily.Falcon or ModelFamily.Phi;
+        bool parallel = o.Family is ModelFamily.Falcon or ModelFamily.Phi, otherBiases = o.Family is ModelFamily.Gpt2 or ModelFamily.Phi or ModelFamily.Bloom;
         int d = o.Hidden, f = o.FfnSize, hd = d / o.Heads, kv = o.KvHeads * hd;
         float[] Rand(int n, double scale, double center = 0)
         {
@@ -50,8 +52,8 @@ internal static class DecoderModels
         var embeddings = new EmbeddingWeights
         {
             Word = Rand(o.VocabSize * d, 1),
-            Position = rotary ? [] : Rand(o.MaxPositions * d, 0.5),
-            TokenType = [], NormGamma = [], NormBeta = [],
+            Position = rotary || bloom ? [] : Rand(o.MaxPositions * d, 0.5),
+            TokenType = [], NormGamma = Opt(bloom, d, 0.2).Select(g => g + 1).ToArray(), NormBeta = Opt(bloom, d, 0.2),
         };
         var layers = Enumerable.Range(0, o.Layers).Select(_ => new LayerWeights
         {
@@ -79,12 +81,13 @@ internal static class DecoderModels
             SharedNorm = o.SharedNorm,
             Epsilon = 1e-5f,
             Activation = llama ? ActivationKind.SwiGlu : o.Family == ModelFamily.Falcon ? ActivationKind.GeluErf : ActivationKind.GeluTanh,
-            Positions = rotary ? PositionKind.Rope : PositionKind.Absolute,
+            Positions = rotary ? PositionKind.Rope : bloom ? PositionKind.Alibi : PositionKind.Absolute,
             Causal = true,
             VocabSize = o.VocabSize,
             MaxPositions = o.MaxPositions,
             TypeVocabSize = 0,
             MaskValue = float.MinValue,
+            EmbeddingNorm = bloom,
             RopeTheta = o.RopeTheta,
             RotaryDim = rotary ? o.RotaryDim : 0,
             QkvBias = o.QkvBias,

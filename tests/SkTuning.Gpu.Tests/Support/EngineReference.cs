@@ -17,8 +17,9 @@ internal sealed record ReferenceGradients(Dictionary<string, double[]> Weights, 
 /// <summary>
 /// The engine's forward and backward in fp64, composed only of the kernels' fp64 references (llm.c style), for every
 /// family the spec describes: post-norm encoders (BERT), pre-norm causal decoders (GPT-2: LayerNorm, GELU-tanh,
-/// absolute positions; LLaMA: RMSNorm, SwiGLU, RoPE, grouped KV heads) and parallel ones (Falcon: one or two norms,
-/// multi-query or grouped KV heads; Phi: partial rotary), with a final norm in pre-norm and parallel models. The
+/// absolute positions; LLaMA: RMSNorm, SwiGLU, RoPE, grouped KV heads; BLOOM: embedding LayerNorm, ALiBi) and parallel
+/// ones (Falcon: one or two norms, multi-query or grouped KV heads; Phi: partial rotary), with a final norm in pre-norm
+/// and parallel models. The
 /// ground truth for the fast engine's forward and gradients; its own backward is checked against central differences of
 /// its forward. Decoder positions follow the documented rule, written here independently of the engine: the prefix
 /// holds 0..m−1 (its keys given unrotated and rotated here), prompt rows m.., and each example's tokens continue after
@@ -47,7 +48,7 @@ internal static class EngineReference
     }
 
     /// <summary>
-    /// Positions of the tokens [B·T] (for the position table) and of the rows [B·(m_p+T)] (for RoPE): encoders number
+    /// Positions of the tokens [B·T] (for the position table) and of the rows [B·(m_p+T)] (for RoPE and ALiBi): encoders number
     /// tokens 0..T−1 (and have no rotary rows); causal models as described on the class.
     /// </summary>
     public static (int[] Tokens, int[] Rows) Positions(ModelSpec s, TokenBatch batch, int prefixLen, int promptLen)
@@ -94,6 +95,7 @@ internal static class EngineReference
         private readonly int _d, _kv, _qkvw, _fin, _B, _T, _S, _rows, _m, _mp;
         private readonly int[] _tokenPositions, _rowPositions, _prefixPositions;
         private readonly double[] _cos = [], _sin = [], _mask;
+        private readonly double[]? _alibiSlopes;
         private readonly AttentionShape _shape;
         private readonly LayerTape[] _layers;
         private readonly double[] _embSum, _embMean, _embRstd, _final = [], _finalMean, _finalRstd;
@@ -115,6 +117,7 @@ internal static class EngineReference
                 var (cos, sin) = Rope.Tables(s.MaxPositions, s.RotaryDim, s.RopeTheta);
                 (_cos, _sin) = (TestData.ToDouble(cos), TestData.ToDouble(sin));
             }
+            if (s.Positions == PositionKind.Alibi) _alibiSlopes = TestData.ToDouble(AttentionKernel.AlibiSlopes(s.Heads));
             _mask = new double[_rows];
             for (int b = 0; b < _B; b++)
                 for (int p = 0; p < _S; p++) _mask[b * _S + p] = p < _mp ? 1 : batch.Mask[b * _T + p - _mp];
@@ -252,7 +255,9 @@ internal static class EngineReference
             la.PrefixK = pk; // from here on the rotated keys, as attention saw them
             la.Context = new double[rows * d];
             la.Probs = new double[_shape.ProbsLength];
-            AttentionKernel.ForwardReference(la.Qkv, pk, la.PrefixV, _mask, la.Context, la.Probs, _shape, _s.MaskValue, _s.Causal);
+            // ALiBi: token keys at their rows' positions, prefix keys at 0..m−1 (the kernel's numbering).
+            AttentionKernel.ForwardReference(la.Qkv, pk, la.PrefixV, _mask, la.Context, la.Probs, _shape, _s.MaskValue, _s.Causal,
+                _alibiSlopes, _alibiSlopes is null ? null : _rowPositions);
             var o = new double[rows * d];
             Gemm.NNReference(rows, d, d, la.Context, _t[n.AttentionOutputWeight], o, T(n.AttentionOutputBias));
             return o;

@@ -22,6 +22,7 @@ public class DecoderTrainingTests
             "qwen2" => ("qwen2_opset17_qkv_bias", "llama3-bpe"),
             "falcon" => ("falcon_opset14_mqa", "gpt2-bpe"),
             "phi" => ("phi_opset17_partial_rotary", "gpt2-bpe"),
+            "bloom" => ("bloom_opset14", "gpt2-bpe"),
             _ => throw new ArgumentException(family),
         };
         string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
@@ -36,7 +37,7 @@ public class DecoderTrainingTests
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        foreach (var family in new[] { "gpt2", "llama", "qwen2", "falcon", "phi" })
+        foreach (var family in new[] { "gpt2", "llama", "qwen2", "bloom", "falcon", "phi" })
             foreach (var method in MethodDefaults.Methods)
                 if (family is "gpt2" or "llama" || method.StartsWith("sk-", StringComparison.Ordinal)) data.Add(family, method);
         return data;
