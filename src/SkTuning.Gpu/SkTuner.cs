@@ -60,7 +60,7 @@ public sealed class SkTuner : IDisposable
         try
         {
             var tuned = TunedModelBuilder.Build(frozen, config, backend, log);
-            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Data), run.AdapterPath);
+            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Data), weights.Source);
             return new SkTuner(run, config, frozen, backend, tuned);
         }
         catch
