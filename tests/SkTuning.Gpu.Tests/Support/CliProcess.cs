@@ -24,6 +24,8 @@ internal static class CliProcess
 
         public int Id => _process.Id;
 
+        public bool HasExited => _process.HasExited;
+
         public Result Wait()
         {
             if (!_process.WaitForExit(TimeSpan.FromMinutes(5))) { _process.Kill(true); throw new TimeoutException(_command); }
