@@ -124,7 +124,7 @@ public sealed class RunFolder
     {
         if (!IsRunFolder(path))
             throw new SkTuningException(System.IO.File.Exists(System.IO.Path.Combine(path, RunLock.FileName))
-                ? $"{path}: nothing committed yet: the run stopped before writing its {ConfigFileName}; start it again with sktune train --resume --out {path}"
+                ? $"{path}: nothing committed yet (its run is starting, or stopped before writing {ConfigFileName}); start a stopped run again with sktune train --resume --out {path}"
                 : $"{path}: not a run folder (no {ConfigFileName})");
         return new RunFolder(path);
     }
@@ -154,7 +154,7 @@ public sealed class RunFolder
             ? System.IO.Path.Combine(dir, AdapterFileName)
             : AdapterPath;
         if (!System.IO.File.Exists(path))
-            throw new SkTuningException($"{Path}: no trained weights yet: the run stopped before its first evaluation; continue it with sktune train --resume --out {Path}");
+            throw new SkTuningException($"{Path}: no trained weights yet (its run has not committed an evaluation); continue a stopped run with sktune train --resume --out {Path}");
         var file = SafeTensors.Read(path);
         if (!file.Metadata.TryGetValue(ModelHashKey, out var hash))
             throw new SkTuningException($"{path}: no {ModelHashKey} in the metadata: not an adapter written by sktune");

@@ -55,7 +55,7 @@ public static class Trainer
     /// <param name="resume">Continue from the run folder's last checkpoint.</param>
     /// <param name="log">One-line messages.</param>
     /// <param name="progress">Called after every step.</param>
-    /// <param name="stopAfterCheckpoint">Called after each checkpoint with its step; returning true stops the run there.</param>
+    /// <param name="stopAfterCheckpoint">Called after each commit but the last with its step; returning true stops the run there.</param>
     public static TrainResult Train(TrainingSetup setup, TrainOptions options, bool resume, Action<string>? log = null,
         Action<TrainProgress>? progress = null, Func<long, bool>? stopAfterCheckpoint = null)
     {

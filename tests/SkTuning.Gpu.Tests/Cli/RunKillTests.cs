@@ -64,6 +64,9 @@ public class RunKillTests(ITestOutputHelper output)
         if (killed.ExitCode == 0) return null;
         Assert.True(killed.ExitCode == 137, $"kill point {n}: exit {killed.ExitCode}: {killed.Stderr}");
         string point = killed.Stderr.Split('\n').Last(l => l.StartsWith("[kill point", StringComparison.Ordinal));
+        // Before the config and before the first commit, `sktune eval` says so in one line.
+        if (n <= 2)
+            CliErrorTests.AssertOneLineError(CliProcess.Run("eval", "--run", run, "--device", "cpu"), run, n == 1 ? "nothing committed yet" : "no trained weights yet", "--resume");
         CheckAndResume(dir, task, data, run, point, reference);
         return point;
     }

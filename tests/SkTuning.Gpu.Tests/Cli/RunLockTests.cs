@@ -1,11 +1,12 @@
 using SkTuning.Gpu.Runs;
 using SkTuning.Gpu.Tests.Data;
 using SkTuning.Gpu.Tests.Support;
+using Xunit.Abstractions;
 
 namespace SkTuning.Gpu.Tests.Cli;
 
 /// <summary>One writer per run folder (issue 12, finding 3): a live owner refuses the others, a dead one's lock is taken over.</summary>
-public class RunLockTests
+public class RunLockTests(ITestOutputHelper output)
 {
     [Fact]
     public void OfTwoTrainsStartedTogetherOneRunsAndTheOtherIsRefused()
@@ -14,6 +15,21 @@ public class RunLockTests
         string run = Path.Combine(dir.Path, "run");
         using var a = CliProcess.Start(null, null, CliTrainingRun.Args(dir, run, steps: 8, evalEvery: 4, seed: 1));
         using var b = CliProcess.Start(null, null, CliTrainingRun.Args(dir, run, steps: 8, evalEvery: 4, seed: 2));
+        // Meanwhile a reader (eval, predict) sees a committed state or is told plainly that there is none yet.
+        int loaded = 0;
+        while (!a.HasExited || !b.HasExited)
+        {
+            try
+            {
+                using var tuner = SkTuner.Load(run, device: "cpu");
+                loaded++;
+            }
+            catch (SkTuningException e) when (e.Message.Contains("not a run folder") || e.Message.Contains("nothing committed yet")
+                || e.Message.Contains("no trained weights yet"))
+            {
+            }
+            Thread.Sleep(50);
+        }
         var results = new[] { a.Wait(), b.Wait() };
         var winner = Assert.Single(results, r => r.ExitCode == 0);
         var loser = Assert.Single(results, r => r.ExitCode != 0);
@@ -26,6 +42,7 @@ public class RunLockTests
         int winnerSeed = results[0] == winner ? 1 : 2;
         Assert.Equal(0, CliProcess.Run(CliTrainingRun.Args(dir, solo, steps: 8, evalEvery: 4, seed: winnerSeed)).ExitCode);
         RunFingerprint.Of(run).AssertSameAs(RunFingerprint.Of(solo), "the winner's folder");
+        output.WriteLine($"refused: {CliProcess.ErrorLines(loser)[0]}; the reader loaded {loaded} commits while it ran");
     }
 
     [Fact]

@@ -63,7 +63,7 @@ public sealed class RunFolderTests : IDisposable
     {
         var run = NewRun();
         var e = Assert.Throws<SkTuningException>(() => run.ReadAdapter());
-        Assert.Equal($"{run.Path}: no trained weights yet: the run stopped before its first evaluation; continue it with sktune train --resume --out {run.Path}", e.Message);
+        Assert.Equal($"{run.Path}: no trained weights yet (its run has not committed an evaluation); continue a stopped run with sktune train --resume --out {run.Path}", e.Message);
 
         var tensors = new Dictionary<string, NamedTensor>
         {
