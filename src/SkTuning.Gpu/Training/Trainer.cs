@@ -79,6 +79,9 @@ public static class Trainer
             resume = false;
             config = NewConfig(setup, options, log);
         }
+        if (config.Labels is { } names && data.Labels is { } labels && !names.SequenceEqual(labels.Names))
+            throw new SkTuningException($"{run.ConfigPath}: labels [{string.Join(",", names)}] differ from the data's [{string.Join(",", labels.Names)}]");
+
         var tokenizer = frozen.Tokenizer;
         var train = ExampleEncoder.Encode(tokenizer, data.Train, task.Kind, config.MaxTokens);
         var dev = ExampleEncoder.Encode(tokenizer, data.Dev, task.Kind, config.MaxTokens);
