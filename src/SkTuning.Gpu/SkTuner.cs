@@ -61,7 +61,7 @@ public sealed class SkTuner : IDisposable
         try
         {
             var tuned = TunedModelBuilder.Build(frozen, config, backend, log);
-            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, run.AdapterPath);
+            tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);
             return new SkTuner(run, config, frozen, backend, tuned);
         }
         catch

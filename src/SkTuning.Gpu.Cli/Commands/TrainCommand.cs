@@ -43,7 +43,7 @@ internal static class TrainCommand
         var patience = new Option<int>("--patience") { Description = "early stop after N evaluations without improvement (0 = off)", DefaultValueFactory = _ => d.Patience };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "also checkpoint every N steps (0 = at evaluations)", DefaultValueFactory = _ => d.CheckpointEvery };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/TASK-METHOD)" };
-        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last checkpoint" };
+        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last commit (one stopped before its first commit starts over)" };
         var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
         {
             model, device, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,

@@ -5,17 +5,32 @@ namespace SkTuning.Gpu.Runs;
 /// <param name="ModelHash">SHA-256 (hex) of the frozen model the adapter was trained on.</param>
 /// <param name="Method">The tuning method ("sk-prompt", "sk-prefix", ...).</param>
 /// <param name="Metadata">All metadata entries of the file, the two above included.</param>
+/// <param name="Source">The file they were read from.</param>
 public sealed record AdapterWeights(
     IReadOnlyDictionary<string, NamedTensor> Tensors,
     string ModelHash,
     string Method,
-    IReadOnlyDictionary<string, string> Metadata);
+    IReadOnlyDictionary<string, string> Metadata,
+    string Source = "");
+
+/// <summary>Adapter weights to save as a run's new best.</summary>
+/// <param name="Tensors">Adapter and head tensors by name.</param>
+/// <param name="ModelHash">SHA-256 (hex) of the frozen model.</param>
+/// <param name="Method">The tuning method.</param>
+public sealed record BestAdapter(IReadOnlyDictionary<string, NamedTensor> Tensors, string ModelHash, string Method);
 
 /// <summary>
 /// A run directory (<c>--out runs/NAME</c>): <c>adapter_config.json</c>, <c>adapter.safetensors</c>,
 /// <c>checkpoint/</c> (resume state), <c>metrics.json</c>, <c>report.md</c> and <c>learning_curve.svg</c>.
-/// Every file is written atomically; a checkpoint is replaced as a whole, so a kill at any instant leaves one
-/// complete checkpoint.
+/// <para>
+/// A small transactional store. The config is written once, before anything else. Everything that changes is
+/// committed together: a commit writes the resume state, the best adapter and the metrics into a fresh
+/// <c>checkpoint.tmp-GUID/</c>, then swaps it in by renames (<c>checkpoint/</c> → <c>checkpoint.old/</c>, the new one →
+/// <c>checkpoint/</c>). The commit point is the second rename; the recovery rule for a half-done swap is "use
+/// <c>checkpoint/</c>, else <c>checkpoint.old/</c>". The top-level <c>adapter.safetensors</c> and <c>metrics.json</c>
+/// are copies of the last commit, refreshed after each (<see cref="Publish"/>); readers take the commit's own files, so
+/// a kill at any instant, or a read while a run writes, sees one commit whole.
+/// </para>
 /// </summary>
 public sealed class RunFolder
 {
@@ -108,7 +123,9 @@ public sealed class RunFolder
     public static RunFolder Open(string path)
     {
         if (!IsRunFolder(path))
-            throw new SkTuningException($"{path}: not a run folder (no {ConfigFileName})");
+            throw new SkTuningException(System.IO.File.Exists(System.IO.Path.Combine(path, RunLock.FileName))
+                ? $"{path}: nothing committed yet (its run is starting, or stopped before writing {ConfigFileName}); start a stopped run again with sktune train --resume --out {path}"
+                : $"{path}: not a run folder (no {ConfigFileName})");
         return new RunFolder(path);
     }
 
@@ -117,50 +134,49 @@ public sealed class RunFolder
         Directory.Exists(path) && System.IO.File.Exists(System.IO.Path.Combine(path, ConfigFileName));
 
     /// <summary>Writes <paramref name="config"/> to <see cref="ConfigFileName"/> (snake_case, indented).</summary>
-    public void WriteConfig<T>(T config) => RunJson.Write(ConfigPath, config);
+    public void WriteConfig<T>(T config)
+    {
+        KillPoint.Before($"write {ConfigFileName}");
+        RunJson.Write(ConfigPath, config);
+    }
 
     /// <summary>Reads <see cref="ConfigFileName"/>; a missing or corrupt file is a one-line error naming it.</summary>
     public T ReadConfig<T>() => RunJson.Read<T>(ConfigPath);
 
-    /// <summary>Writes the trained weights with the frozen model's hash and the method in the metadata.</summary>
-    public void WriteAdapter(IReadOnlyDictionary<string, NamedTensor> tensors, string modelHash, string method,
-        IReadOnlyDictionary<string, string>? extraMetadata = null)
-    {
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (extraMetadata != null)
-            foreach (var (k, v) in extraMetadata) metadata[k] = v;
-        metadata[FormatKey] = "sktuning-adapter/1";
-        metadata[ModelHashKey] = modelHash;
-        metadata[MethodKey] = method;
-        SafeTensors.Write(AdapterPath, tensors, metadata);
-    }
-
     /// <summary>
-    /// Reads the trained weights. With <paramref name="expectedModelHash"/>, an adapter trained on another model
-    /// is a one-line error.
+    /// Reads the trained weights of the last commit (the top-level copy for a folder without one). With
+    /// <paramref name="expectedModelHash"/>, an adapter trained on another model is a one-line error; so is a run
+    /// that has not evaluated yet.
     /// </summary>
-    public AdapterWeights ReadAdapter(string? expectedModelHash = null)
+    public AdapterWeights ReadAdapter(string? expectedModelHash = null) => ReadCommitted(dir =>
     {
-        var file = SafeTensors.Read(AdapterPath);
+        string path = dir is not null && System.IO.File.Exists(System.IO.Path.Combine(dir, AdapterFileName))
+            ? System.IO.Path.Combine(dir, AdapterFileName)
+            : AdapterPath;
+        if (!System.IO.File.Exists(path))
+            throw new SkTuningException($"{Path}: no trained weights yet (its run has not committed an evaluation); continue a stopped run with sktune train --resume --out {Path}");
+        var file = SafeTensors.Read(path);
         if (!file.Metadata.TryGetValue(ModelHashKey, out var hash))
-            throw new SkTuningException($"{AdapterPath}: no {ModelHashKey} in the metadata: not an adapter written by sktune");
+            throw new SkTuningException($"{path}: no {ModelHashKey} in the metadata: not an adapter written by sktune");
         if (!file.Metadata.TryGetValue(MethodKey, out var method))
-            throw new SkTuningException($"{AdapterPath}: no {MethodKey} in the metadata: not an adapter written by sktune");
+            throw new SkTuningException($"{path}: no {MethodKey} in the metadata: not an adapter written by sktune");
         if (expectedModelHash != null && !string.Equals(hash, expectedModelHash, StringComparison.OrdinalIgnoreCase))
-            throw new SkTuningException($"{AdapterPath}: trained on model {Short(hash)}, but the model given is {Short(expectedModelHash)}");
-        return new AdapterWeights(file.Tensors, hash, method, file.Metadata);
-    }
+            throw new SkTuningException($"{path}: trained on model {Short(hash)}, but the model given is {Short(expectedModelHash)}");
+        return new AdapterWeights(file.Tensors, hash, method, file.Metadata, path);
+    });
 
     /// <summary>Whether a complete checkpoint exists (<c>checkpoint/</c>, or <c>checkpoint.old/</c> left by an interrupted swap).</summary>
     public bool HasCheckpoint => CompleteCheckpointDir() != null;
 
     /// <summary>
-    /// Writes <paramref name="checkpoint"/> crash-safely: into <c>checkpoint.tmp-GUID/</c>, then renames the
-    /// current <c>checkpoint/</c> to <c>checkpoint.old/</c>, the new one to <c>checkpoint/</c>, and deletes the old one.
+    /// Commits a step: <paramref name="checkpoint"/>, <paramref name="history"/> and the best adapter
+    /// (<paramref name="newBest"/>, or the previous commit's when null) go into a fresh temp folder that is then
+    /// swapped in as <c>checkpoint/</c>; the top-level copies are refreshed after.
     /// </summary>
-    public void WriteCheckpoint<TState>(TrainingCheckpoint<TState> checkpoint)
+    public void Commit<TState>(TrainingCheckpoint<TState> checkpoint, RunHistory history, BestAdapter? newBest)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(history);
         var tensors = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
         foreach (var (name, t) in checkpoint.Parameters) tensors[ParamPrefix + name] = t;
         foreach (var (name, t) in checkpoint.AdamM) tensors[AdamMPrefix + name] = t;
@@ -168,31 +184,100 @@ public sealed class RunFolder
         CheckMoments(checkpoint.Parameters, checkpoint.AdamM, AdamMPrefix, m => throw new ArgumentException(m, nameof(checkpoint)));
         CheckMoments(checkpoint.Parameters, checkpoint.AdamV, AdamVPrefix, m => throw new ArgumentException(m, nameof(checkpoint)));
 
-        string current = CheckpointPath, old = File(OldCheckpointDirName);
+        string? previous = CompleteCheckpointDir();
         string temp = File(TempCheckpointPrefix + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(temp);
         try
         {
+            KillPoint.Before("write state.safetensors");
             SafeTensors.Write(System.IO.Path.Combine(temp, StateFileName), tensors,
                 new Dictionary<string, string> { [FormatKey] = "sktuning-checkpoint/1" });
+            KillPoint.Before("write trainer.json");
             RunJson.Write(System.IO.Path.Combine(temp, TrainerFileName), checkpoint.Trainer);
-
-            if (Directory.Exists(current))
+            string adapter = System.IO.Path.Combine(temp, AdapterFileName);
+            if (newBest is not null)
             {
-                // checkpoint/ is complete, so a leftover checkpoint.old/ is garbage.
-                if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-                Directory.Move(current, old);
+                KillPoint.Before("write adapter.safetensors");
+                WriteAdapter(adapter, newBest);
             }
-            // If only checkpoint.old/ exists (an earlier swap was interrupted), it stays until the new one is in place.
-            Directory.Move(temp, current);
+            else if (previous is not null && System.IO.File.Exists(System.IO.Path.Combine(previous, AdapterFileName)))
+            {
+                KillPoint.Before("copy adapter.safetensors");
+                System.IO.File.Copy(System.IO.Path.Combine(previous, AdapterFileName), adapter);
+            }
+            KillPoint.Before("write metrics.json");
+            history.Save(temp);
+            SwapIn(temp);
         }
         catch
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             throw;
         }
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
         DeleteStaleTemps();
+        Publish();
+    }
+
+    /// <summary>
+    /// Refreshes the top-level <see cref="AdapterFileName"/> and <see cref="MetricsFileName"/> from the last commit
+    /// (after a commit, and on resume: a kill may have come between a commit and its copies).
+    /// </summary>
+    public void Publish()
+    {
+        if (CompleteCheckpointDir() is not { } dir) return;
+        foreach (var name in new[] { AdapterFileName, MetricsFileName })
+        {
+            string committed = System.IO.Path.Combine(dir, name);
+            if (!System.IO.File.Exists(committed)) continue;
+            KillPoint.Before($"publish {name}");
+            AtomicFile.WriteAllBytes(File(name), System.IO.File.ReadAllBytes(committed));
+        }
+    }
+
+    /// <summary>
+    /// Removes what killed writers leave behind: half-written commits and temporary files, and a previous commit
+    /// whose successor is in place. Only the lock's owner may call it.
+    /// </summary>
+    public void RemoveLeftovers()
+    {
+        DeleteStaleTemps();
+        foreach (var temp in Directory.EnumerateFiles(Path, ".*.tmp")) System.IO.File.Delete(temp);
+        if (Directory.Exists(CheckpointPath) && Directory.Exists(File(OldCheckpointDirName)))
+            Directory.Delete(File(OldCheckpointDirName), recursive: true);
+    }
+
+    // The commit point: checkpoint/ is always complete (it only ever appears by a rename of a finished temp folder);
+    // between the two renames only checkpoint.old/ exists, and it is complete too.
+    private void SwapIn(string temp)
+    {
+        string current = CheckpointPath, old = File(OldCheckpointDirName);
+        if (Directory.Exists(current))
+        {
+            if (Directory.Exists(old))
+            {
+                KillPoint.Before("delete checkpoint.old");
+                Directory.Delete(old, recursive: true);
+            }
+            KillPoint.Before("rename checkpoint to checkpoint.old");
+            Directory.Move(current, old);
+        }
+        // If only checkpoint.old/ exists (an earlier swap was interrupted), it stays until the new one is in place.
+        KillPoint.Before("rename the new commit to checkpoint");
+        Directory.Move(temp, current);
+        if (Directory.Exists(old))
+        {
+            KillPoint.Before("delete checkpoint.old");
+            Directory.Delete(old, recursive: true);
+        }
+    }
+
+    private static void WriteAdapter(string path, BestAdapter adapter)
+    {
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            [FormatKey] = "sktuning-adapter/1", [ModelHashKey] = adapter.ModelHash, [MethodKey] = adapter.Method,
+        };
+        SafeTensors.Write(path, adapter.Tensors, metadata);
     }
 
     /// <summary>
@@ -229,18 +314,28 @@ public sealed class RunFolder
         DeleteStaleTemps();
     }
 
-    /// <summary>Saves <paramref name="history"/> to <see cref="MetricsFileName"/>.</summary>
-    public void WriteHistory(RunHistory history) => history.Save(Path);
-
-    /// <summary>Loads <see cref="MetricsFileName"/>, or an empty history when there is none yet.</summary>
-    public RunHistory ReadHistory() => System.IO.File.Exists(MetricsPath) ? RunHistory.Load(Path) : new RunHistory();
+    /// <summary>
+    /// Loads the last commit's <see cref="MetricsFileName"/> (the top-level one for a folder without a commit), or an
+    /// empty history when there is none yet.
+    /// </summary>
+    public RunHistory ReadHistory() => ReadCommitted(dir =>
+        dir is not null && System.IO.File.Exists(System.IO.Path.Combine(dir, MetricsFileName)) ? RunHistory.Load(dir)
+        : System.IO.File.Exists(MetricsPath) ? RunHistory.Load(Path)
+        : new RunHistory());
 
     /// <summary>Writes <see cref="ReportFileName"/>.</summary>
-    public void WriteReport(RunReport report) => AtomicFile.WriteAllText(ReportPath, report.ToMarkdown());
+    public void WriteReport(RunReport report)
+    {
+        KillPoint.Before($"write {ReportFileName}");
+        AtomicFile.WriteAllText(ReportPath, report.ToMarkdown());
+    }
 
     /// <summary>Writes <see cref="LearningCurveFileName"/>: train loss and, when given, the dev metric <paramref name="devMetric"/>.</summary>
-    public void WriteLearningCurve(string title, RunHistory history, string? devMetric) =>
+    public void WriteLearningCurve(string title, RunHistory history, string? devMetric)
+    {
+        KillPoint.Before($"write {LearningCurveFileName}");
         LearningCurveSvg.Write(LearningCurvePath, title, history, devMetric);
+    }
 
     private string File(string name) => System.IO.Path.Combine(Path, name);
 
@@ -251,12 +346,29 @@ public sealed class RunFolder
         return Directory.Exists(old) ? old : null;
     }
 
+    // Reads from the last commit while another process may be swapping in the next: a file that vanished between
+    // choosing the folder and opening it is read again from the new one.
+    private T ReadCommitted<T>(Func<string?, T> read)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return read(CompleteCheckpointDir());
+            }
+            catch (SkTuningException) when (attempt < 5)
+            {
+                Thread.Sleep(20 * attempt);
+            }
+        }
+    }
+
     private void DeleteStaleTemps()
     {
         foreach (var dir in Directory.EnumerateDirectories(Path, TempCheckpointPrefix + "*"))
         {
             try { Directory.Delete(dir, recursive: true); }
-            catch (IOException) { /* another writer's, or in use: harmless, retried on the next checkpoint */ }
+            catch (IOException) { /* in use by a reader: harmless, retried on the next commit */ }
         }
     }
 

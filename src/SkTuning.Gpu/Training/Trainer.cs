@@ -55,14 +55,16 @@ public static class Trainer
     /// <param name="resume">Continue from the run folder's last checkpoint.</param>
     /// <param name="log">One-line messages.</param>
     /// <param name="progress">Called after every step.</param>
-    /// <param name="stopAfterCheckpoint">Called after each checkpoint with its step; returning true stops the run there.</param>
+    /// <param name="stopAfterCheckpoint">Called after each commit but the last with its step; returning true stops the run there.</param>
     public static TrainResult Train(TrainingSetup setup, TrainOptions options, bool resume, Action<string>? log = null,
         Action<TrainProgress>? progress = null, Func<long, bool>? stopAfterCheckpoint = null)
     {
         var (frozen, task, data, backend) = (setup.Model, setup.Task, setup.Data, setup.Backend);
-        var run = resume ? RunFolder.Open(setup.OutDirectory) : RunFolder.Create(setup.OutDirectory);
+        var run = RunFolder.Create(setup.OutDirectory);
+        using var runLock = RunLock.Acquire(setup.OutDirectory, log);
+        run.RemoveLeftovers();
         AdapterConfig config;
-        if (resume)
+        if (resume && RunFolder.IsRunFolder(setup.OutDirectory))
         {
             config = run.ReadConfig<AdapterConfig>();
             config.Validate(run.ConfigPath);
@@ -72,9 +74,11 @@ public static class Trainer
         }
         else
         {
-            if (RunFolder.IsRunFolder(setup.OutDirectory))
+            if (resume) log?.Invoke($"{setup.OutDirectory}: the run never got as far as its configuration: starting it");
+            else if (RunFolder.IsRunFolder(setup.OutDirectory))
                 throw new SkTuningException($"{setup.OutDirectory}: already holds a run; pass --resume to continue it or choose another --out");
             options.Validate();
+            resume = false;
             config = NewConfig(setup, options, log);
         }
         if (config.Labels is { } names && data.Labels is { } labels && !names.SequenceEqual(labels.Names))
@@ -88,7 +92,7 @@ public static class Trainer
         using var model = TunedModelBuilder.Build(frozen, config, backend, log);
         log?.Invoke($"trainable parameters: {config.TrainableParameters:N0} ({100.0 * config.TrainableParameters / config.ModelParameters:F2}% of the model's {config.ModelParameters:N0})");
         var sampler = new BatchSampler(train.Lengths(), options.BatchSize, options.Seed);
-        var history = resume ? run.ReadHistory() : new RunHistory { PrimaryMetric = config.PrimaryMetric };
+        var history = new RunHistory { PrimaryMetric = config.PrimaryMetric };
         var state = new TrainerState(0, 0, 0, options.Seed, [], double.NaN, -1, 0, 0);
 
         var checkpoint = resume ? run.ReadCheckpoint<TrainerState>() : null;
@@ -99,7 +103,10 @@ public static class Trainer
             model.Parameters.Import(model.Parameters.AdamM, checkpoint.AdamM, source);
             model.Parameters.Import(model.Parameters.AdamV, checkpoint.AdamV, source);
             state = checkpoint.Trainer;
+            // The commit's own metrics (the top-level copy may be one commit behind after a kill).
+            history = run.ReadHistory();
             history.TruncateAfter(state.Step);
+            run.Publish();
             log?.Invoke($"resumed at step {state.Step} (epoch {state.Epoch}, batch {state.DataPosition})");
         }
         else
@@ -113,7 +120,7 @@ public static class Trainer
                 float mean = (float)data.Train.Average(e => e.Value);
                 model.Parameters.Set(model.Parameters["head.bias"], [mean]);
             }
-            run.WriteConfig(config);
+            if (!resume) run.WriteConfig(config);
         }
 
         var clock = Stopwatch.StartNew();
@@ -123,7 +130,8 @@ public static class Trainer
         var epochBatches = sampler.Epoch(state.Epoch);
         var lastDev = history.Points.LastOrDefault(x => x.Dev is not null)?.Dev;
         bool stopped = false;
-        while (state.Step < options.Steps)
+        // A run that ended (last step or early stop) has its final metrics committed: resuming it only rewrites the report.
+        while (history.Final is null && state.Step < options.Steps)
         {
             if (state.DataPosition >= epochBatches.Count)
             {
@@ -146,6 +154,7 @@ public static class Trainer
 
             bool evaluate = step % options.EvalEvery == 0 || step == options.Steps;
             IReadOnlyDictionary<string, double>? devMetrics = null;
+            BestAdapter? newBest = null;
             if (evaluate)
             {
                 var evalClock = Stopwatch.StartNew();
@@ -159,13 +168,16 @@ public static class Trainer
                     state = state with { BestMetric = score, BestStep = step, EvaluationsWithoutImprovement = 0 };
                     history.Best = metrics;
                     history.BestStep = step;
-                    WriteAdapter(run, model, config);
+                    newBest = new BestAdapter(Tensors(model.Parameters, model.Parameters.Values), config.ModelHash, config.Method);
                 }
                 else state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
                 state = state with { EvaluationSeconds = state.EvaluationSeconds + evalClock.Elapsed.TotalSeconds };
             }
+            bool earlyStop = evaluate && options.Patience > 0 && state.EvaluationsWithoutImprovement >= options.Patience;
+            if (earlyStop) log?.Invoke($"early stop at step {step}: no improvement of {config.PrimaryMetric} in {options.Patience} evaluations");
+            if (step == options.Steps || earlyStop) history.Final = lastDev;
             bool checkpointNow = evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0);
-            // The learning curve gets a training-loss point five times per evaluation interval (saved with the next checkpoint).
+            // The learning curve gets a training-loss point five times per evaluation interval (committed with the next checkpoint).
             if (checkpointNow || step % Math.Max(1, options.EvalEvery / 5) == 0)
             {
                 history.Add(new CurvePoint(step, state.ExamplesSeen, lossSum / Math.Max(1, lossCount), lr, elapsed, devMetrics));
@@ -174,24 +186,16 @@ public static class Trainer
             if (checkpointNow)
             {
                 state = state with { ElapsedSeconds = elapsed };
-                WriteCheckpoint(run, model, state);
-                run.WriteHistory(history);
-                if (stopAfterCheckpoint?.Invoke(step) == true) { stopped = true; break; }
+                Commit(run, model, state, history, newBest);
+                if (history.Final is null && stopAfterCheckpoint?.Invoke(step) == true) { stopped = true; break; }
             }
             double rate = state.ExamplesSeen == 0 ? 0 : stepsThisSession * options.BatchSize / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, stepsThisSession) * (options.Steps - step));
             progress?.Invoke(new TrainProgress(step, options.Steps, loss, rate, eta, devMetrics));
-            if (evaluate && options.Patience > 0 && state.EvaluationsWithoutImprovement >= options.Patience)
-            {
-                log?.Invoke($"early stop at step {step}: no improvement of {config.PrimaryMetric} in {options.Patience} evaluations");
-                break;
-            }
         }
         double total = elapsedBefore + clock.Elapsed.TotalSeconds;
-        history.Final = lastDev;
-        run.WriteHistory(history);
         var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,
-            lastDev ?? new Dictionary<string, double>(), state.Step, (total - state.EvaluationSeconds) / Math.Max(1, state.Step), total, stopped);
+            history.Final ?? lastDev ?? new Dictionary<string, double>(), state.Step, (total - state.EvaluationSeconds) / Math.Max(1, state.Step), total, stopped);
         if (!stopped) WriteReport(run, setup, result, history);
         return result;
     }
@@ -247,13 +251,10 @@ public static class Trainer
         return p.Infos.ToDictionary(i => i.Name, i => new NamedTensor(i.Shape, host[i.Name]));
     }
 
-    private static void WriteAdapter(RunFolder run, SkTuningModel model, AdapterConfig config) =>
-        run.WriteAdapter(Tensors(model.Parameters, model.Parameters.Values), config.ModelHash, config.Method);
-
-    private static void WriteCheckpoint(RunFolder run, SkTuningModel model, TrainerState state)
+    private static void Commit(RunFolder run, SkTuningModel model, TrainerState state, RunHistory history, BestAdapter? newBest)
     {
         var p = model.Parameters;
-        run.WriteCheckpoint(new TrainingCheckpoint<TrainerState>(Tensors(p, p.Values), Tensors(p, p.AdamM), Tensors(p, p.AdamV), state));
+        run.Commit(new TrainingCheckpoint<TrainerState>(Tensors(p, p.Values), Tensors(p, p.AdamM), Tensors(p, p.AdamV), state), history, newBest);
     }
 
     private static void WriteReport(RunFolder run, TrainingSetup setup, TrainResult result, RunHistory history)

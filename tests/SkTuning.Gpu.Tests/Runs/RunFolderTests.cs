@@ -62,20 +62,27 @@ public sealed class RunFolderTests : IDisposable
     public void AdapterRoundTripsWithModelHashAndMethod()
     {
         var run = NewRun();
+        var e = Assert.Throws<SkTuningException>(() => run.ReadAdapter());
+        Assert.Equal($"{run.Path}: no trained weights yet (its run has not committed an evaluation); continue a stopped run with sktune train --resume --out {run.Path}", e.Message);
+
         var tensors = new Dictionary<string, NamedTensor>
         {
             ["prompt"] = new NamedTensor([2, 3], [1, 2, 3, 4, 5, 6]),
             ["head.weight"] = new NamedTensor([2], [0.5f, -0.5f]),
         };
-        run.WriteAdapter(tensors, "deadbeef", "sk-prompt", new Dictionary<string, string> { ["task"] = "sst2" });
+        run.Commit(MakeCheckpoint(1, 1), new RunHistory(), new BestAdapter(tensors, "deadbeef", "sk-prompt"));
         var back = run.ReadAdapter("DEADBEEF");
         Assert.Equal("deadbeef", back.ModelHash);
         Assert.Equal("sk-prompt", back.Method);
-        Assert.Equal("sst2", back.Metadata["task"]);
         foreach (var (name, t) in tensors) Assert.True(t.ContentEquals(back.Tensors[name]), name);
+        // The top-level copy is the commit's, byte for byte; a commit without a new best keeps the previous one.
+        string committed = Path.Combine(run.CheckpointPath, RunFolder.AdapterFileName);
+        Assert.Equal(File.ReadAllBytes(committed), File.ReadAllBytes(run.AdapterPath));
+        Commit(run, MakeCheckpoint(2, 2));
+        Assert.Equal(File.ReadAllBytes(run.AdapterPath), File.ReadAllBytes(committed));
 
-        var e = Assert.Throws<SkTuningException>(() => run.ReadAdapter("0123456789abcdef0123"));
-        Assert.Equal($"{run.AdapterPath}: trained on model deadbeef, but the model given is 0123456789ab", e.Message);
+        e = Assert.Throws<SkTuningException>(() => run.ReadAdapter("0123456789abcdef0123"));
+        Assert.Equal($"{committed}: trained on model deadbeef, but the model given is 0123456789ab", e.Message);
     }
 
     [Fact]
@@ -86,6 +93,8 @@ public sealed class RunFolderTests : IDisposable
         var e = Assert.Throws<SkTuningException>(() => run.ReadAdapter());
         Assert.StartsWith(run.AdapterPath + ": no model_hash", e.Message);
     }
+
+    private static void Commit(RunFolder run, TrainingCheckpoint<TrainerState> checkpoint) => run.Commit(checkpoint, new RunHistory(), null);
 
     private static TrainingCheckpoint<TrainerState> MakeCheckpoint(long step, int seed)
     {
@@ -118,7 +127,7 @@ public sealed class RunFolderTests : IDisposable
         Assert.False(run.HasCheckpoint);
         Assert.Null(run.ReadCheckpoint<TrainerState>());
         var c1 = MakeCheckpoint(100, 1);
-        run.WriteCheckpoint(c1);
+        Commit(run, c1);
         Assert.True(run.HasCheckpoint);
         AssertSame(c1, run.ReadCheckpoint<TrainerState>());
         var names = SafeTensors.Read(Path.Combine(run.CheckpointPath, RunFolder.StateFileName)).Tensors.Keys.Order().ToArray();
@@ -126,7 +135,7 @@ public sealed class RunFolderTests : IDisposable
         Assert.Contains("\"rng_state\"", File.ReadAllText(Path.Combine(run.CheckpointPath, RunFolder.TrainerFileName)));
 
         var c2 = MakeCheckpoint(200, 2);
-        run.WriteCheckpoint(c2);
+        Commit(run, c2);
         AssertSame(c2, run.ReadCheckpoint<TrainerState>());
         Assert.Equal([RunFolder.CheckpointDirName], Directory.GetDirectories(run.Path).Select(Path.GetFileName));
 
@@ -139,7 +148,7 @@ public sealed class RunFolderTests : IDisposable
     {
         var run = NewRun();
         var c1 = MakeCheckpoint(100, 1);
-        run.WriteCheckpoint(c1);
+        Commit(run, c1);
         // A kill while writing the next one: a partial temp folder with a truncated state file.
         var temp = Path.Combine(run.Path, RunFolder.TempCheckpointPrefix + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(temp);
@@ -148,7 +157,7 @@ public sealed class RunFolderTests : IDisposable
 
         // The next write cleans it up.
         var c2 = MakeCheckpoint(200, 2);
-        run.WriteCheckpoint(c2);
+        Commit(run, c2);
         Assert.False(Directory.Exists(temp));
         AssertSame(c2, run.ReadCheckpoint<TrainerState>());
     }
@@ -158,7 +167,7 @@ public sealed class RunFolderTests : IDisposable
     {
         var run = NewRun();
         var c1 = MakeCheckpoint(100, 1);
-        run.WriteCheckpoint(c1);
+        Commit(run, c1);
         // Kill after "checkpoint -> checkpoint.old" and before "tmp -> checkpoint": only checkpoint.old and a temp remain.
         var old = Path.Combine(run.Path, RunFolder.OldCheckpointDirName);
         Directory.Move(run.CheckpointPath, old);
@@ -169,7 +178,7 @@ public sealed class RunFolderTests : IDisposable
 
         // Resuming writes the next checkpoint over that state.
         var c2 = MakeCheckpoint(200, 2);
-        run.WriteCheckpoint(c2);
+        Commit(run, c2);
         AssertSame(c2, run.ReadCheckpoint<TrainerState>());
         Assert.False(Directory.Exists(old));
         Assert.False(Directory.Exists(temp));
@@ -181,16 +190,16 @@ public sealed class RunFolderTests : IDisposable
         var run = NewRun();
         var c1 = MakeCheckpoint(100, 1);
         var c2 = MakeCheckpoint(200, 2);
-        run.WriteCheckpoint(c1);
+        Commit(run, c1);
         // Simulate "checkpoint.old" (c1) left behind next to a complete "checkpoint" (c2).
         var other = RunFolder.Create(Path.Combine(_root, "other"));
-        other.WriteCheckpoint(c2);
+        Commit(other, c2);
         Directory.Move(run.CheckpointPath, Path.Combine(run.Path, RunFolder.OldCheckpointDirName));
         Directory.Move(other.CheckpointPath, run.CheckpointPath);
         AssertSame(c2, run.ReadCheckpoint<TrainerState>());
 
         var c3 = MakeCheckpoint(300, 3);
-        run.WriteCheckpoint(c3);
+        Commit(run, c3);
         AssertSame(c3, run.ReadCheckpoint<TrainerState>());
         Assert.Equal([RunFolder.CheckpointDirName], Directory.GetDirectories(run.Path).Select(Path.GetFileName));
     }
@@ -199,13 +208,13 @@ public sealed class RunFolderTests : IDisposable
     public void CorruptCheckpointIsOneLineErrorNamingTheFile()
     {
         var run = NewRun();
-        run.WriteCheckpoint(MakeCheckpoint(100, 1));
+        Commit(run, MakeCheckpoint(100, 1));
         var trainer = Path.Combine(run.CheckpointPath, RunFolder.TrainerFileName);
         File.WriteAllText(trainer, "{ \"step\": ");
         var e = Assert.Throws<SkTuningException>(() => run.ReadCheckpoint<TrainerState>());
         Assert.StartsWith(trainer + ": invalid JSON", e.Message);
 
-        run.WriteCheckpoint(MakeCheckpoint(100, 1));
+        Commit(run, MakeCheckpoint(100, 1));
         var state = Path.Combine(run.CheckpointPath, RunFolder.StateFileName);
         SafeTensors.Write(state, new Dictionary<string, NamedTensor> { ["param.x"] = NamedTensor.Vector([1]), ["adam_m.x"] = NamedTensor.Vector([1]) });
         e = Assert.Throws<SkTuningException>(() => run.ReadCheckpoint<TrainerState>());
@@ -218,7 +227,7 @@ public sealed class RunFolderTests : IDisposable
         var run = NewRun();
         var c = MakeCheckpoint(1, 1);
         var bad = c with { AdamV = new Dictionary<string, NamedTensor> { ["prompt"] = NamedTensor.Vector([1]), ["head.bias"] = c.AdamV["head.bias"] } };
-        Assert.Throws<ArgumentException>(() => run.WriteCheckpoint(bad));
+        Assert.Throws<ArgumentException>(() => Commit(run, bad));
         Assert.False(run.HasCheckpoint);
         Assert.Empty(Directory.GetDirectories(run.Path));
     }
@@ -254,8 +263,10 @@ public sealed class RunFolderTests : IDisposable
         back.TruncateAfter(20);
         Assert.Equal([10L, 20L], back.Points.Select(p => p.Step));
         back.Add(new CurvePoint(25, 800, 0.5, 1e-4, 4));
-        run.WriteHistory(back);
+        // A commit carries its own history; the top-level metrics.json is its copy.
+        run.Commit(MakeCheckpoint(25, 1), back, null);
         Assert.Equal([10L, 20L, 25L], run.ReadHistory().Points.Select(p => p.Step));
+        Assert.Equal(File.ReadAllText(Path.Combine(run.CheckpointPath, RunFolder.MetricsFileName)), File.ReadAllText(run.MetricsPath));
     }
 
     [Fact]

@@ -7,12 +7,51 @@ internal static class CliProcess
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
+    /// <summary>A started <c>sktune</c>: wait for it, or kill it (SIGKILL) mid-run.</summary>
+    public sealed class Running : IDisposable
+    {
+        private readonly Process _process;
+        private readonly Task<string> _stdout, _stderr;
+        private readonly string _command;
+
+        internal Running(Process process, string command)
+        {
+            _process = process;
+            _command = command;
+            _stdout = process.StandardOutput.ReadToEndAsync();
+            _stderr = process.StandardError.ReadToEndAsync();
+        }
+
+        public int Id => _process.Id;
+
+        public bool HasExited => _process.HasExited;
+
+        public Result Wait()
+        {
+            if (!_process.WaitForExit(TimeSpan.FromMinutes(5))) { _process.Kill(true); throw new TimeoutException(_command); }
+            return new Result(_process.ExitCode, _stdout.Result, _stderr.Result);
+        }
+
+        /// <summary>SIGKILL, as <c>kill -9</c>: no handler, no cleanup runs in the child.</summary>
+        public Result Kill()
+        {
+            if (!_process.HasExited) _process.Kill();
+            return Wait();
+        }
+
+        public void Dispose() => _process.Dispose();
+    }
+
     public static Result Run(params string[] args) => RunIn(null, args);
 
-    public static Result RunIn(string? workingDirectory, params string[] args) => RunWith(workingDirectory, null, args);
+    public static Result RunIn(string? workingDirectory, params string[] args) => Start(workingDirectory, null, args).Wait();
 
     /// <summary>Runs with extra environment variables (e.g. SKTUNE_CACHE).</summary>
-    public static Result RunWith(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static Result RunWith(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        Start(workingDirectory, environment, args).Wait();
+
+    /// <summary>Starts <c>sktune</c> with extra environment variables.</summary>
+    public static Running Start(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -21,14 +60,10 @@ internal static class CliProcess
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
-        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) start.Environment[k] = v;
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sktune.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5))) { process.Kill(true); throw new TimeoutException("sktune " + string.Join(' ', args)); }
-        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
+        return new Running(Process.Start(start)!, "sktune " + string.Join(' ', args));
     }
 
     /// <summary>The lines of stderr that are not timestamped log lines.</summary>
