@@ -9,7 +9,8 @@ namespace SkTuning.Gpu.Tokenization;
 /// byte fallback (converted Llama-2/Mistral); <c>vocab.json</c> + <c>merges.txt</c> → GPT-2 byte-level BPE;
 /// <c>tokenizer.model</c> → SentencePiece. Ids match the model's own tokenizer token for token.
 /// BERT texts are <c>[CLS] a [SEP] b [SEP]</c> with types 0/1; decoder texts are <c>[BOS] a EOS b [EOS]</c>, all type 0,
-/// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>.
+/// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>;
+/// RoBERTa texts (<see cref="IsRoberta"/>) are <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>, all type 0.
 /// </summary>
 public sealed class TextTokenizer
 {
@@ -17,12 +18,20 @@ public sealed class TextTokenizer
     private readonly BertTokenizer? _bert;
     private readonly SpecialTokens _special;
 
-    private TextTokenizer(ITokenModel model, SpecialTokens special)
+    private TextTokenizer(ITokenModel model, SpecialTokens special, bool roberta = false)
     {
         _model = model;
         _bert = (model as WordPieceModel)?.Bert;
         _special = special;
+        IsRoberta = roberta;
     }
+
+    /// <summary>
+    /// Whether texts take RoBERTa's special tokens: <c>&lt;s&gt; a &lt;/s&gt;</c>, pairs <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>
+    /// (RobertaTokenizer's build_inputs_with_special_tokens). Chosen by the files: a tokenizer.json whose post_processor is
+    /// RobertaProcessing, or a vocab.json holding &lt;s&gt;, &lt;/s&gt;, &lt;pad&gt; and &lt;mask&gt; (RoBERTa's, BART's).
+    /// </summary>
+    public bool IsRoberta { get; }
 
     /// <summary>"wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model) or "sentencepiece-bpe" (its tokenizer.json conversion).</summary>
     public string Kind => _model.Kind;
@@ -73,6 +82,8 @@ public sealed class TextTokenizer
                 using var doc = JsonDocument.Parse(File.ReadAllText(current));
                 var model = TokenizerJson.Read(doc.RootElement, current);
                 if (model is WordPieceModel) return new TextTokenizer(model, Bert);
+                if (IsRobertaProcessing(doc.RootElement) && RobertaSpecials(model) is { } roberta)
+                    return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, roberta), true);
                 // A SentencePiece conversion without a post_processor still adds BOS as Llama does.
                 var defaults = new SpecialTokens(null, null, null, model.Kind == "sentencepiece-bpe", false);
                 return Decoder(model, directory, doc.RootElement, defaults);
@@ -83,6 +94,7 @@ public sealed class TextTokenizer
                 current = P("merges.txt");
                 var merges = File.ReadLines(current).Where(l => l.Length > 0 && !l.StartsWith("#version")).ToList();
                 var model = new ByteLevelBpeModel(vocab, merges, [], ByteLevelBpeModel.Gpt2Pattern, false, false);
+                if (RobertaSpecials(model) is { } roberta) return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, roberta), true);
                 // GPT-2's tokenizer class defaults BOS/EOS to <|endoftext|> and adds neither.
                 int? eot = vocab.TryGetValue("<|endoftext|>", out var e) ? e : null;
                 return Decoder(model, directory, null, new SpecialTokens(eot, eot, null, false, false));
@@ -105,6 +117,16 @@ public sealed class TextTokenizer
     // BERT's specials come from BertTokenizer itself.
     private static SpecialTokens Bert => new(null, null, null, false, false);
 
+    /// <summary>RoBERTa's &lt;s&gt;, &lt;/s&gt; and &lt;pad&gt;, both ends added; null unless the vocabulary has them and &lt;mask&gt; (an MLM encoder's).</summary>
+    private static SpecialTokens? RobertaSpecials(ITokenModel model) =>
+        model.IdOf("<s>") is { } bos && model.IdOf("</s>") is { } eos && model.IdOf("<pad>") is { } pad && model.IdOf("<mask>") is not null
+            ? new SpecialTokens(bos, eos, pad, true, true)
+            : null;
+
+    private static bool IsRobertaProcessing(JsonElement tokenizerJson) =>
+        tokenizerJson.TryGetProperty("post_processor", out var pp) && pp.ValueKind == JsonValueKind.Object
+        && pp.TryGetProperty("type", out var type) && type.GetString() == "RobertaProcessing";
+
     private static TextTokenizer Decoder(ITokenModel model, string directory, JsonElement? tokenizerJson, SpecialTokens defaults) =>
         new(model, SpecialTokens.Read(directory, model.IdOf, tokenizerJson, defaults));
 
@@ -117,7 +139,7 @@ public sealed class TextTokenizer
     /// <summary>
     /// Encodes one text, or a pair of texts as the model expects, with special tokens. BERT: <c>[CLS] a [SEP] b [SEP]</c>,
     /// types 0 then 1. Decoders: <c>[BOS] a EOS b [EOS]</c>, all type 0: the EOS between the texts is the separator
-    /// (a decoder without an EOS token joins them with none).
+    /// (a decoder without an EOS token joins them with none). RoBERTa: <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>, all type 0.
     /// </summary>
     /// <exception cref="SkTuningException">The text is empty.</exception>
     public EncodedText Encode(string text, string? pair = null)
@@ -139,6 +161,7 @@ public sealed class TextTokenizer
         if (b is not null)
         {
             if (_special.EosId is { } sep) result.Add(sep);
+            if (IsRoberta) result.Add(_special.EosId!.Value);
             secondStart = result.Count;
             result.AddRange(b);
         }
@@ -154,7 +177,8 @@ public sealed class TextTokenizer
     public int[] EncodeWordPieces(string word)
     {
         var ids = word.Length == 0 ? [] : _model.Encode(word);
-        int unknown = _bert?.UnknownTokenId ?? (_model as SentencePieceModel)?.Sp.UnknownId ?? PadId;
+        // RoBERTa's graph reads its padding id as padding wherever it is, so an empty word there takes <unk>.
+        int unknown = _bert?.UnknownTokenId ?? (_model as SentencePieceModel)?.Sp.UnknownId ?? (IsRoberta ? _model.IdOf("<unk>") : null) ?? PadId;
         return ids.Count == 0 ? [unknown] : ids.ToArray();
     }
 
