@@ -1,0 +1,72 @@
+using System.Text.Json;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Tests.Data;
+using SkTuning.Gpu.Tests.Support;
+using SkTuning.Gpu.Tokenization;
+
+namespace SkTuning.Gpu.Tests.Tokenization;
+
+/// <summary>
+/// RoBERTa's tokenizer (vocab.json + merges.txt with &lt;s&gt; &lt;pad&gt; &lt;/s&gt; &lt;unk&gt; … &lt;mask&gt;) against the ids
+/// tokenizers.js gives with RobertaProcessing (Fixtures/tokenizers/roberta-bpe/reference.json, written by
+/// tests/fixtures/make_encoder_fixtures.py): single texts <c>&lt;s&gt; a &lt;/s&gt;</c> and pairs <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>.
+/// </summary>
+public class RobertaTokenizerTests
+{
+    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "roberta-bpe");
+
+    private static JsonElement Reference() => JsonDocument.Parse(File.ReadAllText(Path.Combine(Dir, "reference.json"))).RootElement;
+
+    private static int[] Ids(JsonElement c) => c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+    [Fact]
+    public void TextsAndPairsMatchTheReferenceTokenForToken()
+    {
+        var tok = TextTokenizer.Load(Dir);
+        Assert.True(tok.IsRoberta);
+        var r = Reference();
+        var failures = new List<string>();
+        var cases = r.GetProperty("cases").EnumerateArray().ToList();
+        var pairs = r.GetProperty("pairs").EnumerateArray().ToList();
+        Assert.True(cases.Count >= 20 && pairs.Count >= 4);
+        foreach (var c in cases.Concat(pairs))
+        {
+            var text = c.GetProperty("text").GetString()!;
+            var pair = c.TryGetProperty("pair", out var p) ? p.GetString() : null;
+            var encoded = tok.Encode(text, pair);
+            if (!Ids(c).SequenceEqual(encoded.Ids))
+                failures.Add($"{JsonSerializer.Serialize(text)} / {JsonSerializer.Serialize(pair)}: expected [{string.Join(",", Ids(c))}], got [{string.Join(",", encoded.Ids)}]");
+            // One token type: RoBERTa's table has a single row.
+            Assert.All(encoded.TypeIds, t => Assert.Equal(0, t));
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [Fact]
+    public void SpecialTokensArePaddingOneAndThePairSeparatorIsDoubled()
+    {
+        var tok = TextTokenizer.Load(Dir);
+        Assert.Equal((0, 2, 1), (tok.BosId, tok.EosId, tok.PadId));
+        Assert.True(tok.HasPadToken);
+        var a = tok.Encode("hello").Ids;
+        var pair = tok.Encode("hello", "world");
+        Assert.Equal(0, a[0]);
+        Assert.Equal(2, a[^1]);
+        Assert.Equal([2, 2], pair.Ids[(a.Length - 1)..(a.Length + 1)]);
+        Assert.Equal(a.Length + 1, pair.SecondStart);
+        // The GPT-2 vocabulary (no <s>/<pad>/<mask>) keeps the decoder format.
+        Assert.False(TextTokenizer.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "gpt2-bpe")).IsRoberta);
+    }
+
+    [Fact]
+    public void ATokenizerWithAnotherPaddingIdIsRefusedForARobertaModel()
+    {
+        // Positions count from the graph's padding id: a tokenizer padding with another id would shift them all.
+        using var dir = new TempDir();
+        File.Copy(EncoderFixtures.OnnxPath("roberta_opset14"), Path.Combine(dir.Path, "model.onnx"));
+        foreach (var f in new[] { "vocab.json", "merges.txt" }) File.Copy(Path.Combine(Dir, f), Path.Combine(dir.Path, f));
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"pad_token": "</s>"}""");
+        var e = Assert.Throws<SkTuningException>(() => FrozenModel.Load(dir.Path));
+        Assert.Contains($"{dir.Path}: the tokenizer's padding id is 2, the model counts positions from padding id 1", e.Message);
+    }
+}
