@@ -7,7 +7,8 @@ namespace SkTuning.Gpu.Tokenization;
 /// The model's tokenizer, found from the files beside it (no network): <c>vocab.txt</c> → BERT WordPiece;
 /// <c>tokenizer.json</c> → WordPiece, byte-level BPE (GPT-2, SmolLM, Qwen2, Llama-3) or SentencePiece-style BPE with
 /// byte fallback (converted Llama-2/Mistral); <c>vocab.json</c> + <c>merges.txt</c> → GPT-2 byte-level BPE;
-/// <c>tokenizer.model</c> → SentencePiece. Ids match the model's own tokenizer token for token.
+/// <c>tokenizer.model</c> → SentencePiece; <c>sentencepiece.bpe.model</c> → XLM-R's SentencePiece with fairseq's ids.
+/// Ids match the model's own tokenizer token for token.
 /// BERT texts are <c>[CLS] a [SEP] b [SEP]</c> with types 0/1; decoder texts are <c>[BOS] a EOS b [EOS]</c>, all type 0,
 /// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>;
 /// RoBERTa texts (<see cref="IsRoberta"/>) are <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>, all type 0.
@@ -29,11 +30,15 @@ public sealed class TextTokenizer
     /// <summary>
     /// Whether texts take RoBERTa's special tokens: <c>&lt;s&gt; a &lt;/s&gt;</c>, pairs <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>
     /// (RobertaTokenizer's build_inputs_with_special_tokens). Chosen by the files: a tokenizer.json whose post_processor is
-    /// RobertaProcessing, or a vocab.json holding &lt;s&gt;, &lt;/s&gt;, &lt;pad&gt; and &lt;mask&gt; (RoBERTa's, BART's).
+    /// RobertaProcessing, a vocab.json holding &lt;s&gt;, &lt;/s&gt;, &lt;pad&gt; and &lt;mask&gt; (RoBERTa's, BART's), or XLM-R's
+    /// sentencepiece.bpe.model.
     /// </summary>
     public bool IsRoberta { get; }
 
-    /// <summary>"wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model) or "sentencepiece-bpe" (its tokenizer.json conversion).</summary>
+    /// <summary>
+    /// "wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model), "sentencepiece-bpe" (its tokenizer.json
+    /// conversion) or "sentencepiece-fairseq" (XLM-R's sentencepiece.bpe.model).
+    /// </summary>
     public string Kind => _model.Kind;
 
     /// <summary>One more than the largest token id (vocabulary and added tokens): the embedding rows the model needs.</summary>
@@ -64,7 +69,7 @@ public sealed class TextTokenizer
     public static bool HasFiles(string directory)
     {
         string P(string name) => Path.Combine(directory, name);
-        return File.Exists(P("vocab.txt")) || File.Exists(P("tokenizer.json")) || File.Exists(P("tokenizer.model"))
+        return File.Exists(P("vocab.txt")) || File.Exists(P("tokenizer.json")) || File.Exists(P("tokenizer.model")) || File.Exists(P("sentencepiece.bpe.model"))
                || (File.Exists(P("vocab.json")) && File.Exists(P("merges.txt")));
     }
 
@@ -77,6 +82,12 @@ public sealed class TextTokenizer
         try
         {
             if (File.Exists(current = P("vocab.txt"))) return new TextTokenizer(new WordPieceModel(current, directory), Bert);
+            // XLM-R ships a tokenizer.json too (a Unigram model); the SentencePiece file is the one its slow tokenizer reads.
+            if (File.Exists(current = P("sentencepiece.bpe.model")))
+            {
+                var model = new FairseqSentencePieceModel(current);
+                return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, RobertaSpecials(model)!), true);
+            }
             if (File.Exists(current = P("tokenizer.json")))
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(current));
@@ -111,7 +122,7 @@ public sealed class TextTokenizer
             throw new SkTuningException($"{current}: malformed tokenizer file: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         throw new SkTuningException(
-            $"{directory}: no tokenizer file (vocab.txt, tokenizer.json, vocab.json + merges.txt or tokenizer.model)");
+            $"{directory}: no tokenizer file (vocab.txt, tokenizer.json, vocab.json + merges.txt, tokenizer.model or sentencepiece.bpe.model)");
     }
 
     // BERT's specials come from BertTokenizer itself.

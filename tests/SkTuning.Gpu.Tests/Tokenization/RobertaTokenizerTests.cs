@@ -8,23 +8,27 @@ namespace SkTuning.Gpu.Tests.Tokenization;
 
 /// <summary>
 /// RoBERTa's tokenizer (vocab.json + merges.txt with &lt;s&gt; &lt;pad&gt; &lt;/s&gt; &lt;unk&gt; … &lt;mask&gt;) against the ids
-/// tokenizers.js gives with RobertaProcessing (Fixtures/tokenizers/roberta-bpe/reference.json, written by
+/// tokenizers.js gives with RobertaProcessing, and XLM-R's (sentencepiece.bpe.model, unigram) against SentencePiece's ids
+/// with fairseq's offset (Fixtures/tokenizers/{roberta-bpe,xlmr-unigram}/reference.json, written by
 /// tests/fixtures/make_encoder_fixtures.py): single texts <c>&lt;s&gt; a &lt;/s&gt;</c> and pairs <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>.
 /// </summary>
 public class RobertaTokenizerTests
 {
-    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "roberta-bpe");
+    private static readonly string Dir = Fixture("roberta-bpe");
 
-    private static JsonElement Reference() => JsonDocument.Parse(File.ReadAllText(Path.Combine(Dir, "reference.json"))).RootElement;
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", name);
 
     private static int[] Ids(JsonElement c) => c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
 
-    [Fact]
-    public void TextsAndPairsMatchTheReferenceTokenForToken()
+    [Theory]
+    [InlineData("roberta-bpe", "bpe")]
+    [InlineData("xlmr-unigram", "sentencepiece-fairseq")]
+    public void TextsAndPairsMatchTheReferenceTokenForToken(string name, string kind)
     {
-        var tok = TextTokenizer.Load(Dir);
+        var tok = TextTokenizer.Load(Fixture(name));
         Assert.True(tok.IsRoberta);
-        var r = Reference();
+        Assert.Equal(kind, tok.Kind);
+        var r = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture(name), "reference.json"))).RootElement;
         var failures = new List<string>();
         var cases = r.GetProperty("cases").EnumerateArray().ToList();
         var pairs = r.GetProperty("pairs").EnumerateArray().ToList();
@@ -42,10 +46,12 @@ public class RobertaTokenizerTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [Fact]
-    public void SpecialTokensArePaddingOneAndThePairSeparatorIsDoubled()
+    [Theory]
+    [InlineData("roberta-bpe")]
+    [InlineData("xlmr-unigram")]
+    public void SpecialTokensArePaddingOneAndThePairSeparatorIsDoubled(string name)
     {
-        var tok = TextTokenizer.Load(Dir);
+        var tok = TextTokenizer.Load(Fixture(name));
         Assert.Equal((0, 2, 1), (tok.BosId, tok.EosId, tok.PadId));
         Assert.True(tok.HasPadToken);
         var a = tok.Encode("hello").Ids;
@@ -55,7 +61,17 @@ public class RobertaTokenizerTests
         Assert.Equal([2, 2], pair.Ids[(a.Length - 1)..(a.Length + 1)]);
         Assert.Equal(a.Length + 1, pair.SecondStart);
         // The GPT-2 vocabulary (no <s>/<pad>/<mask>) keeps the decoder format.
-        Assert.False(TextTokenizer.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "gpt2-bpe")).IsRoberta);
+        Assert.False(TextTokenizer.Load(Fixture("gpt2-bpe")).IsRoberta);
+    }
+
+    [Fact]
+    public void XlmrIdsAreSentencePieceIdsPlusOneWithFairseqSpecials()
+    {
+        var tok = TextTokenizer.Load(Fixture("xlmr-unigram"));
+        // 183 SentencePiece pieces + fairseq's offset + <mask>; <unk> is 3 (SentencePiece's 0), and a word with no piece takes it.
+        Assert.Equal(183 + 2, tok.VocabularySize);
+        Assert.Equal([3], tok.EncodeWordPieces(""));
+        Assert.Equal("hello world", tok.Decode(tok.Encode("hello world").Ids).Trim());
     }
 
     [Fact]

@@ -8,18 +8,30 @@ using SkTuning.Gpu.Training;
 namespace SkTuning.Gpu.Tests.Training;
 
 /// <summary>
-/// SK-Prefix and SK-Prompt train on a RoBERTa-style export (its folder holds the RoBERTa tokenizer) and the saved run
-/// reloads: eval reproduces the best dev metrics and predict agrees with eval.
+/// SK-Prefix and SK-Prompt train on a RoBERTa-style export (its folder holds the RoBERTa tokenizer; or XLM-R's
+/// SentencePiece one) and the saved run reloads: eval reproduces the best dev metrics and predict agrees with eval.
 /// </summary>
 public class RobertaTrainingTests
 {
+    /// <summary>A model folder: roberta_opset17_no_token_types with XLM-R's SentencePiece tokenizer instead of RoBERTa's BPE.</summary>
+    private static string XlmrFolder(TempDir dir)
+    {
+        string folder = Path.Combine(dir.Path, "xlmr");
+        Directory.CreateDirectory(folder);
+        File.Copy(EncoderFixtures.OnnxPath("roberta_opset17_no_token_types"), Path.Combine(folder, "model.onnx"));
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "xlmr-unigram", "sentencepiece.bpe.model"),
+            Path.Combine(folder, "sentencepiece.bpe.model"));
+        return folder;
+    }
+
     [Theory]
-    [InlineData("sk-prefix")]
-    [InlineData("sk-prompt")]
-    public void SkMethodsTrainOnRobertaAndTheRunReloads(string method)
+    [InlineData("sk-prefix", "roberta")]
+    [InlineData("sk-prompt", "roberta")]
+    [InlineData("sk-prefix", "xlmr")]
+    public void SkMethodsTrainOnRobertaAndTheRunReloads(string method, string tokenizer)
     {
         using var dir = new TempDir();
-        string folder = EncoderFixtures.Folder("roberta_opset14");
+        string folder = tokenizer == "xlmr" ? XlmrFolder(dir) : EncoderFixtures.Folder("roberta_opset14");
         var model = FrozenModel.Load(folder);
         Assert.Equal(ModelFamily.Roberta, model.Spec.Family);
         Assert.True(model.Tokenizer.IsRoberta);
