@@ -749,8 +749,7 @@ internal sealed class GraphWalker(OnnxModel m)
             throw Fail("position ids count the tokens equal to the padding id, not the others (no Not after the Equal)", equal);
         double pad = DataAndScalar(equal)!.Value.Value;
         // The offset: every scalar Add after the CumSum (padding_idx, and past_key_values_length = 0 where not folded).
-        var after = Backward(positionGather.Inputs[1], 16).TakeWhile(n => n != cumsum).ToList();
-        double offset = after.Where(n => n.OpType == "Add").Select(DataAndScalar).Sum(ds => ds?.Value ?? double.NaN);
+        double offset = behind.TakeWhile(n => n != cumsum).Where(n => n.OpType == "Add").Select(DataAndScalar).Sum(ds => ds?.Value ?? double.NaN);
         if (pad != Math.Floor(pad) || pad < 0 || offset != pad)
             throw Fail($"position ids count from {offset}, not from the padding id {pad} (RoBERTa's rule is padding_idx + cumsum)", positionGather);
         return (int)pad;
