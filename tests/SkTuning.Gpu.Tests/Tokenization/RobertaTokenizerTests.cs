@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Tests.Data;
 using SkTuning.Gpu.Tests.Support;
@@ -62,6 +63,32 @@ public class RobertaTokenizerTests
         Assert.Equal(a.Length + 1, pair.SecondStart);
         // The GPT-2 vocabulary (no <s>/<pad>/<mask>) keeps the decoder format.
         Assert.False(TextTokenizer.Load(Fixture("gpt2-bpe")).IsRoberta);
+    }
+
+    [Fact]
+    public void ATokenizerJsonWithRobertaProcessingEncodesAsVocabJsonAndMergesDo()
+    {
+        // roberta-base ships both; tokenizer.json is read first, and its RobertaProcessing selects RoBERTa's specials.
+        using var dir = new TempDir();
+        var vocab = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "vocab.json")))!;
+        var merges = new JsonArray(File.ReadLines(Path.Combine(Dir, "merges.txt")).Where(l => l.Length > 0 && !l.StartsWith("#version"))
+            .Select(l => (JsonNode)JsonValue.Create(l)).ToArray());
+        var json = new JsonObject
+        {
+            ["added_tokens"] = new JsonArray(new[] { "<s>", "<pad>", "</s>", "<unk>", "<mask>" }.Select(t => (JsonNode)new JsonObject
+            {
+                ["id"] = vocab[t]!.GetValue<int>(), ["content"] = t, ["special"] = true,
+            }).ToArray()),
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
+            ["post_processor"] = new JsonObject { ["type"] = "RobertaProcessing", ["sep"] = new JsonArray("</s>", 2), ["cls"] = new JsonArray("<s>", 0) },
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab.DeepClone(), ["merges"] = merges },
+        };
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), json.ToJsonString());
+        TextTokenizer fromJson = TextTokenizer.Load(dir.Path), fromFiles = TextTokenizer.Load(Dir);
+        Assert.True(fromJson.IsRoberta);
+        Assert.Equal(fromFiles.PadId, fromJson.PadId);
+        foreach (var (a, b) in new[] { ("Hello world", (string?)null), ("It's a small world, isn't it?", "numbers 12345") })
+            Assert.Equal(fromFiles.Encode(a, b).Ids, fromJson.Encode(a, b).Ids);
     }
 
     [Fact]
