@@ -23,7 +23,7 @@ internal static class InspectCommand
             Console.WriteLine($"heads       {s.Heads} × {s.HeadSize}{(s.KvHeads != s.Heads ? $" ({s.KvHeads} KV heads)" : "")}");
             Console.WriteLine($"FFN         {s.FfnSize} ({s.Activation})");
             Console.WriteLine($"norm        {s.Norm}, {s.NormPlacement.ToString().ToLowerInvariant()}, epsilon {s.Epsilon.ToString("G3", ic)}");
-            Console.WriteLine($"positions   {s.Positions}, max {s.MaxPositions}; {(s.Causal ? "causal" : "bidirectional")}");
+            Console.WriteLine($"positions   {s.Positions}, max {s.MaxTokens}{(s.PositionPaddingId is { } pad ? $" (counted from padding id {pad} + 1)" : "")}; {(s.Causal ? "causal" : "bidirectional")}");
             Console.WriteLine($"vocabulary  {s.VocabSize.ToString("N0", ic)} ({frozen.Tokenizer.Kind}), token types {s.TypeVocabSize}");
             Console.WriteLine($"mask value  {s.MaskValue.ToString("G6", ic)}");
             Console.WriteLine($"parameters  {s.ParameterCount.ToString("N0", ic)} ({(s.ParameterCount / 1e6).ToString("F1", ic)}M)");

@@ -35,7 +35,7 @@ public static class EngineBenchmark
     public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null)
     {
         var spec = model.Spec;
-        if (seq > spec.MaxPositions) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxPositions} positions");
+        if (seq > spec.MaxTokens) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxTokens} positions");
         if (prefix < 1) throw new SkTuningException($"--prefix {prefix}: the SK-Prefix step needs at least one prefix key");
         var rng = new Random(1234);
         var (tokens, ortInputs) = Inputs(spec, batch, seq);

@@ -188,10 +188,10 @@ public sealed class TransformerEngine : IDisposable
             throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·kvDim = 2·{L}·{kv} = {2 * L * kv}");
         var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / d, prefix.Length / (2 * L * kv));
         int longest = Spec.Causal ? shape.PrefixLen + shape.Positions : batch.SeqLen;
-        if (longest > Spec.MaxPositions)
+        if (longest > Spec.MaxTokens)
             throw new ArgumentException(Spec.Causal
-                ? $"prefix {shape.PrefixLen} + prompt {shape.PromptLen} + sequence {batch.SeqLen} = {longest} positions, more than the model's {Spec.MaxPositions}"
-                : $"sequence of {batch.SeqLen} tokens is longer than the model's {Spec.MaxPositions} positions");
+                ? $"prefix {shape.PrefixLen} + prompt {shape.PromptLen} + sequence {batch.SeqLen} = {longest} positions, more than the model's {Spec.MaxTokens}"
+                : $"sequence of {batch.SeqLen} tokens is longer than the model's {Spec.MaxTokens} positions");
         Prepare(shape);
         _shape = shape;
         var a = _act!;
@@ -338,7 +338,7 @@ public sealed class TransformerEngine : IDisposable
 
     /// <summary>
     /// Uploads the key mask over [prompt; tokens] (prompt rows always attended) and the positions: per token for the
-    /// embedding table, per row for RoPE, and 0..m−1 for the prefix keys. Encoders number tokens 0..T−1 as BERT does;
+    /// embedding table, per row for RoPE, and 0..m−1 for the prefix keys. Encoders number tokens as <see cref="TokenPositions"/> says;
     /// causal models continue after the prefix and prompt and skip padding (cumsum(mask) − 1, as generation does), so a
     /// left-padded example gets the same positions as unpadded.
     /// </summary>
@@ -346,7 +346,7 @@ public sealed class TransformerEngine : IDisposable
     {
         int B = s.Batch, T = s.SeqLen, S = s.Positions, m = s.PrefixLen, mp = s.PromptLen;
         var mask = new float[B * S];
-        var tokenPositions = TokenPositions(batch, Spec.Causal, m + mp);
+        var tokenPositions = TokenPositions(batch, Spec, m + mp);
         var rowPositions = new int[B * S];
         for (int b = 0; b < B; b++)
         {
@@ -361,11 +361,14 @@ public sealed class TransformerEngine : IDisposable
     }
 
     /// <summary>
-    /// Each token's position [B·T]: encoders number 0..T−1 as BERT does; causal models start at <paramref name="offset"/>
-    /// (the prefix and prompt before the input) and skip padding — offset + cumsum(mask) − 1, clipped at the offset — so a
-    /// left-padded example reads as unpadded (the numbering Hugging Face generation feeds as position_ids).
+    /// Each token's position [B·T]: BERT encoders number 0..T−1; RoBERTa encoders (<see cref="ModelSpec.PositionPaddingId"/>
+    /// p) count the real tokens from p + 1 and give padding p — p + cumsum(mask)·mask, the graph's rule on input_ids ≠ p,
+    /// which is the same thing because our tokenizers and batches put the padding id exactly where the mask is 0; causal
+    /// models start at <paramref name="offset"/> (the prefix and prompt before the input) and skip padding — offset +
+    /// cumsum(mask) − 1, clipped at the offset — so a left-padded example reads as unpadded (the numbering Hugging Face
+    /// generation feeds as position_ids). Encoders' token positions do not move with a prompt or prefix, which has none.
     /// </summary>
-    public static int[] TokenPositions(TokenBatch batch, bool causal, int offset = 0)
+    public static int[] TokenPositions(TokenBatch batch, ModelSpec spec, int offset = 0)
     {
         int B = batch.Batch, T = batch.SeqLen;
         var p = new int[B * T];
@@ -374,8 +377,11 @@ public sealed class TransformerEngine : IDisposable
             int seen = 0;
             for (int t = 0; t < T; t++)
             {
-                if (batch.Mask[b * T + t] != 0) seen++;
-                p[b * T + t] = causal ? offset + Math.Max(seen - 1, 0) : t;
+                bool real = batch.Mask[b * T + t] != 0;
+                if (real) seen++;
+                p[b * T + t] = spec.Causal ? offset + Math.Max(seen - 1, 0)
+                    : spec.PositionPaddingId is { } pad ? (real ? pad + seen : pad)
+                    : t;
             }
         }
         return p;

@@ -10,6 +10,9 @@ namespace SkTuning.Gpu.Import;
 /// LayerNorm, and then, layer by layer, finds the three Linears reading the hidden state and the attention core
 /// (<see cref="GraphWalker"/>), follows the context through the output Linear, the residual Add and LayerNorm,
 /// the FFN (Linear, GELU erf or tanh, Linear), residual and LayerNorm.
+/// RoBERTa / XLM-R exports (<see cref="ModelFamily.Roberta"/>) are the same layers; they are told apart by their
+/// position ids, which the graph computes from input_ids (<see cref="GraphWalker.PositionPaddingId"/>: padding_idx +
+/// cumsum of the non-padding tokens), and may have no token_type_ids input (HF's zeros buffer indexes the one-row table).
 /// Graphs that do not fit are a <see cref="SkTuningException"/> "&lt;file&gt;: unsupported graph: …".
 /// </summary>
 public static class BertImporter
@@ -29,6 +32,11 @@ public static class BertImporter
         if (embNorm.Kind != NormKind.LayerNorm) throw g.Fail("the embeddings are followed by an RMSNorm, not a BERT LayerNorm");
         var positionTable = g.FloatMatrix(positionGather.Inputs[0])!;
         var typeTable = typeGather is null ? null : g.FloatMatrix(typeGather.Inputs[0])!;
+        var paddingId = g.PositionPaddingId(positionGather, word.Inputs[1]);
+        if (paddingId >= positionTable.Dims[0] - 1)
+            throw g.Fail($"position table '{positionGather.Inputs[0]}' has {positionTable.Dims[0]} rows, none left for tokens after padding id {paddingId}", positionGather);
+        // token_type_ids is fed only where it is an input; HF's zeros buffer otherwise selects type 0 in the graph.
+        var typeInput = typeGather is not null && g.GraphInputs.Contains(typeGather.Inputs[1]) ? typeGather.Inputs[1] : null;
 
         var layers = new List<LayerWeights>();
         var hidden = new List<string> { embNorm.Output };
@@ -86,7 +94,7 @@ public static class BertImporter
         long count = embeddings.Count + layers.Sum(l => l.Count) + (pooler is null ? 0 : pooler.W.Length + pooler.B.Length);
         var spec = new ModelSpec
         {
-            Family = ModelFamily.Bert,
+            Family = paddingId is null ? ModelFamily.Bert : ModelFamily.Roberta,
             EmbeddingNorm = true,
             Layers = layers.Count,
             Hidden = d,
@@ -102,6 +110,7 @@ public static class BertImporter
             Causal = false,
             VocabSize = vocab,
             MaxPositions = checked((int)positionTable.Dims[0]),
+            PositionPaddingId = paddingId,
             TypeVocabSize = typeTable is null ? 0 : checked((int)typeTable.Dims[0]),
             MaskValue = maskValue ?? throw g.Fail("no additive attention mask ((1 − mask)·value added to the scores)"),
             HasPooler = pooler is not null,
@@ -109,10 +118,10 @@ public static class BertImporter
         };
         var weights = new ModelWeights { Spec = spec, Embeddings = embeddings, Layers = layers, Pooler = pooler };
         var maskInput = model.Inputs.Select(i => i.Name)
-            .Where(n => n != word.Inputs[1] && n != typeGather?.Inputs[1])
+            .Where(n => n != word.Inputs[1] && n != typeInput)
             .OrderByDescending(n => n.Contains("mask", StringComparison.OrdinalIgnoreCase))
             .FirstOrDefault();
-        return new ImportedModel(model.FilePath, spec, weights, hidden, word.Inputs[1], maskInput, typeGather?.Inputs[1]);
+        return new ImportedModel(model.FilePath, spec, weights, hidden, word.Inputs[1], maskInput, typeInput);
     }
 
     /// <summary>Gather(h, 0, axis 1) → Gemm/MatMul+Add → Tanh: the BERT pooler; null when absent.</summary>

@@ -48,10 +48,23 @@ public sealed class FrozenModel
         var onnx = OnnxModel.Load(source.OnnxPath);
         var imported = ModelImporter.Import(onnx);
         var tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
-        if (tokenizer.VocabularySize > imported.Spec.VocabSize)
-            throw new SkTuningException(
-                $"{source.TokenizerDirectory}: vocabulary of {tokenizer.VocabularySize} tokens is larger than the model's embedding table ({imported.Spec.VocabSize})");
+        CheckTokenizer(imported.Spec, tokenizer, source.TokenizerDirectory);
         return new FrozenModel(source, onnx, imported, tokenizer);
+    }
+
+    /// <summary>
+    /// Refuses a tokenizer the model cannot read: a vocabulary larger than the embedding table, or — where the graph
+    /// counts positions from the padding id (RoBERTa) — another padding id, which would shift every position.
+    /// </summary>
+    /// <exception cref="SkTuningException">The mismatch, naming the tokenizer folder.</exception>
+    public static void CheckTokenizer(ModelSpec spec, TextTokenizer tokenizer, string directory)
+    {
+        if (tokenizer.VocabularySize > spec.VocabSize)
+            throw new SkTuningException(
+                $"{directory}: vocabulary of {tokenizer.VocabularySize} tokens is larger than the model's embedding table ({spec.VocabSize})");
+        if (spec.PositionPaddingId is { } pad && (!tokenizer.HasPadToken || tokenizer.PadId != pad))
+            throw new SkTuningException(
+                $"{directory}: the tokenizer's padding id is {(tokenizer.HasPadToken ? tokenizer.PadId : "missing")}, the model counts positions from padding id {pad}");
     }
 
     /// <summary>A zero-shot encoder over this model (ONNX Runtime), caching results under the catalog cache folder.</summary>

@@ -898,12 +898,45 @@ internal sealed class GraphWalker(OnnxModel m)
         {
             if (FloatMatrix(other.Inputs[0])!.Dims[1] != d)
                 throw Fail($"embedding table '{other.Inputs[0]}' has width {FloatMatrix(other.Inputs[0])!.Dims[1]}, the word table {d}", other);
-            // A table indexed by a graph input is token types unless the input is the position ids (GPT-2 exports feed them).
-            bool byGraphInput = GraphInputs.Contains(other.Inputs[1]);
-            if (byGraphInput && !other.Inputs[1].Contains("position", StringComparison.OrdinalIgnoreCase)) type ??= other;
+            // A table indexed by a graph input is token types unless the input is the position ids (GPT-2 exports feed them);
+            // one indexed by HF's zeros buffer (token_type_ids not an input) is token types too; otherwise positions.
+            var index = other.Inputs[1];
+            bool byGraphInput = GraphInputs.Contains(index);
+            if (byGraphInput ? !index.Contains("position", StringComparison.OrdinalIgnoreCase) : IsZerosBuffer(index)) type ??= other;
             else position ??= other;
             sum = add.Outputs[0];
         }
         return (word, position, type, sum);
+    }
+
+    /// <summary>
+    /// Whether an embedding index comes from a constant of zeros (HF's registered token_type_ids buffer, sliced to the
+    /// sequence and expanded to the batch, used when token_type_ids is not an input).
+    /// </summary>
+    private bool IsZerosBuffer(string index) =>
+        Backward(index, 6).SelectMany(n => n.Inputs).Select(m.TryGetTensor)
+            .Any(t => t is { ElementCount: >= 2 } && !IsFloat(t) && t.ToInt64s().All(v => v == 0));
+
+    /// <summary>
+    /// RoBERTa's create_position_ids_from_input_ids computed in the graph: mask = Not(Equal(input_ids, padding_idx)),
+    /// CumSum(mask)·mask + padding_idx (Casts and an added past length of 0 on the way). Returns padding_idx, or null
+    /// when no CumSum computes the position index (BERT's 0..T−1 from a constant or a position_ids input).
+    /// </summary>
+    /// <exception cref="SkTuningException">A CumSum that is not this rule (the message says which part differs).</exception>
+    public int? PositionPaddingId(OnnxNode positionGather, string inputIds)
+    {
+        var behind = Backward(positionGather.Inputs[1], 16).ToList();
+        var cumsum = behind.FirstOrDefault(n => n.OpType == "CumSum");
+        if (cumsum is null) return null;
+        var equal = behind.FirstOrDefault(n => n.OpType == "Equal" && n.Inputs.Any(i => Same(i, inputIds)) && DataAndScalar(n) is not null)
+                    ?? throw Fail("position ids are a CumSum, but not of input_ids ≠ a padding id (RoBERTa's rule)", cumsum);
+        if (!behind.Any(n => n.OpType == "Not" && Same(n.Inputs[0], equal.Outputs[0])))
+            throw Fail("position ids count the tokens equal to the padding id, not the others (no Not after the Equal)", equal);
+        double pad = DataAndScalar(equal)!.Value.Value;
+        // The offset: every scalar Add after the CumSum (padding_idx, and past_key_values_length = 0 where not folded).
+        double offset = behind.TakeWhile(n => n != cumsum).Where(n => n.OpType == "Add").Select(DataAndScalar).Sum(ds => ds?.Value ?? double.NaN);
+        if (pad != Math.Floor(pad) || pad < 0 || offset != pad)
+            throw Fail($"position ids count from {offset}, not from the padding id {pad} (RoBERTa's rule is padding_idx + cumsum)", positionGather);
+        return (int)pad;
     }
 }

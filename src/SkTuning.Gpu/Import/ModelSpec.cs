@@ -22,6 +22,11 @@ public enum ModelFamily
     Phi,
     /// <summary>BLOOM: LayerNorm after the word embeddings, pre-LayerNorm, GELU-tanh, ALiBi, causal, biases everywhere.</summary>
     Bloom,
+    /// <summary>
+    /// RoBERTa / XLM-R-style encoder: BERT layers, but positions counted from the padding id (<see cref="ModelSpec.PositionPaddingId"/>)
+    /// and one token type.
+    /// </summary>
+    Roberta,
 }
 
 /// <summary>The normalization layer.</summary>
@@ -124,6 +129,19 @@ public sealed record ModelSpec
     /// <summary>Maximum number of positions (rows of the position table; the context length for RoPE and ALiBi models).</summary>
     public required int MaxPositions { get; init; }
 
+    /// <summary>
+    /// RoBERTa's padding_idx where positions are counted from it (create_position_ids_from_input_ids): real tokens take
+    /// positions padding_idx + 1, padding_idx + 2, … (padding skipped), padding takes padding_idx; null for BERT's 0..T−1.
+    /// Read from the graph, which computes the positions from input_ids ≠ padding_idx.
+    /// </summary>
+    public int? PositionPaddingId { get; init; }
+
+    /// <summary>
+    /// The longest input the position table serves: <see cref="MaxPositions"/>, less padding_idx + 1 rows where
+    /// positions count from the padding id (RoBERTa's 514 rows serve 512 tokens).
+    /// </summary>
+    public int MaxTokens => PositionPaddingId is { } p ? MaxPositions - p - 1 : MaxPositions;
+
     /// <summary>Token-type vocabulary size (0 when the model has no token types).</summary>
     public required int TypeVocabSize { get; init; }
 
@@ -182,7 +200,7 @@ public sealed record ModelSpec
         var heads = KvHeads == Heads ? $"{Heads} heads × {HeadSize}" : $"{Heads} heads ({KvHeads} KV) × {HeadSize}";
         return string.Create(ic,
             $"{Family.ToString().ToLowerInvariant()}: {Layers} layers, d {Hidden}, {heads}, FFN {FfnSize}, " +
-            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}{(SharedNorm ? ", shared" : "")}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}{(Positions == PositionKind.Rope ? $", θ {RopeTheta:G6}, rotary {RotaryDim}" : "")}), " +
+            $"{Norm} ({NormPlacement.ToString().ToLowerInvariant()}{(SharedNorm ? ", shared" : "")}, ε {Epsilon:G3}), {Activation}, {Positions} positions ({MaxPositions}{(Positions == PositionKind.Rope ? $", θ {RopeTheta:G6}, rotary {RotaryDim}" : "")}{(PositionPaddingId is { } pad ? $" from padding id {pad}, {MaxTokens} tokens" : "")}), " +
             $"{(Causal ? "causal" : "bidirectional")}, vocabulary {VocabSize:N0}, token types {TypeVocabSize}, " +
             $"mask {MaskValue:G6}{(HasPooler ? ", pooler" : "")}, {ParameterCount / 1e6:F2}M parameters");
     }

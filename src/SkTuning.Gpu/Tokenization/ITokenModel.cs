@@ -3,7 +3,7 @@ namespace SkTuning.Gpu.Tokenization;
 /// <summary>One tokenizer's text → ids rule, without special tokens (TextTokenizer adds those the same way for all).</summary>
 internal interface ITokenModel
 {
-    /// <summary>"wordpiece", "bpe", "sentencepiece" or "sentencepiece-bpe".</summary>
+    /// <summary>"wordpiece", "bpe", "sentencepiece", "sentencepiece-bpe" or "sentencepiece-fairseq".</summary>
     string Kind { get; }
 
     /// <summary>One more than the largest id (the embedding rows the model needs).</summary>

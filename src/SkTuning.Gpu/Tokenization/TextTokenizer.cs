@@ -7,9 +7,11 @@ namespace SkTuning.Gpu.Tokenization;
 /// The model's tokenizer, found from the files beside it (no network): <c>vocab.txt</c> → BERT WordPiece;
 /// <c>tokenizer.json</c> → WordPiece, byte-level BPE (GPT-2, SmolLM, Qwen2, Llama-3) or SentencePiece-style BPE with
 /// byte fallback (converted Llama-2/Mistral); <c>vocab.json</c> + <c>merges.txt</c> → GPT-2 byte-level BPE;
-/// <c>tokenizer.model</c> → SentencePiece. Ids match the model's own tokenizer token for token.
+/// <c>tokenizer.model</c> → SentencePiece; <c>sentencepiece.bpe.model</c> → XLM-R's SentencePiece with fairseq's ids.
+/// Ids match the model's own tokenizer token for token.
 /// BERT texts are <c>[CLS] a [SEP] b [SEP]</c> with types 0/1; decoder texts are <c>[BOS] a EOS b [EOS]</c>, all type 0,
-/// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>.
+/// BOS only where the model adds one (<see cref="AddsBos"/>) and the final EOS only where <see cref="AddsEos"/>;
+/// RoBERTa texts (<see cref="IsRoberta"/>) are <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>, all type 0.
 /// </summary>
 public sealed class TextTokenizer
 {
@@ -17,14 +19,26 @@ public sealed class TextTokenizer
     private readonly BertTokenizer? _bert;
     private readonly SpecialTokens _special;
 
-    private TextTokenizer(ITokenModel model, SpecialTokens special)
+    private TextTokenizer(ITokenModel model, SpecialTokens special, bool roberta = false)
     {
         _model = model;
         _bert = (model as WordPieceModel)?.Bert;
         _special = special;
+        IsRoberta = roberta;
     }
 
-    /// <summary>"wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model) or "sentencepiece-bpe" (its tokenizer.json conversion).</summary>
+    /// <summary>
+    /// Whether texts take RoBERTa's special tokens: <c>&lt;s&gt; a &lt;/s&gt;</c>, pairs <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>
+    /// (RobertaTokenizer's build_inputs_with_special_tokens). Chosen by the files: a tokenizer.json whose post_processor is
+    /// RobertaProcessing, a vocab.json holding &lt;s&gt;, &lt;/s&gt;, &lt;pad&gt; and &lt;mask&gt; (RoBERTa's, BART's), or XLM-R's
+    /// sentencepiece.bpe.model.
+    /// </summary>
+    public bool IsRoberta { get; }
+
+    /// <summary>
+    /// "wordpiece" (BERT), "bpe" (byte-level BPE), "sentencepiece" (tokenizer.model), "sentencepiece-bpe" (its tokenizer.json
+    /// conversion) or "sentencepiece-fairseq" (XLM-R's sentencepiece.bpe.model).
+    /// </summary>
     public string Kind => _model.Kind;
 
     /// <summary>One more than the largest token id (vocabulary and added tokens): the embedding rows the model needs.</summary>
@@ -55,7 +69,7 @@ public sealed class TextTokenizer
     public static bool HasFiles(string directory)
     {
         string P(string name) => Path.Combine(directory, name);
-        return File.Exists(P("vocab.txt")) || File.Exists(P("tokenizer.json")) || File.Exists(P("tokenizer.model"))
+        return File.Exists(P("vocab.txt")) || File.Exists(P("tokenizer.json")) || File.Exists(P("tokenizer.model")) || File.Exists(P("sentencepiece.bpe.model"))
                || (File.Exists(P("vocab.json")) && File.Exists(P("merges.txt")));
     }
 
@@ -68,11 +82,19 @@ public sealed class TextTokenizer
         try
         {
             if (File.Exists(current = P("vocab.txt"))) return new TextTokenizer(new WordPieceModel(current, directory), Bert);
+            // XLM-R ships a tokenizer.json too (a Unigram model); the SentencePiece file is the one its slow tokenizer reads.
+            if (File.Exists(current = P("sentencepiece.bpe.model")))
+            {
+                var model = new FairseqSentencePieceModel(current);
+                return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, RobertaSpecials(model)!), true);
+            }
             if (File.Exists(current = P("tokenizer.json")))
             {
                 using var doc = JsonDocument.Parse(InputFile.ReadAllText(current));
                 var model = TokenizerJson.Read(doc.RootElement, current);
                 if (model is WordPieceModel) return new TextTokenizer(model, Bert);
+                if (IsRobertaProcessing(doc.RootElement) && RobertaSpecials(model) is { } roberta)
+                    return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, roberta), true);
                 // A SentencePiece conversion without a post_processor still adds BOS as Llama does.
                 var defaults = new SpecialTokens(null, null, null, model.Kind == "sentencepiece-bpe", false);
                 return Decoder(model, directory, doc.RootElement, defaults);
@@ -83,6 +105,7 @@ public sealed class TextTokenizer
                 current = P("merges.txt");
                 var merges = InputFile.ReadAllLines(current).Where(l => l.Length > 0 && !l.StartsWith("#version")).ToList();
                 var model = new ByteLevelBpeModel(vocab, merges, [], ByteLevelBpeModel.Gpt2Pattern, false, false);
+                if (RobertaSpecials(model) is { } roberta) return new TextTokenizer(model, SpecialTokens.Read(directory, model.IdOf, null, roberta), true);
                 // GPT-2's tokenizer class defaults BOS/EOS to <|endoftext|> and adds neither.
                 int? eot = vocab.TryGetValue("<|endoftext|>", out var e) ? e : null;
                 return Decoder(model, directory, null, new SpecialTokens(eot, eot, null, false, false));
@@ -99,11 +122,21 @@ public sealed class TextTokenizer
             throw new SkTuningException($"{current}: malformed tokenizer file: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         throw new SkTuningException(
-            $"{directory}: no tokenizer file (vocab.txt, tokenizer.json, vocab.json + merges.txt or tokenizer.model)");
+            $"{directory}: no tokenizer file (vocab.txt, tokenizer.json, vocab.json + merges.txt, tokenizer.model or sentencepiece.bpe.model)");
     }
 
     // BERT's specials come from BertTokenizer itself.
     private static SpecialTokens Bert => new(null, null, null, false, false);
+
+    /// <summary>RoBERTa's &lt;s&gt;, &lt;/s&gt; and &lt;pad&gt;, both ends added; null unless the vocabulary has them and &lt;mask&gt; (an MLM encoder's).</summary>
+    private static SpecialTokens? RobertaSpecials(ITokenModel model) =>
+        model.IdOf("<s>") is { } bos && model.IdOf("</s>") is { } eos && model.IdOf("<pad>") is { } pad && model.IdOf("<mask>") is not null
+            ? new SpecialTokens(bos, eos, pad, true, true)
+            : null;
+
+    private static bool IsRobertaProcessing(JsonElement tokenizerJson) =>
+        tokenizerJson.TryGetProperty("post_processor", out var pp) && pp.ValueKind == JsonValueKind.Object
+        && pp.TryGetProperty("type", out var type) && type.GetString() == "RobertaProcessing";
 
     private static TextTokenizer Decoder(ITokenModel model, string directory, JsonElement? tokenizerJson, SpecialTokens defaults) =>
         new(model, SpecialTokens.Read(directory, model.IdOf, tokenizerJson, defaults));
@@ -117,7 +150,7 @@ public sealed class TextTokenizer
     /// <summary>
     /// Encodes one text, or a pair of texts as the model expects, with special tokens. BERT: <c>[CLS] a [SEP] b [SEP]</c>,
     /// types 0 then 1. Decoders: <c>[BOS] a EOS b [EOS]</c>, all type 0: the EOS between the texts is the separator
-    /// (a decoder without an EOS token joins them with none).
+    /// (a decoder without an EOS token joins them with none). RoBERTa: <c>&lt;s&gt; a &lt;/s&gt;&lt;/s&gt; b &lt;/s&gt;</c>, all type 0.
     /// </summary>
     /// <exception cref="SkTuningException">The text is empty.</exception>
     public EncodedText Encode(string text, string? pair = null)
@@ -139,6 +172,7 @@ public sealed class TextTokenizer
         if (b is not null)
         {
             if (_special.EosId is { } sep) result.Add(sep);
+            if (IsRoberta) result.Add(_special.EosId!.Value);
             secondStart = result.Count;
             result.AddRange(b);
         }
@@ -154,7 +188,8 @@ public sealed class TextTokenizer
     public int[] EncodeWordPieces(string word)
     {
         var ids = word.Length == 0 ? [] : _model.Encode(word);
-        int unknown = _bert?.UnknownTokenId ?? (_model as SentencePieceModel)?.Sp.UnknownId ?? PadId;
+        // RoBERTa's graph reads its padding id as padding wherever it is, so an empty word there takes <unk>.
+        int unknown = _bert?.UnknownTokenId ?? (_model as SentencePieceModel)?.Sp.UnknownId ?? (IsRoberta ? _model.IdOf("<unk>") : null) ?? PadId;
         return ids.Count == 0 ? [unknown] : ids.ToArray();
     }
 

@@ -232,9 +232,9 @@ public static class Trainer
         int tokens = semantic || o.Tokens <= 0 ? m : o.Tokens;
         long trainable = Baselines.MethodCatalog.TrainableParameterCount(o.Method, spec, tokens, classes, TunedModelBuilder.Options(o));
         // A causal model's prefix or prompt takes positions before the input: the input gets what is left.
-        int maxTokens = spec.Causal && method.Kind is not null ? spec.MaxPositions - tokens : spec.MaxPositions;
+        int maxTokens = spec.Causal && method.Kind is not null ? spec.MaxTokens - tokens : spec.MaxTokens;
         if (maxTokens < 1)
-            throw new SkTuningException($"the {tokens}-token prefix/prompt leaves no position of the model's {spec.MaxPositions} for the input");
+            throw new SkTuningException($"the {tokens}-token prefix/prompt leaves no position of the model's {spec.MaxTokens} for the input");
         return new AdapterConfig
         {
             Method = o.Method, Mode = o.Mode, PromptSource = o.PromptSource, SemanticText = o.SemanticText,

@@ -59,18 +59,25 @@ public static class ModelVerifier
         var imported = ModelImporter.Import(onnx);
         var spec = imported.Spec;
         TextTokenizer? tokenizer = null;
-        if (TextTokenizer.HasFiles(source.TokenizerDirectory)) tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
+        if (TextTokenizer.HasFiles(source.TokenizerDirectory))
+        {
+            tokenizer = TextTokenizer.Load(source.TokenizerDirectory);
+            FrozenModel.CheckTokenizer(spec, tokenizer, source.TokenizerDirectory);
+        }
         var sequences = Sequences(spec, tokenizer);
         var lines = new List<VerifyLine>();
-        var right = Batch(sequences, spec, leftPad: false);
+        // RoBERTa graphs tell padding by its id: pad with the graph's padding id.
+        int padId = spec.PositionPaddingId ?? 0;
+        var right = Batch(sequences, spec, padId, leftPad: false);
         var names = imported.HiddenStateNames;
         using var runner = new OrtModelRunner(imported, onnx.WithExtraOutputs(names), names, log);
         using var engine = new TransformerEngine(backend, spec, imported.Weights);
         Compare(engine, runner, right, "right-padded", lines);
-        // Encoders number positions 0..T−1 either way; causal models need the graph to take position ids for left padding,
-        // or to count them from the mask itself (BLOOM's ALiBi).
+        // Encoders' graphs number positions themselves as the engine does (BERT 0..T−1, RoBERTa from the padding id), on
+        // either side; causal models need the graph to take position ids for left padding, or to count them from the mask
+        // itself (BLOOM's ALiBi).
         if (!spec.Causal || runner.TakesPositions || spec.Positions == PositionKind.Alibi)
-            Compare(engine, runner, Batch(sequences, spec, leftPad: true), "left-padded", lines);
+            Compare(engine, runner, Batch(sequences, spec, padId, leftPad: true), "left-padded", lines);
         lines.Add(GradientCheck(engine, right, spec));
         string inputs = (tokenizer is null ? "random ids (no tokenizer files beside the model)" : $"{Texts.Length} texts through the {tokenizer.Kind} tokenizer")
                         + $", batch {right.Batch} × {right.SeqLen}";
@@ -81,13 +88,21 @@ public static class ModelVerifier
     {
         if (tokenizer is not null) return Texts.Select(t => tokenizer.Encode(t).Ids).ToList();
         var rng = new Random(1234);
-        return [.. new[] { 9, 6, 12, 3 }.Select(n => Enumerable.Range(0, n).Select(_ => rng.Next(spec.VocabSize)).ToArray())];
+        int Token()
+        {
+            if (spec.PositionPaddingId is not { } pad) return rng.Next(spec.VocabSize);
+            // A graph that counts positions from the padding id reads that id as padding wherever it is: real tokens avoid it.
+            int id = rng.Next(spec.VocabSize - 1);
+            return id >= pad ? id + 1 : id;
+        }
+        return [.. new[] { 9, 6, 12, 3 }.Select(n => Enumerable.Range(0, n).Select(_ => Token()).ToArray())];
     }
 
-    private static TokenBatch Batch(List<int[]> sequences, ModelSpec spec, bool leftPad)
+    private static TokenBatch Batch(List<int[]> sequences, ModelSpec spec, int padId, bool leftPad)
     {
         int B = sequences.Count, T = sequences.Max(s => s.Length);
         var ids = new int[B * T];
+        Array.Fill(ids, padId);
         var mask = new float[B * T];
         for (int b = 0; b < B; b++)
         {

@@ -52,7 +52,7 @@ public sealed class OrtModelRunner : IDisposable
             if (name == _model.InputIdsName) values = Array.ConvertAll(batch.Ids, v => (long)v);
             else if (name == _model.AttentionMaskName) values = Array.ConvertAll(batch.Mask, v => (long)v);
             else if (name == _model.TokenTypeIdsName) values = Array.ConvertAll(batch.Types, v => (long)v);
-            else if (name == _model.PositionIdsName) values = Array.ConvertAll(TransformerEngine.TokenPositions(batch, _model.Spec.Causal), v => (long)v);
+            else if (name == _model.PositionIdsName) values = Array.ConvertAll(TransformerEngine.TokenPositions(batch, _model.Spec), v => (long)v);
             else throw new SkTuningException($"{_model.SourcePath}: cannot feed model input '{name}'");
             if (meta.ElementType == typeof(int))
                 inputs.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<int>(Array.ConvertAll(values, v => (int)v), shape)));

@@ -50,8 +50,8 @@ public sealed class ZeroShotEncoder : IDisposable
     public HiddenStates Encode(string text, bool allLayers = false)
     {
         var encoded = Tokenizer.Encode(text);
-        if (encoded.Length > _model.Spec.MaxPositions)
-            throw new SkTuningException($"text of {encoded.Length} tokens is longer than the model's {_model.Spec.MaxPositions} positions");
+        if (encoded.Length > _model.Spec.MaxTokens)
+            throw new SkTuningException($"text of {encoded.Length} tokens is longer than the model's {_model.Spec.MaxTokens} positions");
         var cachePath = CachePath(text, allLayers);
         if (cachePath is not null && File.Exists(cachePath))
         {

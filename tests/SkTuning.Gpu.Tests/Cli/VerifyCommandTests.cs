@@ -26,6 +26,19 @@ public class VerifyCommandTests
     }
 
     [Fact]
+    public void VerifyPassesOnARobertaExportWithItsTokenizer()
+    {
+        var r = CliProcess.Run("verify", "--model", EncoderFixtures.Folder("roberta_opset14"), "--device", "cpu");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("architecture  roberta: 2 layers, d 64, 4 heads × 16", r.Stdout);
+        Assert.Contains("(66 from padding id 1, 64 tokens)", r.Stdout);
+        Assert.Contains("texts through the bpe tokenizer", r.Stdout);
+        Assert.Contains("final hidden states, left-padded", r.Stdout);
+        Assert.DoesNotContain("FAIL", r.Stdout);
+        Assert.Contains("verify: passed", r.Stdout);
+    }
+
+    [Fact]
     public void VerifyRefusesAGraphThatComputesSomethingTheEngineDoesNotModel()
     {
         // An extra 0.5 on layer 0's attention residual branch: importing it would be a silent wrong answer.

@@ -48,8 +48,9 @@ internal static class EngineReference
     }
 
     /// <summary>
-    /// Positions of the tokens [B·T] (for the position table) and of the rows [B·(m_p+T)] (for RoPE and ALiBi): encoders number
-    /// tokens 0..T−1 (and have no rotary rows); causal models as described on the class.
+    /// Positions of the tokens [B·T] (for the position table) and of the rows [B·(m_p+T)] (for RoPE and ALiBi): encoders
+    /// number tokens 0..T−1, RoBERTa from padding_idx + 1 over the real tokens (padding: padding_idx), and have no rotary
+    /// rows; causal models as described on the class.
     /// </summary>
     public static (int[] Tokens, int[] Rows) Positions(ModelSpec s, TokenBatch batch, int prefixLen, int promptLen)
     {
@@ -63,7 +64,9 @@ internal static class EngineReference
             for (int t = 0; t < T; t++)
             {
                 if (batch.Mask[b * T + t] != 0) real++;
-                int p = s.Causal ? prefixLen + promptLen + Math.Max(real - 1, 0) : t;
+                int p = s.Causal ? prefixLen + promptLen + Math.Max(real - 1, 0)
+                    : s.PositionPaddingId is { } pad ? (batch.Mask[b * T + t] != 0 ? pad + real : pad)
+                    : t;
                 tokens[b * T + t] = p;
                 rows[b * S + promptLen + t] = p;
             }
