@@ -64,16 +64,27 @@ public sealed record DecoderFixtureOptions
         VocabSize = 49152, RopeTheta = 10000f, Epsilon = 1e-5f,
     };
 
+    /// <summary>
+    /// Llama-3.2-1B's shape: 16 layers, d 2048, 32 heads / 8 KV heads × 64, SwiGLU 8192, vocabulary 128256, θ 500000
+    /// (1.24B parameters, 4.9 GB of fp32 weights in external data).
+    /// </summary>
+    public static DecoderFixtureOptions Llama32_1B { get; } = new()
+    {
+        Family = ModelFamily.Llama, Layers = 16, Hidden = 2048, Heads = 32, KvHeads = 8, HeadSize = 64, FfnSize = 8192,
+        VocabSize = 128256, RopeTheta = 500000f, Epsilon = 1e-5f,
+    };
+
     /// <summary>GPT-2 small's shape: 12 layers, d 768, 12 heads, FFN 3072, vocabulary 50257, 1024 positions.</summary>
     public static DecoderFixtureOptions Gpt2Small { get; } = new()
     {
         Family = ModelFamily.Gpt2, Layers = 12, Hidden = 768, Heads = 12, FfnSize = 3072, VocabSize = 50257, MaxPositions = 1024,
     };
 
-    /// <summary>The presets by name: <c>llama:smollm2-135m</c> and <c>gpt2:small</c> (the family prefix is optional).</summary>
+    /// <summary>The presets by name: <c>llama:smollm2-135m</c>, <c>llama:llama-3.2-1b</c> and <c>gpt2:small</c> (the family prefix is optional).</summary>
     public static IReadOnlyDictionary<string, DecoderFixtureOptions> Presets { get; } = new Dictionary<string, DecoderFixtureOptions>
     {
         ["llama:smollm2-135m"] = SmolLM2_135M,
+        ["llama:llama-3.2-1b"] = Llama32_1B,
         ["gpt2:small"] = Gpt2Small,
     };
 
