@@ -83,19 +83,42 @@ public static class GradientNorm
         k(GpuPartials, x, partials);
     }
 
-    /// <summary>GPU global L2 norm over several buffers (synchronizes; partials summed on the host in order).</summary>
-    public static double Norm(GpuDevice device, IEnumerable<ArrayView<float>> buffers)
+    internal static void ClipScaleKernel(ArrayView<double> partials, ArrayView<float> norm, ArrayView<float> clipScale, double maxNorm)
     {
-        using var partials = device.Accelerator.Allocate1D<double>(GpuPartials);
-        var host = new double[GpuPartials];
+        var shared = SharedMemory.Allocate<double>(DeviceSum.Threads);
         double s = 0;
-        foreach (var b in buffers)
-        {
-            SumOfSquares(device, b, partials.View);
-            device.Synchronize();
-            partials.CopyToCPU(host);
-            foreach (var p in host) s += p;
-        }
-        return Math.Sqrt(s);
+        for (long i = Group.IdxX; i < partials.Length; i += DeviceSum.Threads) s += partials[i];
+        double total = DeviceSum.GroupTotal(s, shared);
+        if (Group.IdxX != 0) return;
+        double n = Math.Sqrt(total);
+        norm[0] = (float)n;
+        // NaN marks a step AdamW must skip (a non-finite gradient would poison every parameter).
+        clipScale[0] = double.IsNaN(n) || double.IsInfinity(n) ? float.NaN : (float)(maxNorm / (n + 1e-6) < 1.0 ? maxNorm / (n + 1e-6) : 1.0);
+    }
+
+    /// <summary>
+    /// GPU, without a host wait: the global L2 norm of <paramref name="x"/> into <paramref name="norm"/>[0] and its clip factor
+    /// (<see cref="ClipScale(double, double)"/>; NaN when the norm is not finite) into <paramref name="clipScale"/>[0]. Two deterministic stages:
+    /// <see cref="GpuPartials"/> fp64 partial sums (<paramref name="partials"/>), then one group's fixed-order tree over them.
+    /// </summary>
+    /// <exception cref="ArgumentException">A buffer has the wrong length.</exception>
+    public static void ClipScale(GpuDevice device, ArrayView<float> x, ArrayView<double> partials, ArrayView<float> norm,
+        ArrayView<float> clipScale, double maxNorm)
+    {
+        OpsCheck.Length(norm.Length, 1, nameof(norm), "one value");
+        OpsCheck.Length(clipScale.Length, 1, nameof(clipScale), "one value");
+        SumOfSquares(device, x, partials);
+        var k = device.Kernel("GradientNorm.ClipScale", a => a.LoadStreamKernel<ArrayView<double>, ArrayView<float>, ArrayView<float>, double>(ClipScaleKernel));
+        k(DeviceSum.Config, partials, norm, clipScale, maxNorm);
+    }
+
+    /// <summary>
+    /// The CPU twin of <see cref="ClipScale(GpuDevice, ArrayView{float}, ArrayView{double}, ArrayView{float}, ArrayView{float}, double)"/>:
+    /// the norm of <paramref name="x"/> and its clip factor, NaN when the norm is not finite.
+    /// </summary>
+    public static (float Norm, float ClipScale) NormAndClipScale(ReadOnlySpan<float> x, double maxNorm)
+    {
+        double n = Math.Sqrt(SumOfSquares(x));
+        return ((float)n, double.IsFinite(n) ? ClipScale(n, maxNorm) : float.NaN);
     }
 }

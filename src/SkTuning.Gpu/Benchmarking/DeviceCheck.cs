@@ -130,6 +130,10 @@ public static class DeviceCheck
                         var stepGpu = TrainingStep(gpu, weights!, tokens!, m);
                         Emit(new DeviceCheckLine("SK-Prefix step: loss", Math.Abs(stepGpu.Loss - stepCpu.Loss) / Math.Max(1e-6, Math.Abs(stepCpu.Loss)), 1e-4));
                         Emit(new DeviceCheckLine("SK-Prefix step: adapter + head gradients", Normwise(stepGpu.Gradients, stepCpu.Gradients), 1e-3));
+                        var trainedCpu = TrainedParameters(cpu, weights!, tokens!, m, ClippedSteps, ClippedMaxNorm);
+                        var trainedGpu = TrainedParameters(gpu, weights!, tokens!, m, ClippedSteps, ClippedMaxNorm);
+                        Emit(new DeviceCheckLine($"{ClippedSteps} sync-free steps, norm clipped to {ClippedMaxNorm}: parameters",
+                            Normwise(trainedGpu.Parameters, trainedCpu.Parameters), 1e-4));
                         break;
                     case "onnxruntime":
                         Model();
@@ -247,13 +251,33 @@ public static class DeviceCheck
     private static (float Loss, float[] Gradients) TrainingStep(Backend backend, ModelWeights weights, TokenBatch tokens, int m)
     {
         using var model = StepModel(backend, weights, m);
-        float loss = model.ForwardBackward(tokens, Targets(tokens), seed: 77);
+        float loss = model.ForwardBackward(tokens, Targets(tokens), seed: 77).Read();
         return (loss, backend.ToHost(model.Parameters.Gradients.All));
+    }
+
+    private const int ClippedSteps = 3;
+    private const float ClippedMaxNorm = 1e-3f;   // far below the step's gradient norm: the device's clip scale is used
+
+    /// <summary>
+    /// The parameters after <paramref name="steps"/> SK-Prefix training steps (AdamW, gradients clipped to a global norm of
+    /// <paramref name="maxGradNorm"/>), and every step's loss and gradient norm, read once at the end: the steps themselves
+    /// never wait for the device.
+    /// </summary>
+    public static (float[] Parameters, (float Loss, float GradientNorm)[] Steps) TrainedParameters(Backend backend, ModelWeights weights,
+        TokenBatch tokens, int m, int steps, float maxGradNorm)
+    {
+        using var model = StepModel(backend, weights, m);
+        for (int step = 1; step <= steps; step++)
+        {
+            model.ForwardBackward(tokens, Targets(tokens), seed: (ulong)step);
+            model.OptimizerStep(1e-2f, 0.01f, maxGradNorm, step);
+        }
+        return (backend.ToHost(model.Parameters.Values.All), model.ReadSteps(steps));
     }
 
     /// <summary>
     /// The device traffic of one SK-Prefix training step (forward, backward, loss, gradient norm, AdamW) after a warm-up
-    /// step: what a sync-free step must bring down (launches fused, host waits only for a logged loss).
+    /// step. The step is sync-free: its loss and gradient norm stay on the device, so it has no host wait.
     /// </summary>
     public static DeviceTraffic StepTraffic(GpuBackend gpu, ModelWeights weights, TokenBatch tokens, int m)
     {

@@ -110,11 +110,16 @@ public static class KernelParity
         Check("dropout forward", ElementwiseLimit, sc => { var y = sc.Poisoned(n); sc.B.DropoutForward(sc.Up(x), y, 0.1f, 42, 7); return sc.Down(y); });
         Check("dropout backward", ElementwiseLimit, sc => { var dx = sc.Up(acc); sc.B.DropoutBackward(sc.Up(dy), dx, 0.1f, 42, 7); return sc.Down(dx); });
         Check("bias backward", ReductionLimit, sc => { var db = sc.Up(gamma); sc.B.BiasBackward(sc.Up(dy), db, rows, d); return sc.Down(db); });
-        Check("sum of squares", ReductionLimit, sc => [(float)sc.B.SumOfSquares(sc.Up(x))]);
+        Check("gradient norm and clip scale", ReductionLimit, sc =>
+        {
+            var (norm, clip) = (sc.Poisoned(1), sc.Poisoned(1));
+            sc.B.GradientClip(sc.Up(x), 1f, norm, clip);   // max norm 1: clipping active
+            return [.. sc.Down(norm), .. sc.Down(clip)];
+        });
         Check("adamw", ReductionLimit, sc =>
         {
             var (p, m, v) = (sc.Up(x), sc.Up(dy), sc.Up(Random(n, 16, 1f, positive: true)));
-            sc.B.AdamW(p, sc.Up(acc), m, v, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step: 3, clipScale: 0.5f));
+            sc.B.AdamW(p, sc.Up(acc), m, v, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step: 3), sc.Up([0.5f]));
             return [.. sc.Down(p), .. sc.Down(m), .. sc.Down(v)];
         });
 
@@ -169,14 +174,16 @@ public static class KernelParity
         Check("softmax cross-entropy", ReductionLimit, sc =>
         {
             var dl = sc.Up(Random(logits.Length, 31));
-            float loss = sc.B.SoftmaxCrossEntropy(sc.Up(logits), sc.Up(labels), rows - 1, dl, rows, 5);
-            return [loss, .. sc.Down(dl)];
+            var loss = sc.Poisoned(1);
+            sc.B.SoftmaxCrossEntropy(sc.Up(logits), sc.Up(labels), rows - 1, dl, rows, 5, loss);
+            return [.. sc.Down(loss), .. sc.Down(dl)];
         });
         Check("mean squared error", ReductionLimit, sc =>
         {
             var dp = sc.Up(Random(rows, 32));
-            float loss = sc.B.MeanSquaredError(sc.Up(logits.AsSpan(0, rows).ToArray()), sc.Up(Random(rows, 33)), dp);
-            return [loss, .. sc.Down(dp)];
+            var loss = sc.Poisoned(1);
+            sc.B.MeanSquaredError(sc.Up(logits.AsSpan(0, rows).ToArray()), sc.Up(Random(rows, 33)), dp, loss);
+            return [.. sc.Down(loss), .. sc.Down(dp)];
         });
 
         int hd = s.HeadDim, rotary = hd / 2;

@@ -168,11 +168,15 @@ public abstract class Backend : IDisposable
     /// <summary>dX += backward of <see cref="MeanPoolForward"/>.</summary>
     public abstract void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim);
 
-    /// <summary>Mean softmax cross-entropy over rows whose label is not −100; dLogits += its gradient (empty = loss only).</summary>
-    public abstract float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes);
+    /// <summary>
+    /// Mean softmax cross-entropy over rows whose label is not −100, written to <paramref name="loss"/>[0] on the device (the
+    /// host reads it only when it needs it); dLogits += its gradient (empty = loss only).
+    /// </summary>
+    public abstract void SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes,
+        DeviceView<float> loss);
 
-    /// <summary>Mean squared error; dPredictions += its gradient (empty = loss only).</summary>
-    public abstract float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions);
+    /// <summary>Mean squared error, written to <paramref name="loss"/>[0] on the device; dPredictions += its gradient (empty = loss only).</summary>
+    public abstract void MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions, DeviceView<float> loss);
 
     /// <summary>y = x·keep/(1 − p), keep drawn from the counter-based RNG at (seed, offset + i).</summary>
     public abstract void DropoutForward(DeviceView<float> x, DeviceView<float> y, float p, ulong seed, long offset);
@@ -183,11 +187,16 @@ public abstract class Backend : IDisposable
     /// <summary>dBias += column sums of dy [rows, dim].</summary>
     public abstract void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim);
 
-    /// <summary>Σ x² in fp64 (for the global gradient norm).</summary>
-    public abstract double SumOfSquares(DeviceView<float> x);
+    /// <summary>
+    /// Gradient clipping without a host wait: the global L2 norm of <paramref name="gradient"/> (fp64 accumulation,
+    /// deterministic) into <paramref name="norm"/>[0], and <c>min(1, maxNorm/(norm + 1e-6))</c> into <paramref name="clipScale"/>[0],
+    /// NaN when the norm is not finite (<see cref="AdamW"/> then skips the step).
+    /// </summary>
+    public abstract void GradientClip(DeviceView<float> gradient, float maxNorm, DeviceView<float> norm, DeviceView<float> clipScale);
 
-    /// <summary>One fused AdamW step over a flat parameter buffer.</summary>
-    public abstract void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step);
+    /// <summary>One fused AdamW step over a flat parameter buffer, the gradient scaled by <paramref name="clipScale"/>[0] (NaN: no step).</summary>
+    public abstract void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step,
+        DeviceView<float> clipScale);
 
     /// <inheritdoc />
     public abstract void Dispose();

@@ -178,12 +178,13 @@ public sealed class CpuBackend : Backend
         MeanPooling.Backward(S(dOutput), S(mask), S(dX), batch, seqLen, skip, dim);
 
     /// <inheritdoc />
-    public override float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes) =>
-        Kernels.SoftmaxCrossEntropy.ForwardBackward(S(logits), S(labels), S(dLogits), rows, classes);
+    public override void SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes,
+        DeviceView<float> loss) =>
+        S(loss)[0] = Kernels.SoftmaxCrossEntropy.ForwardBackward(S(logits), S(labels), S(dLogits), rows, classes);
 
     /// <inheritdoc />
-    public override float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions) =>
-        Kernels.MeanSquaredError.ForwardBackward(S(predictions), S(targets), S(dPredictions));
+    public override void MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions, DeviceView<float> loss) =>
+        S(loss)[0] = Kernels.MeanSquaredError.ForwardBackward(S(predictions), S(targets), S(dPredictions));
 
     /// <inheritdoc />
     public override void DropoutForward(DeviceView<float> x, DeviceView<float> y, float p, ulong seed, long offset) =>
@@ -197,11 +198,16 @@ public sealed class CpuBackend : Backend
     public override void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim) => Bias.Backward(S(dy), S(dBias), rows, dim);
 
     /// <inheritdoc />
-    public override double SumOfSquares(DeviceView<float> x) => GradientNorm.SumOfSquares(S(x));
+    public override void GradientClip(DeviceView<float> gradient, float maxNorm, DeviceView<float> norm, DeviceView<float> clipScale) =>
+        (S(norm)[0], S(clipScale)[0]) = GradientNorm.NormAndClipScale(S(gradient), maxNorm);
 
     /// <inheritdoc />
-    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step) =>
-        Kernels.AdamW.Step(S(parameters), S(gradient), S(m), S(v), step);
+    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step,
+        DeviceView<float> clipScale)
+    {
+        float clip = S(clipScale)[0];
+        if (!float.IsNaN(clip)) Kernels.AdamW.Step(S(parameters), S(gradient), S(m), S(v), step, clip);
+    }
 
     /// <inheritdoc />
     public override void Dispose() { }

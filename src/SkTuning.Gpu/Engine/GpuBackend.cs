@@ -249,16 +249,6 @@ public sealed class GpuBackend : Backend
         return _lossScratch.View.SubView(0, length);
     }
 
-    private float SumOnHost(ArrayView<float> values)
-    {
-        var host = new float[values.Length];
-        _device.Synchronize();
-        values.CopyToCPU(host);
-        double sum = 0;
-        foreach (var x in host) sum += x;
-        return (float)sum;
-    }
-
     /// <inheritdoc />
     public override void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim) =>
         MeanPooling.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim);
@@ -268,19 +258,20 @@ public sealed class GpuBackend : Backend
         MeanPooling.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim);
 
     /// <inheritdoc />
-    public override float SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes)
+    public override void SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes,
+        DeviceView<float> loss)
     {
         var rowLoss = LossScratch(rows);
         Kernels.SoftmaxCrossEntropy.ForwardBackward(_device, V(logits), V(labels), rowLoss, V(dLogits), rows, classes, validCount);
-        return validCount == 0 ? 0f : SumOnHost(rowLoss) / validCount;
+        DeviceSum.Mean(_device, rowLoss, V(loss), validCount);
     }
 
     /// <inheritdoc />
-    public override float MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions)
+    public override void MeanSquaredError(DeviceView<float> predictions, DeviceView<float> targets, DeviceView<float> dPredictions, DeviceView<float> loss)
     {
         var squared = LossScratch(predictions.Length);
         Kernels.MeanSquaredError.ForwardBackward(_device, V(predictions), V(targets), squared, V(dPredictions));
-        return SumOnHost(squared) / predictions.Length;
+        DeviceSum.Mean(_device, squared, V(loss), predictions.Length);
     }
 
     /// <inheritdoc />
@@ -295,19 +286,16 @@ public sealed class GpuBackend : Backend
     public override void BiasBackward(DeviceView<float> dy, DeviceView<float> dBias, int rows, int dim) => Bias.Backward(_device, V(dy), V(dBias), rows, dim);
 
     /// <inheritdoc />
-    public override double SumOfSquares(DeviceView<float> x)
+    public override void GradientClip(DeviceView<float> gradient, float maxNorm, DeviceView<float> norm, DeviceView<float> clipScale)
     {
         _normPartials ??= _device.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
-        GradientNorm.SumOfSquares(_device, V(x), _normPartials.View);
-        var host = new double[_normPartials.Length];
-        _device.Synchronize();
-        _normPartials.View.CopyToCPU(host);
-        return host.Sum();
+        GradientNorm.ClipScale(_device, V(gradient), _normPartials.View, V(norm), V(clipScale), maxNorm);
     }
 
     /// <inheritdoc />
-    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step) =>
-        Kernels.AdamW.Step(_device, V(parameters), V(gradient), V(m), V(v), step);
+    public override void AdamW(DeviceView<float> parameters, DeviceView<float> gradient, DeviceView<float> m, DeviceView<float> v, AdamWStep step,
+        DeviceView<float> clipScale) =>
+        Kernels.AdamW.Step(_device, V(parameters), V(gradient), V(m), V(v), V(clipScale), step);
 
     /// <inheritdoc />
     public override void Dispose()

@@ -17,6 +17,11 @@ public sealed class SkTuningModel : IDisposable
     private readonly TransformerEngine? _promptEngine;
     private readonly DeviceArray<float>? _sharedPrefix, _dSharedPrefix, _promptZero;
     private static readonly TokenBatch PromptOnly = new(1, 1, [0], [0], [0f]);
+    // Loss, gradient norm and clip scale of the last StepLogCapacity steps, written by the device and read by the host
+    // only when it logs them: a step never waits for the device.
+    private const int StepLogWidth = 3;
+    private readonly DeviceArray<float> _stepLog;
+    private long _steps;
 
     /// <summary>Builds the model; the caller initializes or loads <see cref="Parameters"/>.</summary>
     /// <param name="backend">Where everything runs.</param>
@@ -40,6 +45,7 @@ public sealed class SkTuningModel : IDisposable
             : Tuning.Lora is { } options ? new TransformerEngine(backend, spec, weights, Parameters, options)
             : new TransformerEngine(backend, spec, weights);
         _dInjection = adapter is null ? null : backend.Allocate(adapter.OutputLength);
+        _stepLog = backend.Allocate(StepLogCapacity * StepLogWidth);
         if (spec.Causal && adapter?.Kind == AdapterKind.Prompt && !Tuning.Full && Tuning.Lora is null)
         {
             _promptEngine = new TransformerEngine(_engine);
@@ -48,6 +54,9 @@ public sealed class SkTuningModel : IDisposable
             _promptZero = backend.Allocate((adapter.Tokens + 1) * spec.Hidden);
         }
     }
+
+    /// <summary>How many steps' loss and gradient norm the device keeps (<see cref="ReadSteps"/>) before overwriting the oldest.</summary>
+    public const int StepLogCapacity = 64;
 
     /// <summary>Whether the prompt rows run once per step as a prefix shared by the batch (causal models).</summary>
     public bool SharesPrompt => _promptEngine is not null;
@@ -95,11 +104,12 @@ public sealed class SkTuningModel : IDisposable
     }
 
     /// <summary>
-    /// One forward and backward: zeroes the gradients, then accumulates d(loss)/d(every trainable tensor).
-    /// Returns the loss (not finite: the backward is skipped and the caller reports the step).
+    /// One forward and backward: zeroes the gradients, then accumulates d(loss)/d(every trainable tensor). Returns the loss,
+    /// still on the device (a non-finite loss gives a non-finite gradient norm: <see cref="OptimizerStep"/> then skips the update).
     /// </summary>
-    public float ForwardBackward(TokenBatch batch, HeadTargets targets, ulong seed)
+    public DeviceScalar ForwardBackward(TokenBatch batch, HeadTargets targets, ulong seed)
     {
+        var loss = StepSlot(_steps++, 0);
         Parameters.ZeroGradients();
         var hidden = Run(batch, training: true, seed);
         if (_dHidden is null || _dHidden.Length < hidden.Length)
@@ -109,13 +119,13 @@ public sealed class SkTuningModel : IDisposable
         }
         var dHidden = _dHidden.Slice(0, hidden.Length);
         Backend.Zero(dHidden);
-        float loss = Head.Loss(Parameters, hidden, batch, PromptRows, targets, training: true, seed ^ 0x5DEECE66DUL, dHidden);
-        if (!float.IsFinite(loss)) return loss;
+        Head.Loss(Parameters, hidden, batch, PromptRows, targets, training: true, seed ^ 0x5DEECE66DUL, dHidden, loss);
+        var result = new DeviceScalar(Backend, loss);
         if (Adapter is null)
         {
             // Linear probe: nothing below the head trains. Full fine-tuning and LoRA: the engine's backward fills their gradients.
             if (_engine.TrainsWeights || Tuning.Lora is not null) _engine.Backward(dHidden);
-            return loss;
+            return result;
         }
         var dInjection = _dInjection!.All;
         Backend.Zero(dInjection);
@@ -128,21 +138,42 @@ public sealed class SkTuningModel : IDisposable
         else if (Adapter.Kind == AdapterKind.Prompt) _engine.Backward(dHidden, dPrompt: dInjection);
         else _engine.Backward(dHidden, dPrefix: dInjection);
         Adapter.Backward(Parameters, dInjection);
-        return loss;
+        return result;
     }
 
     /// <summary>
     /// One fused AdamW update of every trainable tensor from the gradients of the last <see cref="ForwardBackward"/>,
-    /// after scaling them to a global L2 norm of at most <paramref name="maxGradNorm"/>. Returns the norm before clipping.
+    /// after scaling them to a global L2 norm of at most <paramref name="maxGradNorm"/>; a non-finite norm skips the update.
+    /// The norm and clip factor are computed and used on the device; returns the norm before clipping, still on the device.
     /// </summary>
-    public double OptimizerStep(float learningRate, float weightDecay, float maxGradNorm, int step)
+    public DeviceScalar OptimizerStep(float learningRate, float weightDecay, float maxGradNorm, int step)
     {
         var p = Parameters;
-        double norm = Math.Sqrt(Backend.SumOfSquares(p.Gradients.All));
-        if (double.IsFinite(norm))
-            Backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
-                new Kernels.AdamWStep(learningRate, 0.9f, 0.999f, 1e-8f, weightDecay, step, Kernels.GradientNorm.ClipScale(norm, maxGradNorm)));
-        return norm;
+        long last = Math.Max(0, _steps - 1);
+        DeviceView<float> norm = StepSlot(last, 1), clipScale = StepSlot(last, 2);
+        Backend.GradientClip(p.Gradients.All, maxGradNorm, norm, clipScale);
+        Backend.AdamW(p.Values.All, p.Gradients.All, p.AdamM.All, p.AdamV.All,
+            new Kernels.AdamWStep(learningRate, 0.9f, 0.999f, 1e-8f, weightDecay, step), clipScale);
+        return new DeviceScalar(Backend, norm);
+    }
+
+    private DeviceView<float> StepSlot(long step, int field) => _stepLog.Slice((int)(step % StepLogCapacity) * StepLogWidth + field, 1);
+
+    /// <summary>
+    /// The loss and gradient norm of the last <paramref name="count"/> steps (oldest first), with one wait for the device.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">More steps than were run or than <see cref="StepLogCapacity"/> keeps.</exception>
+    public (float Loss, float GradientNorm)[] ReadSteps(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, (int)Math.Min(_steps, StepLogCapacity));
+        var log = Backend.ToHost(_stepLog.All);
+        var steps = new (float, float)[count];
+        for (int i = 0; i < count; i++)
+        {
+            int o = (int)((_steps - count + i) % StepLogCapacity) * StepLogWidth;
+            steps[i] = (log[o], log[o + 1]);
+        }
+        return steps;
     }
 
     /// <summary>Head outputs on the host: logits [B, C], values [B, 1], or token logits [B·(m_p+T), C].</summary>
@@ -156,6 +187,7 @@ public sealed class SkTuningModel : IDisposable
     {
         _dHidden?.Dispose();
         _dInjection?.Dispose();
+        _stepLog.Dispose();
         _sharedPrefix?.Dispose(); _dSharedPrefix?.Dispose(); _promptZero?.Dispose();
         _promptEngine?.Dispose();
         Parameters.Dispose();

@@ -72,8 +72,9 @@ public sealed class TaskHead : IDisposable
         p.Set(p["head.weight"], Init.Uniform(rng, Dim * Classes, 1 / MathF.Sqrt(Dim)));
 
     /// <summary>
-    /// Loss of the batch and, when <paramref name="dHidden"/> is given, the backward: head gradients accumulate into
-    /// <paramref name="p"/>, d(loss)/d(hidden) [B, S, d] accumulates into <paramref name="dHidden"/>.
+    /// Loss of the batch, written to <paramref name="loss"/>[0] on the device, and, when <paramref name="dHidden"/> is given, the
+    /// backward: head gradients accumulate into <paramref name="p"/>, d(loss)/d(hidden) [B, S, d] accumulates into <paramref name="dHidden"/>.
+    /// The host does not wait for the loss: whoever logs it reads it later (and checks that it is finite).
     /// </summary>
     /// <param name="p">Trainable parameters.</param>
     /// <param name="hidden">Final hidden states [B, S, d], S = skip + T.</param>
@@ -83,31 +84,29 @@ public sealed class TaskHead : IDisposable
     /// <param name="training">Apply dropout.</param>
     /// <param name="seed">Dropout seed.</param>
     /// <param name="dHidden">Gradient output, or empty for loss only.</param>
-    public float Loss(TrainableParameters p, DeviceView<float> hidden, TokenBatch batch, int skip, HeadTargets targets, bool training, ulong seed,
-        DeviceView<float> dHidden)
+    /// <param name="loss">One device value the mean loss is written to.</param>
+    public void Loss(TrainableParameters p, DeviceView<float> hidden, TokenBatch batch, int skip, HeadTargets targets, bool training, ulong seed,
+        DeviceView<float> dHidden, DeviceView<float> loss)
     {
         int rows = Forward(p, hidden, batch, skip, training, seed);
         bool backward = !dHidden.IsEmpty;
         var logits = _logits.Slice(0, rows * Classes);
         var dLogits = backward ? _dLogits.Slice(0, rows * Classes) : default;
         if (backward) _backend.Zero(dLogits);
-        float loss;
         if (Kind == TaskKind.Regression)
         {
             var values = targets.Values ?? throw new ArgumentException("regression targets missing");
             _backend.Upload(values, _targets.Slice(0, rows));
-            loss = _backend.MeanSquaredError(logits, _targets.Slice(0, rows), dLogits);
+            _backend.MeanSquaredError(logits, _targets.Slice(0, rows), dLogits, loss);
         }
         else
         {
             var labels = Kind == TaskKind.TokenClassification ? TokenLabels(batch, skip, targets) : targets.Classes ?? throw new ArgumentException("class targets missing");
             _backend.Upload(labels, _labels.Slice(0, rows));
             int valid = labels.Count(l => l != -100);
-            loss = _backend.SoftmaxCrossEntropy(logits, _labels.Slice(0, rows), valid, dLogits, rows, Classes);
+            _backend.SoftmaxCrossEntropy(logits, _labels.Slice(0, rows), valid, dLogits, rows, Classes, loss);
         }
-        if (!float.IsFinite(loss)) return loss;
         if (backward) Backward(p, batch, skip, rows, dLogits, dHidden);
-        return loss;
     }
 
     /// <summary>Logits [rows, C] (rows = B, or B·S for token classification) on the host, without dropout.</summary>

@@ -127,6 +127,8 @@ public static class Trainer
         double elapsedBefore = state.ElapsedSeconds, lossSum = 0;
         int lossCount = 0;
         long stepsThisSession = 0;
+        var unread = new List<long>();                 // steps whose loss and norm are still only on the device
+        var read = new List<(long Step, float Loss)>(); // read, not yet reported to progress
         var epochBatches = sampler.Epoch(state.Epoch);
         var lastDev = history.Points.LastOrDefault(x => x.Dev is not null)?.Dev;
         bool stopped = false;
@@ -140,19 +142,35 @@ public static class Trainer
             }
             var batch = BatchBuilder.Build(train.Examples, epochBatches[(int)state.DataPosition], tokenizer.PadId);
             long step = state.Step + 1;
-            float loss = model.ForwardBackward(batch.Tokens, new HeadTargets(batch.Labels, batch.Values, batch.TokenLabels),
-                StepSeed(options.Seed, step));
-            if (!float.IsFinite(loss))
-                throw new SkTuningException($"step {step}: the training loss is {loss}; lower --lr (now {options.LearningRate}) or check the data");
+            // The loss and gradient norm stay on the device; the host reads them (one wait) when it logs a curve point,
+            // when the device's step log is full, and before every evaluation or checkpoint.
+            model.ForwardBackward(batch.Tokens, new HeadTargets(batch.Labels, batch.Values, batch.TokenLabels), StepSeed(options.Seed, step));
             float lr = LearningRateSchedule.At((int)step, options.Steps, options.WarmupSteps, options.LearningRate);
-            double norm = model.OptimizerStep(lr, options.WeightDecay, options.MaxGradNorm, (int)step);
-            if (!double.IsFinite(norm))
-                throw new SkTuningException($"step {step}: the gradient norm is {norm}; lower --lr (now {options.LearningRate})");
-            lossSum += loss; lossCount++; stepsThisSession++;
+            model.OptimizerStep(lr, options.WeightDecay, options.MaxGradNorm, (int)step);
+            unread.Add(step);
+            stepsThisSession++;
             state = state with { Step = step, DataPosition = state.DataPosition + 1, ExamplesSeen = state.ExamplesSeen + batch.Size };
-            double elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
 
             bool evaluate = step % options.EvalEvery == 0 || step == options.Steps;
+            bool checkpointNow = evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0);
+            // The learning curve gets a training-loss point five times per evaluation interval (committed with the next checkpoint).
+            bool curvePoint = checkpointNow || step % Math.Max(1, options.EvalEvery / 5) == 0;
+            if (curvePoint || unread.Count == SkTuningModel.StepLogCapacity)
+            {
+                var logged = model.ReadSteps(unread.Count);
+                for (int i = 0; i < logged.Length; i++)
+                {
+                    var (loss, norm) = logged[i];
+                    if (!float.IsFinite(loss))
+                        throw new SkTuningException($"step {unread[i]}: the training loss is {loss}; lower --lr (now {options.LearningRate}) or check the data");
+                    if (!float.IsFinite(norm))
+                        throw new SkTuningException($"step {unread[i]}: the gradient norm is {norm}; lower --lr (now {options.LearningRate})");
+                    lossSum += loss; lossCount++;
+                    read.Add((unread[i], loss));
+                }
+                unread.Clear();
+            }
+            double elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;   // after the read: the device has caught up
             IReadOnlyDictionary<string, double>? devMetrics = null;
             BestAdapter? newBest = null;
             if (evaluate)
@@ -176,9 +194,7 @@ public static class Trainer
             bool earlyStop = evaluate && options.Patience > 0 && state.EvaluationsWithoutImprovement >= options.Patience;
             if (earlyStop) log?.Invoke($"early stop at step {step}: no improvement of {config.PrimaryMetric} in {options.Patience} evaluations");
             if (step == options.Steps || earlyStop) history.Final = lastDev;
-            bool checkpointNow = evaluate || (options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0);
-            // The learning curve gets a training-loss point five times per evaluation interval (committed with the next checkpoint).
-            if (checkpointNow || step % Math.Max(1, options.EvalEvery / 5) == 0)
+            if (curvePoint)
             {
                 history.Add(new CurvePoint(step, state.ExamplesSeen, lossSum / Math.Max(1, lossCount), lr, elapsed, devMetrics));
                 lossSum = 0; lossCount = 0;
@@ -191,7 +207,8 @@ public static class Trainer
             }
             double rate = state.ExamplesSeen == 0 ? 0 : stepsThisSession * options.BatchSize / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, stepsThisSession) * (options.Steps - step));
-            progress?.Invoke(new TrainProgress(step, options.Steps, loss, rate, eta, devMetrics));
+            foreach (var (readStep, loss) in read) progress?.Invoke(new TrainProgress(readStep, options.Steps, loss, rate, eta, readStep == step ? devMetrics : null));
+            read.Clear();
         }
         double total = elapsedBefore + clock.Elapsed.TotalSeconds;
         var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,

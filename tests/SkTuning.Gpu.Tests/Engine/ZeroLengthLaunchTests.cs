@@ -47,7 +47,7 @@ public class ZeroLengthLaunchTests
             ("dropout forward", () => gpu.DropoutForward(none, none, 0.1f, 1, 0)),
             ("dropout backward", () => gpu.DropoutBackward(none, none, 0.1f, 1, 0)),
             ("bias backward", () => gpu.BiasBackward(none, one.All, 0, 4)),
-            ("adamw", () => gpu.AdamW(none, none, none, none, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1))),
+            ("adamw", () => gpu.AdamW(none, none, none, none, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1), one.Slice(0, 1))),
             ("attention forward", () => gpu.AttentionForward(new AttentionShape(0, 0, 2, 2, 0, 2), -1e4f, false, none, none, none, none, none, noInts, none, none)),
             ("attention backward", () => gpu.AttentionBackward(new AttentionShape(0, 0, 2, 2, 0, 2), none, none, none, none, none, none, none, none)),
         };

@@ -37,7 +37,7 @@ public class AdamWTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
         double[] rp = D(p0), rm = new double[n], rv = new double[n];
         for (int t = 1; t <= 3; t++)
         {
-            AdamW.Step(p, grads[t - 1], m, v, new AdamWStep(Lr, B1, B2, Eps, Wd, t, Clip));
+            AdamW.Step(p, grads[t - 1], m, v, new AdamWStep(Lr, B1, B2, Eps, Wd, t), Clip);
             HandStep(hp, D(grads[t - 1]), hm, hv, t);
             AdamW.StepReference(rp, D(grads[t - 1]), rm, rv, Lr, B1, B2, Eps, Wd, t, Clip);
         }
@@ -58,7 +58,7 @@ public class AdamWTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
         for (int t = 1; t <= 3; t++)
         {
             var g = TestData.Random(rng, n);
-            AdamW.StepUnfused(p, g, m, v, new AdamWStep(Lr, B1, B2, Eps, Wd, t, Clip));
+            AdamW.StepUnfused(p, g, m, v, new AdamWStep(Lr, B1, B2, Eps, Wd, t), Clip);
             HandStep(hp, D(g), hm, hv, t);
         }
         Close(Sub(p, p0), Sub(hp, D(p0)), what: "θ − θ0");
@@ -74,18 +74,31 @@ public class AdamWTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
         int n = 97;
         var p0 = TestData.Random(rng, n, 0.01f); // small θ0: float rounding of θ stays far below the ~lr-sized updates
         using var bp = Up(dev, p0); using var bm = Up(dev, new float[n]); using var bv = Up(dev, new float[n]);
+        using var clip = Up(dev, [(float)Clip]);
         double[] hp = D(p0), hm = new double[n], hv = new double[n];
         for (int t = 1; t <= 3; t++)
         {
             var g = TestData.Random(rng, n);
             using var bg = Up(dev, g);
-            AdamW.Step(dev, bp.View, bg.View, bm.View, bv.View, new AdamWStep(Lr, B1, B2, Eps, Wd, t, Clip));
+            AdamW.Step(dev, bp.View, bg.View, bm.View, bv.View, clip.View, new AdamWStep(Lr, B1, B2, Eps, Wd, t));
             dev.Synchronize();
             HandStep(hp, D(g), hm, hv, t);
         }
         Close(Sub(Down(dev, bp), p0), Sub(hp, D(p0)), what: "θ − θ0");
         Close(Down(dev, bm), hm, what: "m");
         Close(Down(dev, bv), hv, what: "v");
+    }
+
+    [Fact]
+    public void ANaNClipScaleOnTheDeviceSkipsTheStep()
+    {
+        var dev = sim.Device;
+        var p0 = TestData.Random(new Random(4), 33);
+        using var bp = Up(dev, p0); using var bg = Up(dev, TestData.Random(new Random(5), 33));
+        using var bm = Up(dev, new float[33]); using var bv = Up(dev, new float[33]); using var clip = Up(dev, [float.NaN]);
+        AdamW.Step(dev, bp.View, bg.View, bm.View, bv.View, clip.View, new AdamWStep(Lr, B1, B2, Eps, Wd, 1));
+        Assert.Equal(p0, Down(dev, bp));
+        Assert.All(Down(dev, bm), x => Assert.Equal(0f, x));
     }
 
     [Fact]

@@ -25,20 +25,46 @@ public class GradientNormTests(SimulatorFixture sim) : IClassFixture<SimulatorFi
         Assert.Equal((float)(1.0 / (4.0 + 1e-6)), GradientNorm.ClipScale(4.0, 1.0));
     }
 
-    [Fact]
-    public void SimulatorMatchesReference()
+    [Theory]
+    [InlineData(1.0)]     // clipping active (the norm is ~40)
+    [InlineData(1000.0)]  // clipping inactive: scale 1
+    public void SimulatorNormAndClipScaleStayOnTheDeviceAndMatchTheReference(double maxNorm)
     {
         var dev = sim.Device;
-        var rng = new Random(3);
-        var a = TestData.Random(rng, 5000); var b = TestData.Random(rng, 13);
-        using var ba = Up(dev, a); using var bb = Up(dev, b);
-        double norm = GradientNorm.Norm(dev, [ba.View, bb.View]);
-        double expected = Math.Sqrt(GradientNorm.SumOfSquaresReference(D(a)) + GradientNorm.SumOfSquaresReference(D(b)));
-        Assert.True(Math.Abs(norm - expected) <= 1e-12 * expected, $"{norm} vs {expected}");
+        var x = TestData.Random(new Random(3), 5013);
+        using var bx = Up(dev, x);
+        using var partials = dev.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
+        using var norm = Up(dev, [float.NaN]); using var scale = Up(dev, [float.NaN]);
+        long waits = dev.Synchronizations;
+        GradientNorm.ClipScale(dev, bx.View, partials.View, norm.View, scale.View, maxNorm);
+        Assert.Equal(waits, dev.Synchronizations);
+        double expected = Math.Sqrt(GradientNorm.SumOfSquaresReference(D(x)));
+        float got = Down(dev, norm)[0];
+        Assert.True(Math.Abs(got - expected) <= 1e-6 * expected, $"{got} vs {expected}");
+        Assert.Equal(GradientNorm.ClipScale(expected, maxNorm), Down(dev, scale)[0], 6);
+        Assert.Equal(GradientNorm.NormAndClipScale(x, maxNorm), (Down(dev, norm)[0], Down(dev, scale)[0]));
     }
 
     [Fact]
-    public void KernelsCompileToPtx() => CompilesToPtx(typeof(GradientNorm), "SumOfSquaresKernel");
+    public void ANonFiniteNormGivesANaNClipScale()
+    {
+        var dev = sim.Device;
+        var x = TestData.Random(new Random(4), 100);
+        x[17] = float.PositiveInfinity;
+        using var bx = Up(dev, x);
+        using var partials = dev.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
+        using var norm = Up(dev, [0f]); using var scale = Up(dev, [0f]);
+        GradientNorm.ClipScale(dev, bx.View, partials.View, norm.View, scale.View, 1.0);
+        Assert.True(float.IsNaN(Down(dev, scale)[0]));
+        Assert.True(float.IsNaN(GradientNorm.NormAndClipScale(x, 1.0).ClipScale));
+    }
+
+    [Fact]
+    public void KernelsCompileToPtx()
+    {
+        CompilesToPtx(typeof(GradientNorm), "SumOfSquaresKernel");
+        CompilesToPtxAsGroup(typeof(GradientNorm), "ClipScaleKernel");
+    }
 
     [Fact]
     public void BadSizesThrow()

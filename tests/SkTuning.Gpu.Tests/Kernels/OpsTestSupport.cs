@@ -31,6 +31,19 @@ internal static class OpsTest
         }
     }
 
+    /// <summary>Compiles each named single-group kernel (explicitly grouped) to PTX and checks it synchronises its group.</summary>
+    public static void CompilesToPtxAsGroup(Type type, params string[] kernels)
+    {
+        using var ptx = new PtxCompiler();
+        foreach (var name in kernels)
+        {
+            var method = type.GetMethod(name, Any) ?? throw new InvalidOperationException($"no method {type.Name}.{name}");
+            var text = ptx.CompileExplicitlyGrouped(method);
+            Assert.Contains(".entry", text);
+            Assert.Contains("bar.sync", text);
+        }
+    }
+
     /// <summary>Compiles each named explicitly grouped kernel to PTX and checks it reduces with warp shuffles.</summary>
     public static void CompilesToPtxWithShuffles(Type type, params string[] kernels)
     {

@@ -79,7 +79,7 @@ public class BaselineTests
         using var model = new SkTuningModel(backend, weights.Spec, weights, adapter, head);
         model.Initialize(3);
         foreach (var info in model.Parameters.Infos) model.Parameters.Set(info, TestData.Random(rng, info.Length, 0.5f));
-        float loss = model.ForwardBackward(batch, targets, seed: 1);
+        float loss = model.ForwardBackward(batch, targets, seed: 1).Read();
         var grads = model.Parameters.Export(model.Parameters.Gradients);
         var values = model.Parameters.Export(model.Parameters.Values).ToDictionary(kv => kv.Key, kv => TestData.ToDouble(kv.Value));
 

@@ -44,7 +44,7 @@ public class SkTuningModelGradientTests
         model.Initialize(3);
         // Larger random head/bias values than the init so every gradient is well away from zero.
         foreach (var info in model.Parameters.Infos) model.Parameters.Set(info, TestData.Random(rng, info.Length, 0.5f));
-        float loss = model.ForwardBackward(batch, targets, seed: 1);
+        float loss = model.ForwardBackward(batch, targets, seed: 1).Read();
         var grads = model.Parameters.Export(model.Parameters.Gradients);
         var values = model.Parameters.Export(model.Parameters.Values).ToDictionary(kv => kv.Key, kv => TestData.ToDouble(kv.Value));
 
