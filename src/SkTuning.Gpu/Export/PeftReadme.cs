@@ -69,7 +69,8 @@ internal static class PeftReadme
             else
                 yield return "Encoder positions differ: sktune keeps the tokens at positions 0..T−1 beside a prefix, while transformers' encoders given " +
                     "past_key_values shift them to m..m+T−1 (and PEFT drops explicit position_ids), so outputs differ from sktune's unless the " +
-                    "embedding positions are forced back to 0..T−1. Recent transformers versions may also refuse past_key_values on an encoder.";
+                    "embedding positions are forced back to 0..T−1. PEFT's prompt-learning forward also drops token_type_ids, so sentence-pair " +
+                    "inputs lose their segment ids. Recent transformers versions may also refuse past_key_values on an encoder.";
         }
         if (peftType == "PROMPT_TUNING")
         {
