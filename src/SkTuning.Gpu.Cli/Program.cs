@@ -10,6 +10,7 @@ var root = new RootCommand("SK-Tuning of frozen transformer models with hand-wri
     TrainCommand.Create(),
     EvalCommand.Create(),
     PredictCommand.Create(),
+    ExportCommand.Create(),
     CompareCommand.Create(),
     DeviceCheckCommand.Create(),
     VerifyCommand.Create(),
