@@ -208,7 +208,7 @@ public static class Trainer
         var (task, data) = (setup.Task, setup.Data);
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
         return Configure(setup.Model, setup.ModelName, task.Name, task.Kind, task.PrimaryMetric, data.Labels?.Names.ToArray(), classes,
-            setup.CustomTask, o, log);
+            setup.CustomTask, o, log) with { LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair };
     }
 
     /// <summary>
