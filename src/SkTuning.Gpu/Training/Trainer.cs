@@ -197,6 +197,11 @@ public static class Trainer
         var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,
             history.Final ?? lastDev ?? new Dictionary<string, double>(), state.Step, (total - state.EvaluationSeconds) / Math.Max(1, state.Step), total, stopped);
         if (!stopped) WriteReport(run, setup, result, history);
+        if (!stopped && !options.KeepCheckpoint && run.HasResumeState)
+        {
+            run.DropResumeState();
+            log?.Invoke($"{setup.OutDirectory}: dropped the resume state (--keep-checkpoint false); the best adapter and metrics stay");
+        }
         return result;
     }
 
