@@ -41,6 +41,5 @@ public class KeepCheckpointTests
 
         var resumed = CliProcess.Run([.. CliTrainingRun.Args(dir, dropped, steps: 4, evalEvery: 2), "--resume"]);
         CliErrorTests.AssertOneLineError(resumed, dropped, "finished", "nothing to resume");
-        Assert.Equal(0, CliProcess.Run([.. CliTrainingRun.Args(dir, kept, steps: 4, evalEvery: 2), "--resume"]).ExitCode);
     }
 }
