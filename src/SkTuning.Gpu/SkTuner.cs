@@ -7,9 +7,9 @@ using SkTuning.Gpu.Training;
 namespace SkTuning.Gpu;
 
 /// <summary>One input's prediction.</summary>
-/// <param name="Label">Predicted label name (classification).</param>
+/// <param name="Label">Predicted label name (classification): "positive" for SST-2; in runs written before names were kept, the label as the data spells it ("1").</param>
 /// <param name="ClassId">Predicted class id (classification).</param>
-/// <param name="Probabilities">Class probabilities (classification).</param>
+/// <param name="Probabilities">Class probabilities in class-id order (classification; <see cref="SkTuner.LabelNames"/> names them).</param>
 /// <param name="Value">Predicted value (regression).</param>
 /// <param name="Words">The words (token classification: the text split on whitespace).</param>
 /// <param name="WordLabels">Predicted tag per word (token classification).</param>
@@ -44,6 +44,9 @@ public sealed class SkTuner : IDisposable
     /// <summary>The frozen model.</summary>
     public FrozenModel Frozen { get; }
 
+    /// <summary>The names of the classes (or tags) in class-id order, as <see cref="Prediction.Label"/> shows them; null for regression.</summary>
+    public IReadOnlyList<string>? LabelNames => Config.TaskKind == TaskKind.Regression ? null : Config.LabelNames ?? Config.Labels;
+
     /// <summary>Loads a run folder's adapter and head onto the frozen model.</summary>
     /// <param name="runDirectory">The run folder written by training.</param>
     /// <param name="model">The frozen model (default: the one the run names).</param>
@@ -72,11 +75,14 @@ public sealed class SkTuner : IDisposable
     }
 
     /// <summary>Predicts one text (or sentence pair). Thread-safe.</summary>
+    /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
     public Prediction Predict(string text, string? pair = null) => Predict([(text, pair)])[0];
 
     /// <summary>Predicts several inputs in batches. Thread-safe.</summary>
+    /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
     public IReadOnlyList<Prediction> Predict(IReadOnlyList<(string Text, string? Pair)> inputs)
     {
+        for (int i = 0; i < inputs.Count; i++) Config.CheckInput(inputs[i].Pair, $"input {i + 1}");
         var examples = inputs.Select((x, i) => Config.TaskKind == TaskKind.TokenClassification
             ? TextExample.ForWords(Words(x.Text), new int[Words(x.Text).Length], $"input {i + 1}")
             : new TextExample { Text = x.Text, TextPair = x.Pair, Source = $"input {i + 1}" }).ToList();
@@ -103,8 +109,8 @@ public sealed class SkTuner : IDisposable
     private Prediction ToPrediction(Predictions p, int i, TextExample e) => Config.TaskKind switch
     {
         TaskKind.Regression => new Prediction(null, null, null, p.Values![i], null, null),
-        TaskKind.TokenClassification => new Prediction(null, null, null, null, e.Words, p.WordLabels![i].Select(l => Config.Labels![l]).ToArray()),
-        _ => new Prediction(Config.Labels![p.Classes![i]], p.Classes![i], p.Probabilities![i], null, null, null),
+        TaskKind.TokenClassification => new Prediction(null, null, null, null, e.Words, p.WordLabels![i].Select(Config.LabelName).ToArray()),
+        _ => new Prediction(Config.LabelName(p.Classes![i]), p.Classes![i], p.Probabilities![i], null, null, null),
     };
 
     private static string[] Words(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);

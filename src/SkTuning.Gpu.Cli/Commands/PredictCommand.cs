@@ -24,12 +24,24 @@ internal static class PredictCommand
         var command = new Command("predict", "predict with a trained run; prints one JSON object per input") { run, text, pair, file, model, device };
         command.SetAction(CliRunner.Guard(parse =>
         {
-            var inputs = new List<(string Text, string? Pair)>();
-            if (parse.GetValue(text) is { } t) inputs.Add((t, parse.GetValue(pair)));
+            var inputs = new List<(string Text, string? Pair, string Source)>();
+            if (parse.GetValue(text) is { } t)
+            {
+                if (string.IsNullOrWhiteSpace(t)) throw new SkTuningException("--text is empty; give the text to classify");
+                if (parse.GetValue(pair) is { } p && string.IsNullOrWhiteSpace(p)) throw new SkTuningException("--pair is empty; give the second text, or leave --pair out");
+                inputs.Add((t, parse.GetValue(pair), parse.GetValue(pair) is null ? "--text" : "--pair"));
+            }
+            else if (parse.GetValue(pair) is not null) throw new SkTuningException("--pair needs --text (the first text of the pair)");
             if (parse.GetValue(file) is { } path) inputs.AddRange(ReadLines(path));
             if (inputs.Count == 0) throw new SkTuningException("give --text or --file");
-            using var tuner = SkTuner.Load(parse.GetValue(run)!, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log);
-            var predictions = tuner.Predict(inputs);
+            // Checked before the model loads: the run's configuration alone says whether it reads pairs.
+            string runPath = parse.GetValue(run)!;
+            var runFolder = Runs.RunFolder.Open(runPath);
+            var config = runFolder.ReadConfig<Training.AdapterConfig>();
+            config.Validate(runFolder.ConfigPath);
+            foreach (var (_, second, source) in inputs) config.CheckInput(second, source);
+            using var tuner = SkTuner.Load(runPath, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log);
+            var predictions = tuner.Predict(inputs.ConvertAll(x => (x.Text, x.Pair)));
             for (int i = 0; i < inputs.Count; i++)
                 Console.WriteLine(JsonSerializer.Serialize(new { text = inputs[i].Text, pair = inputs[i].Pair, prediction = predictions[i] }, Json));
             return 0;
@@ -37,7 +49,7 @@ internal static class PredictCommand
         return command;
     }
 
-    private static IEnumerable<(string, string?)> ReadLines(string path)
+    private static IEnumerable<(string, string?, string)> ReadLines(string path)
     {
         if (!File.Exists(path)) throw new SkTuningException($"{path}: file not found");
         var utf8 = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
@@ -48,13 +60,13 @@ internal static class PredictCommand
             lines = utf8.GetString(bytes[(bytes.StartsWith("\xEF\xBB\xBF"u8) ? 3 : 0)..]).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
         }
         catch (System.Text.DecoderFallbackException) { throw new SkTuningException($"{path}: invalid UTF-8"); }
-        var result = new List<(string, string?)>();
+        var result = new List<(string, string?, string)>();
         for (int i = 0; i < lines.Length; i++)
         {
             if (string.IsNullOrWhiteSpace(lines[i])) continue;
             var parts = lines[i].Split('\t');
             if (parts.Length > 2) throw new SkTuningException($"{path}:{i + 1}: expected text or text<TAB>pair, found {parts.Length} columns");
-            result.Add((parts[0], parts.Length == 2 ? parts[1] : null));
+            result.Add((parts[0], parts.Length == 2 ? parts[1] : null, $"{path}:{i + 1}"));
         }
         if (result.Count == 0) throw new SkTuningException($"{path}: no texts");
         return result;

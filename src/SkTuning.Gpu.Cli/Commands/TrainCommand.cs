@@ -42,12 +42,17 @@ internal static class TrainCommand
         var evalEvery = new Option<int>("--eval-every") { Description = "evaluate on dev every N steps", DefaultValueFactory = _ => d.EvalEvery };
         var patience = new Option<int>("--patience") { Description = "early stop after N evaluations without improvement (0 = off)", DefaultValueFactory = _ => d.Patience };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "also checkpoint every N steps (0 = at evaluations)", DefaultValueFactory = _ => d.CheckpointEvery };
+        var keepCheckpoint = new Option<bool>("--keep-checkpoint")
+        {
+            Description = "true: a finished run keeps its resume state (parameters and AdamW moments) in checkpoint/; false: it is dropped at the end (the best adapter and metrics stay; --resume then has nothing to resume)",
+            DefaultValueFactory = _ => d.KeepCheckpoint,
+        };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/TASK-METHOD)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last commit (one stopped before its first commit starts over)" };
         var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
         {
             model, device, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
-            checkpointEvery, output, resume,
+            checkpointEvery, keepCheckpoint, output, resume,
         };
         data.AddTo(command);
         command.SetAction(CliRunner.Guard(parse =>
@@ -72,7 +77,7 @@ internal static class TrainCommand
                 LearningRate = parse.GetValue(lr) ?? d.LearningRate, WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
                 MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
                 EvalEvery = parse.GetValue(evalEvery), Patience = parse.GetValue(patience),
-                CheckpointEvery = parse.GetValue(checkpointEvery),
+                CheckpointEvery = parse.GetValue(checkpointEvery), KeepCheckpoint = parse.GetValue(keepCheckpoint),
             };
             if (!methodName.StartsWith("sk-", StringComparison.Ordinal)) options = MethodDefaults.For(methodName, options, parse.GetValue(lr));
             options.Validate();

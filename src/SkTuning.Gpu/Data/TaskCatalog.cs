@@ -49,11 +49,14 @@ public static class TaskCatalog
     private static readonly TaskSpec[] Named =
     [
         new("sst2", "GLUE SST-2 sentiment (sentence → 0 neg / 1 pos)", TaskKind.Classification, [M.Accuracy], null,
-            (t, root, _) => Glue(t, root, "SST-2", p => DelimitedReader.Tsv(p), "sentence", null, "label")),
+            (t, root, _) => Glue(t, root, "SST-2", p => DelimitedReader.Tsv(p), "sentence", null, "label"),
+            ClassNames("negative", "positive")),
         new("cola", "GLUE CoLA acceptability (sentence → 0 / 1)", TaskKind.Classification, [M.Matthews, M.Accuracy], null,
-            (t, root, _) => Glue(t, root, "CoLA", p => DelimitedReader.Tsv(p, hasHeader: false), 3, null, 1)),
+            (t, root, _) => Glue(t, root, "CoLA", p => DelimitedReader.Tsv(p, hasHeader: false), 3, null, 1),
+            ClassNames("unacceptable", "acceptable")),
         new("mrpc", "GLUE MRPC paraphrase (sentence pair → 0 / 1)", TaskKind.Classification, [M.F1, M.Accuracy], "1",
-            (t, root, _) => Glue(t, root, "MRPC", p => DelimitedReader.Tsv(p), "#1 String", "#2 String", "Quality")),
+            (t, root, _) => Glue(t, root, "MRPC", p => DelimitedReader.Tsv(p), "#1 String", "#2 String", "Quality"),
+            ClassNames("not_equivalent", "equivalent")),
         new("rte", "GLUE RTE entailment (sentence pair → entailment / not_entailment)", TaskKind.Classification, [M.Accuracy], null,
             (t, root, _) => Glue(t, root, "RTE", p => DelimitedReader.Tsv(p), "sentence1", "sentence2", "label")),
         new("stsb", "GLUE STS-B similarity (sentence pair → score 0..5)", TaskKind.Regression, [M.Pearson, M.Spearman], null,
@@ -144,6 +147,10 @@ public static class TaskCatalog
         ".conll" or ".bio" or ".iob" or ".conllu" => DataFormat.Conll,
         var e => throw new SkTuningException($"{path}: cannot tell the format from the extension '{e}' (name it .tsv, .csv, .jsonl or .conll)"),
     };
+
+    // GLUE's files hold class ids 0, 1, ...; these are the classes' names in id order (from the GLUE paper's task definitions).
+    private static Dictionary<string, string> ClassNames(params string[] names) =>
+        names.Select((n, i) => (Id: i.ToString(CultureInfo.InvariantCulture), Name: n)).ToDictionary(x => x.Id, x => x.Name);
 
     private static ColumnRef? Pair(string? c) => c is null ? null : (ColumnRef?)ColumnRef.Parse(c);
 

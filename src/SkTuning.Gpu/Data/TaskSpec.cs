@@ -42,9 +42,10 @@ public sealed class TaskData
 public sealed class TaskSpec
 {
     private readonly Func<TaskSpec, string, int, TaskData> _load;
+    private readonly IReadOnlyDictionary<string, string>? _labelNames;
 
     internal TaskSpec(string name, string description, TaskKind kind, string[] metrics, string? positiveLabel,
-        Func<TaskSpec, string, int, TaskData> load)
+        Func<TaskSpec, string, int, TaskData> load, IReadOnlyDictionary<string, string>? labelNames = null)
     {
         Name = name;
         Description = description;
@@ -52,6 +53,7 @@ public sealed class TaskSpec
         MetricNames = metrics;
         PositiveLabel = positiveLabel;
         _load = load;
+        _labelNames = labelNames;
     }
 
     /// <summary>The task's name ("sst2", "custom", ...).</summary>
@@ -71,6 +73,12 @@ public sealed class TaskSpec
 
     /// <summary>The label whose F1 is reported ("1" for MRPC, "spam" for SMS), or null.</summary>
     public string? PositiveLabel { get; }
+
+    /// <summary>
+    /// The name a label is shown by: the task's own class name where its files hold only an id (SST-2's "1" is
+    /// "positive"), else the label as the data spells it (custom class names, tags, RTE's entailment).
+    /// </summary>
+    public string LabelName(string label) => _labelNames is not null && _labelNames.TryGetValue(label, out var name) ? name : label;
 
     /// <summary>Loads train and dev from <paramref name="dataRoot"/> (the shared data folder; custom tasks use their own paths). <paramref name="seed"/> fixes any split the task makes.</summary>
     public TaskData Load(string dataRoot, int seed = TaskCatalog.DefaultSeed) => _load(this, dataRoot, seed);

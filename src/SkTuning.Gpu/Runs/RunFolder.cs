@@ -21,7 +21,7 @@ public sealed record BestAdapter(IReadOnlyDictionary<string, NamedTensor> Tensor
 
 /// <summary>
 /// A run directory (<c>--out runs/NAME</c>): <c>adapter_config.json</c>, <c>adapter.safetensors</c>,
-/// <c>checkpoint/</c> (resume state), <c>metrics.json</c>, <c>report.md</c> and <c>learning_curve.svg</c>.
+/// <c>checkpoint/</c> (the last commit: resume state, best adapter, metrics), <c>metrics.json</c>, <c>report.md</c> and <c>learning_curve.svg</c>.
 /// <para>
 /// A small transactional store. The config is written once, before anything else. Everything that changes is
 /// committed together: a commit writes the resume state, the best adapter and the metrics into a fresh
@@ -289,6 +289,8 @@ public sealed class RunFolder
         var dir = CompleteCheckpointDir();
         if (dir == null) return null;
         string statePath = System.IO.Path.Combine(dir, StateFileName);
+        if (!System.IO.File.Exists(statePath))
+            throw new SkTuningException($"{Path}: the run finished and dropped its resume state (--keep-checkpoint false): there is nothing to resume; eval and predict still read its adapter, and a new run needs another --out");
         var state = SafeTensors.Read(statePath);
         var trainer = RunJson.Read<TState>(System.IO.Path.Combine(dir, TrainerFileName));
         var parameters = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
@@ -304,6 +306,38 @@ public sealed class RunFolder
         CheckMoments(parameters, m, AdamMPrefix, msg => throw new SkTuningException($"{statePath}: {msg}"));
         CheckMoments(parameters, v, AdamVPrefix, msg => throw new SkTuningException($"{statePath}: {msg}"));
         return new TrainingCheckpoint<TState>(parameters, m, v, trainer);
+    }
+
+    /// <summary>Whether the last commit holds resume state (<see cref="StateFileName"/>); false once <see cref="DropResumeState"/> ran.</summary>
+    public bool HasResumeState => CompleteCheckpointDir() is { } dir && System.IO.File.Exists(System.IO.Path.Combine(dir, StateFileName));
+
+    /// <summary>
+    /// Commits the last commit again without its resume state (<see cref="StateFileName"/>: parameters and AdamW
+    /// moments): its best adapter, metrics and trainer state are copied into a fresh temp folder that is swapped in as
+    /// <c>checkpoint/</c>, so a kill at any instant leaves one whole commit, with or without the state. For a finished
+    /// run; only the lock's owner may call it.
+    /// </summary>
+    public void DropResumeState()
+    {
+        if (CompleteCheckpointDir() is not { } previous || !HasResumeState) return;
+        string temp = File(TempCheckpointPrefix + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(temp);
+        try
+        {
+            foreach (var name in new[] { TrainerFileName, AdapterFileName, MetricsFileName })
+            {
+                string source = System.IO.Path.Combine(previous, name);
+                if (!System.IO.File.Exists(source)) continue;
+                KillPoint.Before($"copy {name}");
+                System.IO.File.Copy(source, System.IO.Path.Combine(temp, name));
+            }
+            SwapIn(temp);
+        }
+        catch
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            throw;
+        }
     }
 
     /// <summary>Deletes every checkpoint folder (the finished run keeps only its adapter).</summary>

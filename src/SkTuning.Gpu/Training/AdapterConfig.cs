@@ -41,8 +41,21 @@ public sealed record AdapterConfig
     /// <summary>Classification, regression or token classification.</summary>
     public required TaskKind TaskKind { get; init; }
 
-    /// <summary>Label names in id order (null for regression).</summary>
+    /// <summary>The labels as the training data spells them, in id order (null for regression).</summary>
     public string[]? Labels { get; init; }
+
+    /// <summary>
+    /// The labels' names in id order, as predictions show them ("negative", "positive" for SST-2, whose files hold 0 and
+    /// 1; the data's own spelling where it names its classes). Null for regression and in runs written before names were
+    /// kept: those show <see cref="Labels"/>.
+    /// </summary>
+    public string[]? LabelNames { get; init; }
+
+    /// <summary>Whether the model reads sentence pairs (text and second text); null in runs written before this was kept.</summary>
+    public bool? TextPairs { get; init; }
+
+    /// <summary>The name predictions show for class or tag <paramref name="id"/>: its <see cref="LabelNames"/> entry, else its <see cref="Labels"/> entry.</summary>
+    public string LabelName(int id) => (LabelNames ?? Labels)![id];
 
     /// <summary>Sequence pooling.</summary>
     public Pooling Pooling { get; init; } = Pooling.Mean;
@@ -81,6 +94,20 @@ public sealed record AdapterConfig
     };
 
     /// <summary>
+    /// Refuses an input the model was not trained to read: a second text for a single-text run (it would be silently
+    /// ignored), or none for a pair run (half its input). Runs written before <see cref="TextPairs"/> was kept are not
+    /// checked. <paramref name="source"/> names the input in the one-line error.
+    /// </summary>
+    /// <exception cref="SkTuningException">The input does not match the run's task.</exception>
+    public void CheckInput(string? pair, string source)
+    {
+        if (pair is not null && TextPairs == false)
+            throw new SkTuningException($"{source}: a second text (pair) was given, but the run's task {Task} reads single texts");
+        if (pair is null && TextPairs == true)
+            throw new SkTuningException($"{source}: the run's task {Task} reads sentence pairs; give the second text too (--pair, or text<TAB>pair lines in --file)");
+    }
+
+    /// <summary>
     /// Checks what a reader relies on beyond the JSON's types: a label name for every class the head outputs, and
     /// positive sizes. <paramref name="path"/> names the file in the one-line error.
     /// </summary>
@@ -89,6 +116,8 @@ public sealed record AdapterConfig
     {
         if (TaskKind != TaskKind.Regression && Labels?.Length != Classes)
             throw new SkTuningException($"{path}: labels has {Labels?.Length ?? 0} names but the head has {Classes} classes; the file is damaged (retrain the run)");
+        if (LabelNames is not null && LabelNames.Length != Classes)
+            throw new SkTuningException($"{path}: label_names has {LabelNames.Length} names but the head has {Classes} classes; the file is damaged (retrain the run)");
         if (Classes < 1 || Dim < 1 || Layers < 1 || MaxTokens < 1 || SemanticTokens < 0 || Tokens < 0)
             throw new SkTuningException($"{path}: classes, dim, layers, max_tokens must be positive and tokens, semantic_tokens not negative; the file is damaged (retrain the run)");
     }

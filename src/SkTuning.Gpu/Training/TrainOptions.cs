@@ -85,6 +85,13 @@ public sealed record TrainOptions
     /// <summary>Write a resumable checkpoint every this many steps (0 = only at evaluations and the end).</summary>
     public int CheckpointEvery { get; init; } = 0;
 
+    /// <summary>
+    /// Whether a finished run keeps its resume state (parameters and AdamW moments, three times the trainable
+    /// parameters' size) in <c>checkpoint/</c>. The best adapter and metrics stay either way; without the state,
+    /// <c>--resume</c> says the run finished and has nothing to resume.
+    /// </summary>
+    public bool KeepCheckpoint { get; init; } = true;
+
     /// <summary>The largest <see cref="BatchSize"/>: well past any useful batch, and far from the int overflow of B·T·d buffers.</summary>
     public const int MaxBatchSize = 4096;
 

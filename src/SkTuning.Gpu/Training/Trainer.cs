@@ -214,6 +214,11 @@ public static class Trainer
         var result = new TrainResult(config, history.Best ?? new Dictionary<string, double>(), history.BestStep ?? 0,
             history.Final ?? lastDev ?? new Dictionary<string, double>(), state.Step, (total - state.EvaluationSeconds) / Math.Max(1, state.Step), total, stopped);
         if (!stopped) WriteReport(run, setup, result, history);
+        if (!stopped && !options.KeepCheckpoint && run.HasResumeState)
+        {
+            run.DropResumeState();
+            log?.Invoke($"{setup.OutDirectory}: dropped the resume state (--keep-checkpoint false); the best adapter and metrics stay");
+        }
         return result;
     }
 
@@ -225,7 +230,7 @@ public static class Trainer
         var (task, data) = (setup.Task, setup.Data);
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
         return Configure(setup.Model, setup.ModelName, task.Name, task.Kind, task.PrimaryMetric, data.Labels?.Names.ToArray(), classes,
-            setup.CustomTask, o, log);
+            setup.CustomTask, o, log) with { LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair };
     }
 
     /// <summary>
