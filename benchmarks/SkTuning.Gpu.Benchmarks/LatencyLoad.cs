@@ -11,7 +11,7 @@ namespace SkTuning.Gpu.Benchmarks;
 /// A bounded in-process load test of the host API (not BenchmarkDotNet: it measures latency distributions under
 /// concurrency): warm single-sentence latency, throughput and p99 at 1, 8 and 32 concurrent callers, the frozen model in
 /// ONNX Runtime on the same sentence for reference, and the memory a second run costs over a shared model.
-/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N]</c>.
+/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N]</c>.
 /// </summary>
 internal static class LatencyLoad
 {
@@ -21,14 +21,16 @@ internal static class LatencyLoad
     {
         string run = args[0];
         string second = args.Length > 1 && !args[1].StartsWith("--") ? args[1] : run;
-        int seconds = args.SkipWhile(a => a != "--seconds").Skip(1).Select(int.Parse).FirstOrDefault(5);
+        int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).FirstOrDefault(fallback);
+        int seconds = Option("--seconds", 5);
+        var options = new SkTunerOptions { BatchWindow = TimeSpan.FromMilliseconds(Option("--window-ms", 2)), MaxKernelThreads = Option("--threads", -1) };
 
         var (heap0, set0) = Resident();
         var load = Stopwatch.StartNew();
         using var shared = SharedModel.Load(RunFolder.Open(run).ReadConfig<AdapterConfig>().Model, "cpu");
         var (heap1, set1) = Resident();
         long device1 = shared.Backend.Memory.Current;
-        using var tuner = SkTuner.Load(run, shared);
+        using var tuner = SkTuner.Load(run, shared, options);
         Console.WriteLine($"load + warm-up: {load.Elapsed.TotalMilliseconds:F0} ms");
         var (heap2, set2) = Resident();
         long device2 = shared.Backend.Memory.Current;

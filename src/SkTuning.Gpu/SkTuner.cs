@@ -94,6 +94,7 @@ public sealed class SkTuner : IDisposable
         var run = RunFolder.Open(runDirectory);
         var config = run.ReadConfig<AdapterConfig>();
         config.Validate(run.ConfigPath);
+        if (options.MaxKernelThreads is { } threads) Kernels.KernelParallelism.MaxThreads = threads;
         bool owns = shared is null;
         shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log);
         SkTuningModel? tuned = null;

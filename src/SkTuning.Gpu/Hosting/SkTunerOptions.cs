@@ -18,6 +18,12 @@ public sealed class SkTunerOptions
     /// <summary>The most requests one batch runs.</summary>
     public int MaxBatchSize { get; set; } = 32;
 
+    /// <summary>
+    /// When set, caps the threads one CPU kernel uses (<see cref="Kernels.KernelParallelism.MaxThreads"/>, process-wide) so
+    /// that the engine leaves cores to the host's own threads; null leaves it as it is (all cores by default).
+    /// </summary>
+    public int? MaxKernelThreads { get; set; }
+
     /// <summary>Whether loading runs one prediction (JIT compilation, first kernels, buffers) so the first caller gets warm latency.</summary>
     public bool WarmUp { get; set; } = true;
 }
