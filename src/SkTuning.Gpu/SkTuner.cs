@@ -98,20 +98,29 @@ public sealed class SkTuner : IDisposable
         bool owns = shared is null;
         shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log);
         SkTuningModel? tuned = null;
+        SkTuner tuner;
         try
         {
             var weights = run.ReadAdapter(expectedModelHash: shared.Frozen.Hash);
             tuned = TunedModelBuilder.Build(shared.Frozen, config, shared.Backend, log, shared.Weights);
             tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);
             tuned.FixInjection();
-            var tuner = new SkTuner(run, config, shared, owns, tuned, options);
-            if (options.WarmUp) tuner.WarmUp(log);
-            return tuner;
+            tuner = new SkTuner(run, config, shared, owns, tuned, options);
         }
         catch
         {
             tuned?.Dispose();
             if (owns) shared.Dispose();
+            throw;
+        }
+        try
+        {
+            if (options.WarmUp) tuner.WarmUp(log);
+            return tuner;
+        }
+        catch
+        {
+            tuner.Dispose();
             throw;
         }
     }

@@ -44,7 +44,6 @@ internal sealed class MicroBatcher<TInput, TResult> : IDisposable
     public Task<TResult> Submit(TInput input, CancellationToken cancel)
     {
         cancel.ThrowIfCancellationRequested();
-        SkTunerMetrics.Requests.Add(1);
         var request = new Request(input, new TaskCompletionSource<TResult>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
         if (cancel.CanBeCanceled)
             request.Cancellation = cancel.Register(static state =>
@@ -52,7 +51,12 @@ internal sealed class MicroBatcher<TInput, TResult> : IDisposable
                 var (answer, token) = ((TaskCompletionSource<TResult>, CancellationToken))state!;
                 answer.TrySetCanceled(token);
             }, (request.Answer, cancel));
-        if (!_queue.Writer.TryWrite(request)) throw new ObjectDisposedException(nameof(SkTuner));
+        if (!_queue.Writer.TryWrite(request))
+        {
+            request.Cancellation.Dispose();
+            throw new ObjectDisposedException(nameof(SkTuner));
+        }
+        SkTunerMetrics.Requests.Add(1);
         return request.Answer.Task;
     }
 
