@@ -427,7 +427,7 @@ public static class Attention
     {
         nint nMask = (nint)mask, nOut = (nint)output, nProbs = (nint)probs;
         int H = shape.Heads;
-        Parallel.For(0, shape.Batch * H, bh =>
+        Parallel.For(0, shape.Batch * H, KernelParallelism.Options, bh =>
             ForwardHead<TOps, TV>(bh / H, bh % H, a, (float*)nMask, (float*)nOut, (float*)nProbs, shape, maskValue, causal));
     }
 
@@ -436,7 +436,7 @@ public static class Attention
     private static unsafe void RunBackward<TOps, TV>(GradArgs g, AttentionShape shape) where TOps : ISimd<TV> where TV : unmanaged
     {
         int KV = shape.KvHeads;
-        Parallel.For(0, shape.Batch * KV, bkv => BackwardKvHead<TOps, TV>(bkv / KV, bkv % KV, g, shape));
+        Parallel.For(0, shape.Batch * KV, KernelParallelism.Options, bkv => BackwardKvHead<TOps, TV>(bkv / KV, bkv % KV, g, shape));
     }
 
     /// <summary>

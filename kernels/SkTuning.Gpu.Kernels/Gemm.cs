@@ -186,8 +186,8 @@ public static unsafe class Gemm
         };
         if (parallel)
         {
-            Parallel.For(0, job.PackWorkers, job.PackB);
-            Parallel.For(0, mBlocks * nBlocks, job.Compute);
+            Parallel.For(0, job.PackWorkers, KernelParallelism.Options, job.PackB);
+            Parallel.For(0, mBlocks * nBlocks, KernelParallelism.Options, job.Compute);
         }
         else
         {

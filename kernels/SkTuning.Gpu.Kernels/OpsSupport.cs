@@ -65,7 +65,7 @@ internal static class OpsParallel
         }
         else
         {
-            Parallel.For(0, n, body);
+            Parallel.For(0, n, KernelParallelism.Options, body);
         }
     }
 

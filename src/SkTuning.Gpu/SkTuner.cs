@@ -1,5 +1,6 @@
+using Microsoft.Extensions.Logging;
 using SkTuning.Gpu.Data;
-using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Hosting;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Runs;
 using SkTuning.Gpu.Training;
@@ -16,23 +17,33 @@ namespace SkTuning.Gpu;
 public sealed record Prediction(string? Label, int? ClassId, float[]? Probabilities, double? Value, string[]? Words, string[]? WordLabels);
 
 /// <summary>
-/// The library face of a trained run, for hosts that embed a tuned model: load the run folder once, then
-/// <see cref="Predict(string, string?)"/> from any thread. The frozen model must be the one the adapter was
-/// trained on (checked by hash).
+/// The library face of a trained run, for hosts that embed a tuned model: load the run folder once, then predict from any
+/// thread. Loading computes the adapter's output (SK-Prefix keys/values, SK-Prompt rows: constants after training) once
+/// and warms the engine up. Concurrent <see cref="PredictAsync"/> / <see cref="Predict(string, string?)"/> callers are
+/// served by a micro-batcher: requests arriving together run as one engine batch (<see cref="SkTunerOptions"/>), with
+/// the same answers as calls made one at a time. Several runs can share one frozen model (<see cref="SharedModel"/>).
+/// The frozen model must be the one the adapter was trained on (checked by hash). Metrics: <see cref="SkTunerMetrics"/>.
 /// </summary>
 public sealed class SkTuner : IDisposable
 {
-    private readonly Lock _gate = new();
     private readonly SkTuningModel _model;
-    private readonly Backend _backend;
+    private readonly SharedModel _shared;
+    private readonly bool _ownsShared;
+    private readonly int _maxBatchSize;
+    private readonly MicroBatcher<(TextExample Example, EncodedExample Encoded), Prediction> _batcher;
+    // The engine's activations belong to one batch at a time: the batcher's worker and the bulk paths
+    // (PredictBatch, PredictExamples) take turns. Single requests never contend for it one by one.
+    private readonly Lock _engine = new();
 
-    private SkTuner(RunFolder run, AdapterConfig config, FrozenModel frozen, Backend backend, SkTuningModel model)
+    private SkTuner(RunFolder run, AdapterConfig config, SharedModel shared, bool ownsShared, SkTuningModel model, SkTunerOptions options)
     {
         Run = run;
         Config = config;
-        Frozen = frozen;
-        _backend = backend;
+        _shared = shared;
+        _ownsShared = ownsShared;
         _model = model;
+        _maxBatchSize = options.MaxBatchSize;
+        _batcher = new(RunBatch, options.MaxBatchSize, options.BatchWindow);
     }
 
     /// <summary>The run folder.</summary>
@@ -42,7 +53,7 @@ public sealed class SkTuner : IDisposable
     public AdapterConfig Config { get; }
 
     /// <summary>The frozen model.</summary>
-    public FrozenModel Frozen { get; }
+    public FrozenModel Frozen => _shared.Frozen;
 
     /// <summary>The names of the classes (or tags) in class-id order, as <see cref="Prediction.Label"/> shows them; null for regression.</summary>
     public IReadOnlyList<string>? LabelNames => Config.TaskKind == TaskKind.Regression ? null : Config.LabelNames ?? Config.Labels;
@@ -53,39 +64,100 @@ public sealed class SkTuner : IDisposable
     /// <param name="device">auto, cuda or cpu.</param>
     /// <param name="log">One-line messages.</param>
     /// <exception cref="SkTuningException">Not a run folder, unreadable files, or a model whose hash differs from the adapter's.</exception>
-    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null)
+    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null) =>
+        Load(runDirectory, null, new SkTunerOptions { Model = model, Device = device }, log);
+
+    /// <summary>Loads a run folder's adapter and head onto its own copy of the frozen model (<see cref="SkTunerOptions.Model"/>).</summary>
+    /// <param name="runDirectory">The run folder written by training.</param>
+    /// <param name="options">Model, device and batching.</param>
+    /// <param name="logger">Where loading reports (model, backend, warm-up).</param>
+    /// <exception cref="SkTuningException">Not a run folder, unreadable files, or a model whose hash differs from the adapter's.</exception>
+    public static SkTuner Load(string runDirectory, SkTunerOptions options, ILogger<SkTuner>? logger = null) =>
+        Load(runDirectory, null, options, Log(logger));
+
+    /// <summary>
+    /// Loads a run folder's adapter and head over a frozen model already loaded: the run costs its adapter's memory, not the
+    /// model's (LoRA and full fine-tuning runs upload their own weights). <paramref name="model"/> must outlive the tuner.
+    /// </summary>
+    /// <param name="runDirectory">The run folder written by training.</param>
+    /// <param name="model">The shared frozen model and backend.</param>
+    /// <param name="options">Batching (model and device come from <paramref name="model"/>).</param>
+    /// <param name="logger">Where loading reports.</param>
+    /// <exception cref="SkTuningException">Not a run folder, unreadable files, or a model whose hash differs from the adapter's.</exception>
+    public static SkTuner Load(string runDirectory, SharedModel model, SkTunerOptions? options = null, ILogger<SkTuner>? logger = null) =>
+        Load(runDirectory, model, options ?? new SkTunerOptions(), Log(logger));
+
+    private static Action<string>? Log(ILogger? logger) => logger is null ? null : message => logger.LogInformation("{Message}", message);
+
+    private static SkTuner Load(string runDirectory, SharedModel? shared, SkTunerOptions options, Action<string>? log)
     {
         var run = RunFolder.Open(runDirectory);
         var config = run.ReadConfig<AdapterConfig>();
         config.Validate(run.ConfigPath);
-        var frozen = FrozenModel.Load(model ?? config.Model);
-        var weights = run.ReadAdapter(expectedModelHash: frozen.Hash);
-        var backend = BackendFactory.Create(device, log);
+        if (options.MaxKernelThreads is { } threads) Kernels.KernelParallelism.MaxThreads = threads;
+        bool owns = shared is null;
+        shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log);
+        SkTuningModel? tuned = null;
+        SkTuner tuner;
         try
         {
-            var tuned = TunedModelBuilder.Build(frozen, config, backend, log);
+            var weights = run.ReadAdapter(expectedModelHash: shared.Frozen.Hash);
+            tuned = TunedModelBuilder.Build(shared.Frozen, config, shared.Backend, log, shared.Weights);
             tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);
-            return new SkTuner(run, config, frozen, backend, tuned);
+            tuned.FixInjection();
+            tuner = new SkTuner(run, config, shared, owns, tuned, options);
         }
         catch
         {
-            backend.Dispose();
+            tuned?.Dispose();
+            if (owns) shared.Dispose();
+            throw;
+        }
+        try
+        {
+            if (options.WarmUp) tuner.WarmUp(log);
+            return tuner;
+        }
+        catch
+        {
+            tuner.Dispose();
             throw;
         }
     }
 
-    /// <summary>Predicts one text (or sentence pair). Thread-safe.</summary>
-    /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
-    public Prediction Predict(string text, string? pair = null) => Predict([(text, pair)])[0];
+    private void WarmUp(Action<string>? log)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        string pair = Config.TextPairs == true ? "warm up" : null!;
+        // One row and two rows of different lengths: JIT-compiles the single and the padded batch paths.
+        PredictBatch([("warm up", pair), ("warm up the engine", pair)]);
+        Predict("warm up", pair);
+        log?.Invoke($"warm-up: {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
+    }
 
-    /// <summary>Predicts several inputs in batches. Thread-safe.</summary>
+    /// <summary>Predicts one text (or sentence pair), batched with concurrent callers. Thread-safe.</summary>
     /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
-    public IReadOnlyList<Prediction> Predict(IReadOnlyList<(string Text, string? Pair)> inputs)
+    public Prediction Predict(string text, string? pair = null) => PredictAsync(text, pair).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Predicts one text (or sentence pair): queued for the micro-batcher, which runs it with the requests arriving with it.
+    /// Thread-safe. Cancelling <paramref name="cancel"/> before its batch runs cancels the task and drops the request.
+    /// </summary>
+    /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
+    public Task<Prediction> PredictAsync(string text, string? pair = null, CancellationToken cancel = default)
+    {
+        Config.CheckInput(pair, "input");
+        var example = Example(text, pair, "input");
+        var encoded = ExampleEncoder.Encode(Frozen.Tokenizer, [example], Config.TaskKind, Config.MaxTokens, requireTargets: false).Examples[0];
+        return _batcher.Submit((example, encoded), cancel);
+    }
+
+    /// <summary>Predicts many inputs at once, in length-sorted engine batches, in their order. Thread-safe.</summary>
+    /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
+    public IReadOnlyList<Prediction> PredictBatch(IReadOnlyList<(string Text, string? Pair)> inputs)
     {
         for (int i = 0; i < inputs.Count; i++) Config.CheckInput(inputs[i].Pair, $"input {i + 1}");
-        var examples = inputs.Select((x, i) => Config.TaskKind == TaskKind.TokenClassification
-            ? TextExample.ForWords(Words(x.Text), new int[Words(x.Text).Length], $"input {i + 1}")
-            : new TextExample { Text = x.Text, TextPair = x.Pair, Source = $"input {i + 1}" }).ToList();
+        var examples = inputs.Select((x, i) => Example(x.Text, x.Pair, $"input {i + 1}")).ToList();
         var predictions = PredictExamples(examples);
         return examples.Select((e, i) => ToPrediction(predictions, i, e)).ToList();
     }
@@ -94,7 +166,7 @@ public sealed class SkTuner : IDisposable
     public Predictions PredictExamples(IReadOnlyList<TextExample> examples)
     {
         var encoded = ExampleEncoder.Encode(Frozen.Tokenizer, examples, Config.TaskKind, Config.MaxTokens, requireTargets: false);
-        lock (_gate) return Evaluator.Predict(_model, encoded, examples, Trainer.EvalBatchSize, Frozen.Tokenizer.PadId);
+        lock (_engine) return Evaluator.Predict(_model, encoded, examples, Trainer.EvalBatchSize, Frozen.Tokenizer.PadId);
     }
 
     /// <summary>The task's metrics on labelled examples (the same computation as training's dev evaluation).</summary>
@@ -106,6 +178,19 @@ public sealed class SkTuner : IDisposable
         return metrics;
     }
 
+    private IReadOnlyList<Prediction> RunBatch(IReadOnlyList<(TextExample Example, EncodedExample Encoded)> requests)
+    {
+        var examples = requests.Select(r => r.Example).ToList();
+        var encoded = new EncodedDataset(requests.Select(r => r.Encoded).ToList(), 0);
+        Predictions predictions;
+        lock (_engine) predictions = Evaluator.Predict(_model, encoded, examples, _maxBatchSize, Frozen.Tokenizer.PadId);
+        return examples.Select((e, i) => ToPrediction(predictions, i, e)).ToList();
+    }
+
+    private TextExample Example(string text, string? pair, string source) => Config.TaskKind == TaskKind.TokenClassification
+        ? TextExample.ForWords(Words(text), new int[Words(text).Length], source)
+        : new TextExample { Text = text, TextPair = pair, Source = source };
+
     private Prediction ToPrediction(Predictions p, int i, TextExample e) => Config.TaskKind switch
     {
         TaskKind.Regression => new Prediction(null, null, null, p.Values![i], null, null),
@@ -115,10 +200,11 @@ public sealed class SkTuner : IDisposable
 
     private static string[] Words(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
 
-    /// <inheritdoc />
+    /// <summary>Finishes the queued requests, then frees the adapter (and the frozen model when this tuner loaded it).</summary>
     public void Dispose()
     {
+        _batcher.Dispose();
         _model.Dispose();
-        _backend.Dispose();
+        if (_ownsShared) _shared.Dispose();
     }
 }

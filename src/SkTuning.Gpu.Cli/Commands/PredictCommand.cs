@@ -41,7 +41,7 @@ internal static class PredictCommand
             config.Validate(runFolder.ConfigPath);
             foreach (var (_, second, source) in inputs) config.CheckInput(second, source);
             using var tuner = SkTuner.Load(runPath, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log);
-            var predictions = tuner.Predict(inputs.ConvertAll(x => (x.Text, x.Pair)));
+            var predictions = tuner.PredictBatch(inputs.ConvertAll(x => (x.Text, x.Pair)));
             for (int i = 0; i < inputs.Count; i++)
                 Console.WriteLine(JsonSerializer.Serialize(new { text = inputs[i].Text, pair = inputs[i].Pair, prediction = predictions[i] }, Json));
             return 0;

@@ -16,6 +16,8 @@ public sealed class SkTuningModel : IDisposable
     // the batch attends to their keys/values as a shared prefix (null otherwise).
     private readonly TransformerEngine? _promptEngine;
     private readonly DeviceArray<float>? _sharedPrefix, _dSharedPrefix, _promptZero;
+    // Set by FixInjection: the adapter's inference output (prompt rows or prefix K/V), computed once and reused by every Predict.
+    private DeviceView<float>? _fixedInjection;
     private static readonly TokenBatch PromptOnly = new(1, 1, [0], [0], [0f]);
     // Loss, gradient norm and clip scale of the last StepLogCapacity steps, written by the device and read by the host
     // only when it logs them: a step never waits for the device.
@@ -30,7 +32,12 @@ public sealed class SkTuningModel : IDisposable
     /// <param name="adapter">The semantic adapter, or null for a head-only linear probe.</param>
     /// <param name="head">The task head.</param>
     /// <param name="tuning">Whether the transformer itself trains: frozen (default), every weight, or LoRA on query/value.</param>
-    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, IAdapter? adapter, TaskHead head, EngineTuning? tuning = null)
+    /// <param name="sharedWeights">
+    /// A frozen engine on the same backend whose uploaded weights this model reuses instead of uploading its own (frozen tuning
+    /// only; ignored for full fine-tuning and LoRA, whose engines read trainable weights): several models over one frozen model.
+    /// </param>
+    public SkTuningModel(Backend backend, ModelSpec spec, ModelWeights weights, IAdapter? adapter, TaskHead head, EngineTuning? tuning = null,
+        TransformerEngine? sharedWeights = null)
     {
         Backend = backend;
         Adapter = adapter;
@@ -43,6 +50,7 @@ public sealed class SkTuningModel : IDisposable
         Parameters = new TrainableParameters(backend, tensors);
         _engine = Tuning.Full ? new TransformerEngine(backend, spec, Parameters)
             : Tuning.Lora is { } options ? new TransformerEngine(backend, spec, weights, Parameters, options)
+            : sharedWeights is not null ? new TransformerEngine(sharedWeights)
             : new TransformerEngine(backend, spec, weights);
         _dInjection = adapter is null ? null : backend.Allocate(adapter.OutputLength);
         _stepLog = backend.Allocate(StepLogCapacity * StepLogWidth);
@@ -88,8 +96,32 @@ public sealed class SkTuningModel : IDisposable
 
     private int PromptRows => Adapter?.Kind == AdapterKind.Prompt && !SharesPrompt ? Adapter.Tokens : 0;
 
+    /// <summary>
+    /// Computes the adapter's inference output (SK-Prefix K/V, SK-Prompt rows; for causal models the prompt rows' K/V) once, for
+    /// every later <see cref="Predict"/> to reuse: after training it is a constant. The model is then for inference only.
+    /// </summary>
+    public void FixInjection()
+    {
+        if (_fixedInjection is not null || Adapter is null) return;
+        var injection = Adapter.Forward(Parameters, training: false, 0);
+        if (_promptEngine is not null)
+        {
+            _promptEngine.Forward(PromptOnly, prompt: injection, training: false, seed: 0);
+            _promptEngine.PromptKeyValues(_sharedPrefix!.All);
+            injection = _sharedPrefix.All;
+        }
+        _fixedInjection = injection;
+    }
+
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
+        if (_fixedInjection is { } fixedInjection)
+        {
+            if (training) throw new InvalidOperationException("the adapter's output was fixed for inference; the model no longer trains");
+            return Adapter!.Kind == AdapterKind.Prompt && _promptEngine is null
+                ? _engine.Forward(batch, prompt: fixedInjection, training: false, seed: seed)
+                : _engine.Forward(batch, prefix: fixedInjection, training: false, seed: seed);
+        }
         var injection = Adapter?.Forward(Parameters, training, seed) ?? default;
         if (_promptEngine is not null)
         {

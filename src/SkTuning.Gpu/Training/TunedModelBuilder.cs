@@ -25,7 +25,12 @@ public static class TunedModelBuilder
     }
 
     /// <summary>Builds the model of <paramref name="config"/> on <paramref name="backend"/> (parameters uninitialized).</summary>
-    public static SkTuningModel Build(FrozenModel model, AdapterConfig config, Backend backend, Action<string>? log)
+    /// <param name="model">The frozen model.</param>
+    /// <param name="config">The run's configuration.</param>
+    /// <param name="backend">Where it runs.</param>
+    /// <param name="log">One-line messages.</param>
+    /// <param name="sharedWeights">A frozen engine whose uploaded weights the model reuses (see <see cref="SkTuningModel"/>), or null to upload them.</param>
+    public static SkTuningModel Build(FrozenModel model, AdapterConfig config, Backend backend, Action<string>? log, TransformerEngine? sharedWeights = null)
     {
         var o = config.Training;
         IReadOnlyList<float[]>? states = null;
@@ -47,7 +52,7 @@ public static class TunedModelBuilder
             "lora" => EngineTuning.WithLora(new LoraOptions(o.LoraRank, o.LoraAlpha, o.LoraDropout)),
             _ => EngineTuning.Frozen,
         };
-        return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head, tuning);
+        return new SkTuningModel(backend, model.Spec, model.Weights, adapter, head, tuning, sharedWeights);
     }
 
     /// <summary>The catalog's options from the training options.</summary>

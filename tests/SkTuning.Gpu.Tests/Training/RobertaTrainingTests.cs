@@ -54,7 +54,7 @@ public class RobertaTrainingTests
         foreach (var (name, value) in result.Best)
             if (name == "loss") Assert.Equal(value, metrics[name], Math.Abs(value) * 1e-6);
             else Assert.Equal(value, metrics[name]);
-        var predicted = tuner.Predict(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
+        var predicted = tuner.PredictBatch(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
         Assert.Equal(predictions.Classes, predicted.Select(p => p.ClassId!.Value).ToArray());
     }
 }

@@ -94,7 +94,7 @@ public class TrainerTests
         using var tuner = SkTuner.Load(run, device: "cpu");
         var metrics = tuner.Evaluate(task, data, data.Dev, out var predictions);
         foreach (var (name, value) in result.Best) Assert.Equal(value, metrics[name]);
-        var predicted = tuner.Predict(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
+        var predicted = tuner.PredictBatch(data.Dev.Select(e => (e.Text, e.TextPair)).ToList());
         Assert.Equal(predictions.Classes, predicted.Select(p => p.ClassId!.Value).ToArray());
         Assert.All(predicted, p => Assert.Equal(1f, p.Probabilities!.Sum(), 3));
         // The same tuner answers from several threads at once.

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using SkTuning.Gpu;
+using SkTuning.Gpu.Hosting;
+using SkTuning.Gpu.Runs;
+using SkTuning.Gpu.Training;
+
+namespace SkTuning.Gpu.Benchmarks;
+
+/// <summary>
+/// A bounded in-process load test of the host API (not BenchmarkDotNet: it measures latency distributions under
+/// concurrency): warm single-sentence latency, throughput and p99 at 1, 8 and 32 concurrent callers, the frozen model in
+/// ONNX Runtime on the same sentence for reference, and the memory a second run costs over a shared model.
+/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N]</c>.
+/// </summary>
+internal static class LatencyLoad
+{
+    private const string Sentence = "a gripping, beautifully acted film";
+
+    public static void Run(string[] args)
+    {
+        string run = args[0];
+        string second = args.Length > 1 && !args[1].StartsWith("--") ? args[1] : run;
+        int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).FirstOrDefault(fallback);
+        int seconds = Option("--seconds", 5);
+        var options = new SkTunerOptions { BatchWindow = TimeSpan.FromMilliseconds(Option("--window-ms", 2)), MaxKernelThreads = Option("--threads", -1) };
+
+        var (heap0, set0) = Resident();
+        var load = Stopwatch.StartNew();
+        using var shared = SharedModel.Load(RunFolder.Open(run).ReadConfig<AdapterConfig>().Model, "cpu");
+        var (heap1, set1) = Resident();
+        long device1 = shared.Backend.Memory.Current;
+        using var tuner = SkTuner.Load(run, shared, options);
+        Console.WriteLine($"load + warm-up: {load.Elapsed.TotalMilliseconds:F0} ms");
+        var (heap2, set2) = Resident();
+        long device2 = shared.Backend.Memory.Current;
+        using var other = SkTuner.Load(second, shared);
+        var (heap3, set3) = Resident();
+        long device3 = shared.Backend.Memory.Current;
+        Console.WriteLine("| MB | GC heap | engine buffers | working set |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine($"| shared model | {Mb(heap1 - heap0)} | {Mb(device1)} | {Mb(set1 - set0)} |");
+        Console.WriteLine($"| first run | {Mb(heap2 - heap1)} | {Mb(device2 - device1)} | {Mb(set2 - set1)} |");
+        Console.WriteLine($"| second run | {Mb(heap3 - heap2)} | {Mb(device3 - device2)} | {Mb(set3 - set2)} |");
+
+        var single = new List<double>();
+        for (int i = 0; i < 400; i++)
+        {
+            long t = Stopwatch.GetTimestamp();
+            tuner.Predict(Sentence);
+            single.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+        }
+        Console.WriteLine($"single sentence, warm, engine: p50 {P(single, 50):F2} ms, p99 {P(single, 99):F2} ms");
+
+        using (var encoder = shared.Frozen.CreateEncoder(cache: false))
+        {
+            var ort = new List<double>();
+            for (int i = 0; i < 400; i++)
+            {
+                long t = Stopwatch.GetTimestamp();
+                encoder.Encode(Sentence);
+                ort.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+            Console.WriteLine($"single sentence, warm, ORT frozen graph (no prefix, no head): p50 {P(ort, 50):F2} ms, p99 {P(ort, 99):F2} ms");
+        }
+
+        Console.WriteLine("| callers | requests/s | p50 ms | p99 ms | mean batch |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|");
+        foreach (int callers in new[] { 1, 8, 32 }) Load(tuner, callers, TimeSpan.FromSeconds(seconds));
+    }
+
+    private static void Load(SkTuner tuner, int callers, TimeSpan duration)
+    {
+        long batches = 0, rows = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Name == "sktuning.batch_size") l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<int>((_, v, _, _) => { Interlocked.Increment(ref batches); Interlocked.Add(ref rows, v); });
+        listener.Start();
+        var latencies = new List<double>[callers];
+        var clock = Stopwatch.StartNew();
+        var tasks = Enumerable.Range(0, callers).Select(c => Task.Run(async () =>
+        {
+            var mine = latencies[c] = [];
+            while (clock.Elapsed < duration)
+            {
+                long t = Stopwatch.GetTimestamp();
+                await tuner.PredictAsync(Sentence);
+                mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+        })).ToArray();
+        Task.WaitAll(tasks);
+        double elapsed = clock.Elapsed.TotalSeconds;
+        listener.Dispose();
+        var all = latencies.SelectMany(l => l).ToList();
+        Console.WriteLine($"| {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |");
+    }
+
+    private static double P(List<double> values, double percentile)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[Math.Min(sorted.Length - 1, (int)(percentile / 100 * sorted.Length))];
+    }
+
+    private static (long Heap, long WorkingSet) Resident()
+    {
+        GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
+        return (GC.GetTotalMemory(true), Environment.WorkingSet);
+    }
+
+    private static string Mb(long bytes) => (bytes / 1048576.0).ToString("F1");
+}
