@@ -52,15 +52,16 @@ public sealed class SkTuner : IDisposable
     /// <param name="model">The frozen model (default: the one the run names).</param>
     /// <param name="device">auto, cuda or cpu.</param>
     /// <param name="log">One-line messages.</param>
+    /// <param name="weightPrecision">fp32 or bf16: how the frozen model's weight matrices are stored (bf16: CPU backend).</param>
     /// <exception cref="SkTuningException">Not a run folder, unreadable files, or a model whose hash differs from the adapter's.</exception>
-    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null)
+    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null, string weightPrecision = "fp32")
     {
         var run = RunFolder.Open(runDirectory);
         var config = run.ReadConfig<AdapterConfig>();
         config.Validate(run.ConfigPath);
         var frozen = FrozenModel.Load(model ?? config.Model);
         var weights = run.ReadAdapter(expectedModelHash: frozen.Hash);
-        var backend = BackendFactory.Create(device, log);
+        var backend = BackendFactory.Create(device, log, weightPrecision);
         try
         {
             var tuned = TunedModelBuilder.Build(frozen, config, backend, log);

@@ -16,6 +16,7 @@ internal static class BenchCommand
     {
         var model = CommonOptions.Model();
         var device = CommonOptions.Device();
+        var weights = CommonOptions.Weights();
         var batch = new Option<int>("--batch") { Description = "batch size B", DefaultValueFactory = _ => 32 };
         var seq = new Option<int>("--seq") { Description = "sequence length T", DefaultValueFactory = _ => 64 };
         var prefix = new Option<int>("--prefix") { Description = "SK-Prefix length m", DefaultValueFactory = _ => 12 };
@@ -32,7 +33,7 @@ internal static class BenchCommand
             "time the engine against ONNX Runtime's forward at the same shape, for any model family (--model minilm, or an .onnx file or folder: "
             + "BERT, GPT-2, LLaMA); e.g. sktune bench --write-model llama:smollm2-135m --out /tmp/smol/model.onnx, then "
             + "sktune bench --model /tmp/smol --batch 8 --seq 128 --prefix 16 --json")
-            { model, device, batch, seq, prefix, iterations, json, methods, writeModel, output };
+            { model, device, weights, batch, seq, prefix, iterations, json, methods, writeModel, output };
         command.SetAction(CliRunner.Guard(parse =>
         {
             if (parse.GetValue(writeModel) is { } shapeName)
@@ -46,7 +47,7 @@ internal static class BenchCommand
             }
             int b = parse.GetValue(batch), t = parse.GetValue(seq), m = parse.GetValue(prefix), n = parse.GetValue(iterations);
             if (b <= 0 || t <= 0 || m < 0 || n <= 0) throw new SkTuningException($"--batch {b} --seq {t} --prefix {m} --iterations {n}: sizes must be positive");
-            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights)!);
             if (parse.GetValue(methods) is { } list)
             {
                 var frozen = FrozenModel.Load(parse.GetValue(model)!);
