@@ -104,5 +104,6 @@ internal static class BenchCommand
             Console.WriteLine(string.Create(ic, $"{row.Name,-46} {row.Seconds * 1e3,8:F1}ms {rate,8:F1} {100 * rate / r.PeakGflops,6:F1}%  {baseline}"));
         }
         Console.WriteLine(string.Create(ic, $"peak memory {r.PeakMemoryBytes / 1048576.0:F0} MiB; shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
+        Console.WriteLine(string.Create(ic, $"frozen weights ({r.Weights} matrices) on the backend: {r.FrozenWeightBytes / 1048576.0:F1} MiB"));
     }
 }
