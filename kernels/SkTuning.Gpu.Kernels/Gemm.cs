@@ -14,6 +14,9 @@ namespace SkTuning.Gpu.Kernels;
 /// Three versions side by side: fp64 references (<c>…Reference</c>), a fast CPU path (register-blocked
 /// <see cref="Vector512{T}"/> micro-kernel over packed panels, cache blocking over K, <see cref="Parallel"/>
 /// over row/column blocks) and ILGPU kernels (see <c>GemmGpu</c>).
+/// <see cref="NNBf16"/> and <see cref="NTBf16"/> take B
+/// as <see cref="BFloat16"/> words (frozen weights): the packing step widens them to fp32 (exact), so the micro-kernel
+/// and the fp32 accumulation are the same and the result equals the fp32 GEMM on the widened B bit for bit.
 /// With <c>accumulate</c> the product (and bias) is added to C; otherwise C is overwritten.
 /// </summary>
 public static unsafe class Gemm
@@ -93,7 +96,7 @@ public static unsafe class Gemm
     {
         Check("Gemm.NN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, null, n, 1, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -102,7 +105,7 @@ public static unsafe class Gemm
     {
         Check("Gemm.NT", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, 1, k, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, null, 1, k, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -111,7 +114,29 @@ public static unsafe class Gemm
     {
         Check("Gemm.TN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "k*m", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, 1, m, pb, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, 1, m, pb, null, n, 1, pc, pbias, accumulate);
+    }
+
+    /// <summary>
+    /// <see cref="NN"/> with B [K,N] in bf16 (a frozen weight [in, out]), widened to fp32 while packed.
+    /// </summary>
+    public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
+        ReadOnlySpan<float> bias = default, bool accumulate = false)
+    {
+        Check("Gemm.NNBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
+        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
+            Run(m, n, k, pa, k, 1, null, pb, n, 1, pc, pbias, accumulate);
+    }
+
+    /// <summary>
+    /// <see cref="NT"/> with B [N,K] in bf16 (dX = dY·Wᵀ for a frozen weight W [in, out] = [N, K]), widened to fp32 while packed.
+    /// </summary>
+    public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
+        ReadOnlySpan<float> bias = default, bool accumulate = false)
+    {
+        Check("Gemm.NTBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
+        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
+            Run(m, n, k, pa, k, 1, null, pb, 1, k, pc, pbias, accumulate);
     }
 
     internal static void Check(string op, int m, int n, int k, int aLen, int bLen, int cLen, int biasLen, string aShape, string bShape)
@@ -149,7 +174,8 @@ public static unsafe class Gemm
         return (float*)(((nint)p + 63) & ~(nint)63);
     }
 
-    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB,
+    /// <summary>The blocked GEMM; B is read from <paramref name="b"/> (fp32) or, when that is null, from <paramref name="b16"/> (bf16).</summary>
+    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, ushort* b16, int rsB, int csB,
         float* c, float* bias, bool accumulate)
     {
         if (m == 0 || n == 0) return;
@@ -179,7 +205,7 @@ public static unsafe class Gemm
 
         var job = new Job
         {
-            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, RsB = rsB, CsB = csB, Bp = bp,
+            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, B16 = b16, RsB = rsB, CsB = csB, Bp = bp,
             C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = panelsPerBlock, NBlocks = nBlocks,
             Wide = Vector512.IsHardwareAccelerated && !ForceVector256,
             PackWorkers = parallel ? Math.Min(workers, panels) : 1,
@@ -200,6 +226,7 @@ public static unsafe class Gemm
     {
         public int M, N, K, RsA, CsA, RsB, CsB, Panels, PanelsPerBlock, NBlocks, PackWorkers;
         public float* A, B, Bp, C, Bias;
+        public ushort* B16;
         public bool Accumulate, Wide;
 
         /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B.</summary>
@@ -210,6 +237,11 @@ public static unsafe class Gemm
 
         private void PackBPanel(int jp)
         {
+            if (B == null)
+            {
+                PackBPanelBf16(jp);
+                return;
+            }
             int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
             float* dst = Bp + (long)jp * k * NR;
             if (CsB == 1 && cols == NR)
@@ -243,6 +275,36 @@ public static unsafe class Gemm
                 for (int p = 0; p < k; p++)
                     for (int cc = 0; cc < cols; cc++)
                         dst[p * NR + cc] = B[(long)p * RsB + (long)(j0 + cc) * CsB];
+            }
+        }
+
+        /// <summary>As <see cref="PackBPanel"/> from bf16 words: each widened to fp32 by a 16-bit shift into the high half.</summary>
+        private void PackBPanelBf16(int jp)
+        {
+            int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
+            float* dst = Bp + (long)jp * k * NR;
+            if (CsB == 1 && cols == NR)
+            {
+                for (int p = 0; p < k; p++)
+                {
+                    ushort* src = B16 + (long)p * RsB + j0;
+                    float* d = dst + p * NR;
+                    for (int s = 0; s < NR; s += 16)
+                    {
+                        var (lo, hi) = Vector256.Widen(Vector256.Load(src + s));
+                        Vector256.Store(Vector256.ShiftLeft(lo, 16).AsSingle(), d + s);
+                        Vector256.Store(Vector256.ShiftLeft(hi, 16).AsSingle(), d + s + 8);
+                    }
+                }
+                return;
+            }
+            if (cols < NR)
+                new Span<float>(dst, k * NR).Clear();
+            for (int cc = 0; cc < cols; cc++)
+            {
+                ushort* src = B16 + (long)(j0 + cc) * CsB;
+                float* d = dst + cc;
+                for (int p = 0; p < k; p++) d[p * NR] = BFloat16.ToFloat(src[(long)p * RsB]);
             }
         }
 

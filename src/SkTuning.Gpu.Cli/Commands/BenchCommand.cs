@@ -16,6 +16,7 @@ internal static class BenchCommand
     {
         var model = CommonOptions.Model();
         var device = CommonOptions.Device();
+        var weights = CommonOptions.Weights();
         var batch = new Option<int>("--batch") { Description = "batch size B", DefaultValueFactory = _ => 32 };
         var seq = new Option<int>("--seq") { Description = "sequence length T", DefaultValueFactory = _ => 64 };
         var prefix = new Option<int>("--prefix") { Description = "SK-Prefix length m", DefaultValueFactory = _ => 12 };
@@ -32,7 +33,7 @@ internal static class BenchCommand
             "time the engine against ONNX Runtime's forward at the same shape, for any model family (--model minilm, or an .onnx file or folder: "
             + "BERT, GPT-2, LLaMA); e.g. sktune bench --write-model llama:smollm2-135m --out /tmp/smol/model.onnx, then "
             + "sktune bench --model /tmp/smol --batch 8 --seq 128 --prefix 16 --json")
-            { model, device, batch, seq, prefix, iterations, json, methods, writeModel, output };
+            { model, device, weights, batch, seq, prefix, iterations, json, methods, writeModel, output };
         command.SetAction(CliRunner.Guard(parse =>
         {
             if (parse.GetValue(writeModel) is { } shapeName)
@@ -46,7 +47,7 @@ internal static class BenchCommand
             }
             int b = parse.GetValue(batch), t = parse.GetValue(seq), m = parse.GetValue(prefix), n = parse.GetValue(iterations);
             if (b <= 0 || t <= 0 || m < 0 || n <= 0) throw new SkTuningException($"--batch {b} --seq {t} --prefix {m} --iterations {n}: sizes must be positive");
-            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights)!);
             if (parse.GetValue(methods) is { } list)
             {
                 var frozen = FrozenModel.Load(parse.GetValue(model)!);
@@ -103,5 +104,6 @@ internal static class BenchCommand
             Console.WriteLine(string.Create(ic, $"{row.Name,-46} {row.Seconds * 1e3,8:F1}ms {rate,8:F1} {100 * rate / r.PeakGflops,6:F1}%  {baseline}"));
         }
         Console.WriteLine(string.Create(ic, $"peak memory {r.PeakMemoryBytes / 1048576.0:F0} MiB; shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
+        Console.WriteLine(string.Create(ic, $"frozen weights ({r.Weights} matrices) on the backend: {r.FrozenWeightBytes / 1048576.0:F1} MiB"));
     }
 }

@@ -21,4 +21,16 @@ internal static class CommonOptions
         option.AcceptOnlyFromAmong("auto", "cuda", "cpu");
         return option;
     }
+
+    /// <summary><c>--weights fp32|bf16</c>: how the frozen model's weight matrices are stored.</summary>
+    public static Option<string> Weights()
+    {
+        var option = new Option<string>("--weights")
+        {
+            Description = "storage of the frozen model's weight matrices: fp32, or bf16 (half the memory; CPU backend only)",
+            DefaultValueFactory = _ => "fp32",
+        };
+        option.AcceptOnlyFromAmong("fp32", "bf16");
+        return option;
+    }
 }

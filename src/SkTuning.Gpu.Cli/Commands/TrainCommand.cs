@@ -14,6 +14,7 @@ internal static class TrainCommand
     {
         var model = CommonOptions.Model();
         var device = CommonOptions.Device();
+        var weights = CommonOptions.Weights();
         var data = DataOptions.Create();
         var method = new Option<string>("--method")
         {
@@ -51,7 +52,7 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last commit (one stopped before its first commit starts over)" };
         var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
         {
-            model, device, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
+            model, device, weights, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
             checkpointEvery, keepCheckpoint, output, resume,
         };
         data.AddTo(command);
@@ -85,7 +86,7 @@ internal static class TrainCommand
             string modelName = parse.GetValue(model)!;
             CliRunner.Log($"loading {modelName}");
             var frozen = FrozenModel.Load(modelName);
-            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log);
+            using var backend = BackendFactory.Create(parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights)!);
             var progress = new ProgressPrinter();
             var result = Trainer.Train(new TrainingSetup(frozen, modelName, task, taskData, backend, outDir, custom), options,
                 parse.GetValue(resume), CliRunner.Log, progress.Report);

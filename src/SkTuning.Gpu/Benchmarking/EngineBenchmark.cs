@@ -20,7 +20,8 @@ public sealed record BenchRow(string Name, double Seconds, double Gflop, string?
 public sealed record BenchReport(
     string Model, string Device, int Batch, int Seq, int Prefix, int Iterations,
     double OrtForwardS, double EngineForwardS, double TrainStepS,
-    double PeakGflops, long PeakMemoryBytes, long PrefixBytes, IReadOnlyList<BenchRow> Rows);
+    double PeakGflops, long PeakMemoryBytes, long PrefixBytes, IReadOnlyList<BenchRow> Rows,
+    string Weights = "fp32", long FrozenWeightBytes = 0);
 
 /// <summary>
 /// Times the engine against ONNX Runtime on the same model and shape in the same run: forward, an SK-Prefix
@@ -59,6 +60,7 @@ public static class EngineBenchmark
 
         log?.Invoke($"engine forward and SK-Prefix step (per-layer adapter, random init) on {backend.Name}, m={prefix}");
         using var engine = new TransformerEngine(backend, spec, model.Weights);
+        bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
         var shape = new AdapterShape(AdapterKind.Prefix, AdapterMode.PerLayer, prefix, d, L, spec.KvDim);
         // Per-layer mode maps the semantic text's states entering each layer; random [m, d] stand-ins time the same.
         var sources = Enumerable.Range(0, L).Select(_ => Random(rng, prefix * d)).ToArray();
@@ -88,20 +90,21 @@ public static class EngineBenchmark
 
         if (backend is CpuBackend)
         {
-            ModelKernelRows(rows, spec, batch, seq, prefix, iterations, rng, fwd, step, log);
+            ModelKernelRows(rows, spec, batch, seq, prefix, iterations, rng, fwd, step, bf16, log);
             KernelRows(rows, spec, batch, seq, prefix, iterations, rng, log);
         }
 
         return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, ort, fwd, step, peak,
-            Process.GetCurrentProcess().PeakWorkingSet64, shape.OutputLength * 4L, rows);
+            Process.GetCurrentProcess().PeakWorkingSet64, shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", engine.FrozenWeightBytes);
     }
 
     /// <summary>
     /// Where the engine's time goes: the model's own GEMM shapes and attention timed as kernels, times L, against the
-    /// measured forward and step; what remains is norms, RoPE, activations, residuals, the embedding and copies.
+    /// measured forward and step; what remains is norms, RoPE, activations, residuals, the embedding and copies. With
+    /// <paramref name="bf16"/> the weights are bf16 words, as the engine holds them.
     /// </summary>
     private static void ModelKernelRows(List<BenchRow> rows, ModelSpec spec, int batch, int seq, int prefix, int iterations, Random rng,
-        double forward, double step, Action<string>? log)
+        double forward, double step, bool bf16, Action<string>? log)
     {
         int m = batch * seq, d = spec.Hidden, L = spec.Layers, f = spec.FfnSize;
         int qkvw = spec.Heads * spec.HeadSize + 2 * spec.KvDim, fin = spec.Activation == ActivationKind.SwiGlu ? 2 * f : f;
@@ -112,9 +115,11 @@ public static class EngineBenchmark
         foreach (var (n, k) in shapes)
         {
             var a = Random(rng, m * k); var w = Random(rng, k * n); var c = new float[m * n]; var dc = Random(rng, m * n); var da = new float[m * k];
-            gemmForward += Median(iterations, () => Gemm.NN(m, n, k, a, w, c));
+            var w16 = new ushort[w.Length];
+            Kernels.BFloat16.FromFloat(w, w16);
+            gemmForward += Median(iterations, () => { if (bf16) Gemm.NNBf16(m, n, k, a, w16, c); else Gemm.NN(m, n, k, a, w, c); });
             // Prefix training needs only the input gradient dx = dy·Wᵀ (frozen weights).
-            gemmBackward += Median(iterations, () => Gemm.NT(m, k, n, dc, w, da));
+            gemmBackward += Median(iterations, () => { if (bf16) Gemm.NTBf16(m, k, n, dc, w16, da); else Gemm.NT(m, k, n, dc, w, da); });
             gemmGflop += 2.0 * m * n * k / 1e9;
         }
         var shape = new AttentionShape(batch, seq, spec.Heads, spec.HeadSize, prefix, spec.KvHeads);
@@ -126,10 +131,11 @@ public static class EngineBenchmark
         double attForward = Median(iterations, () => Attention.Forward(qkv, pk, pv, mask, output, probs, shape, spec.MaskValue, spec.Causal));
         double attBackward = Median(iterations, () => Attention.Backward(dOut, qkv, pk, pv, probs, dqkv, dpk, dpv, shape));
         double attGflop = AttentionFlops(spec, batch, seq, prefix) / 1e9;
-        rows.Add(new BenchRow($"forward: GEMMs ({L} layers x 4 kernels)", L * gemmForward, L * gemmGflop));
+        string weights = bf16 ? ", bf16 weights" : "";
+        rows.Add(new BenchRow($"forward: GEMMs ({L} layers x 4 kernels{weights})", L * gemmForward, L * gemmGflop));
         rows.Add(new BenchRow($"forward: attention ({L} layers)", L * attForward, L * attGflop));
         rows.Add(new BenchRow("forward: rest (norms, RoPE, activations, residuals, embedding)", Math.Max(0, forward - L * (gemmForward + attForward)), 0));
-        rows.Add(new BenchRow($"backward: input-gradient GEMMs ({L} layers x 4)", L * gemmBackward, L * gemmGflop));
+        rows.Add(new BenchRow($"backward: input-gradient GEMMs ({L} layers x 4{weights})", L * gemmBackward, L * gemmGflop));
         rows.Add(new BenchRow($"backward: attention ({L} layers)", L * attBackward, 2 * L * attGflop));
         rows.Add(new BenchRow("backward: rest (step − forward − the above)", Math.Max(0, step - forward - L * (gemmBackward + attBackward)), 0));
     }

@@ -15,6 +15,14 @@ public abstract class Backend : IDisposable
     /// <summary>Bytes of device memory this backend's arrays hold (weights, activations, parameters, scratch).</summary>
     public MemoryMeter Memory { get; } = new();
 
+    /// <summary>How frozen weight matrices are stored on this backend (<c>--weights</c>); fp32 unless the backend was made for bf16.</summary>
+    public virtual WeightPrecision FrozenWeights => WeightPrecision.Fp32;
+
+    /// <summary>A new array holding <paramref name="host"/> rounded to bf16 (nearest even); only where <see cref="FrozenWeights"/> is bf16.</summary>
+    /// <exception cref="NotSupportedException">This backend reads fp32 weights only.</exception>
+    public virtual DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host) =>
+        throw new NotSupportedException($"the {Name} backend stores frozen weights in fp32 only");
+
     /// <summary>A zeroed float array.</summary>
     public abstract DeviceArray<float> Allocate(int length);
 
@@ -68,6 +76,22 @@ public abstract class Backend : IDisposable
     /// <summary>C = op(A)·op(B) (+ bias) (+= when accumulating).</summary>
     public abstract void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<float> b, DeviceView<float> c,
         DeviceView<float> bias = default, bool accumulate = false);
+
+    /// <summary>
+    /// C = A·op(W) (+ bias) (+= when accumulating) with a weight operand that may be stored in bf16 (frozen weights: only
+    /// the NN forward and the NT input-gradient forms exist for those; a frozen weight takes no gradient).
+    /// </summary>
+    public void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, WeightMatrix b, DeviceView<float> c,
+        DeviceView<float> bias = default, bool accumulate = false)
+    {
+        if (b.IsBf16) GemmBf16(op, m, n, k, a, b.Bf16, c, bias, accumulate);
+        else Gemm(op, m, n, k, a, b.Fp32, c, bias, accumulate);
+    }
+
+    /// <summary>The bf16-weight GEMM behind <see cref="Gemm(GemmOp, int, int, int, DeviceView{float}, WeightMatrix, DeviceView{float}, DeviceView{float}, bool)"/>.</summary>
+    protected virtual void GemmBf16(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<ushort> b, DeviceView<float> c,
+        DeviceView<float> bias, bool accumulate) =>
+        throw new NotSupportedException($"the {Name} backend has no bf16-weight GEMM");
 
     /// <summary>LayerNorm over the last dimension, saving mean and reciprocal std per row.</summary>
     public abstract void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,

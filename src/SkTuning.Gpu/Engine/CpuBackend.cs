@@ -3,10 +3,14 @@ using SkTuning.Gpu.Kernels;
 namespace SkTuning.Gpu.Engine;
 
 /// <summary>The CPU backend: every operation is a SIMD C# kernel over host arrays.</summary>
-public sealed class CpuBackend : Backend
+/// <param name="frozenWeights">How frozen weight matrices are stored (<c>--weights</c>).</param>
+public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.Fp32) : Backend
 {
     /// <inheritdoc />
     public override string Name => "cpu";
+
+    /// <inheritdoc />
+    public override WeightPrecision FrozenWeights => frozenWeights;
 
     private sealed class HostArray<T>(int length) : DeviceArray<T>(length) where T : unmanaged
     {
@@ -25,6 +29,28 @@ public sealed class CpuBackend : Backend
 
     /// <inheritdoc />
     public override DeviceArray<int> AllocateInts(int length) => new HostArray<int>(length).Metered(Memory);
+
+    /// <inheritdoc />
+    public override DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host)
+    {
+        if (frozenWeights != WeightPrecision.Bf16) throw new InvalidOperationException("bf16 upload on a backend made for fp32 weights");
+        var a = new HostArray<ushort>(host.Length);
+        BFloat16.FromFloat(host, a.Data);
+        return a.Metered(Memory);
+    }
+
+    /// <inheritdoc />
+    protected override void GemmBf16(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<ushort> b, DeviceView<float> c,
+        DeviceView<float> bias, bool accumulate)
+    {
+        var w = ((HostArray<ushort>)b.Array!).Data.AsSpan(b.Offset, b.Length);
+        switch (op)
+        {
+            case GemmOp.NN: Kernels.Gemm.NNBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
+            case GemmOp.NT: Kernels.Gemm.NTBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
+            default: throw new ArgumentException($"Gemm {op} with a bf16 weight: frozen weights take no gradient");
+        }
+    }
 
     /// <inheritdoc />
     public override void Upload(ReadOnlySpan<float> source, DeviceView<float> target) => source.CopyTo(Checked(S(target), source.Length));

@@ -25,21 +25,37 @@ internal sealed class DeviceWeights : IDisposable
     public DeviceView<float> FinalNormBeta { get; private init; }
     public DeviceLayer[] Layers { get; private init; } = [];
 
-    /// <summary>Uploads the frozen weights (owned: disposed with this object).</summary>
+    /// <summary>
+    /// Uploads the frozen weights (owned: disposed with this object); the projection matrices in bf16 where the backend's
+    /// <see cref="Backend.FrozenWeights"/> says so, everything else in fp32.
+    /// </summary>
     /// <exception cref="SkTuningException">A weight's size disagrees with the spec.</exception>
     public static DeviceWeights Upload(Backend backend, ModelSpec spec, ModelWeights w)
     {
         var host = EngineParameters.PretrainedTensors(w);
         var owned = new List<IDisposable>();
+        long bytes = 0;
         var result = Build(spec, name =>
         {
             var a = backend.UploadNew(host[name]);
             owned.Add(a);
+            bytes += a.Length * 4L;
+            return a.All;
+        }, name =>
+        {
+            if (backend.FrozenWeights == WeightPrecision.Fp32) return default;
+            var a = backend.UploadBf16(host[name]);
+            owned.Add(a);
+            bytes += a.Length * 2L;
             return a.All;
         });
         result._owned.AddRange(owned);
+        result.Bytes = bytes;
         return result;
     }
+
+    /// <summary>Bytes of the frozen weights this object uploaded and owns (0 for views of trainable parameters).</summary>
+    public long Bytes { get; private set; }
 
     /// <summary>
     /// Views of the engine's named tensors (<see cref="EngineParameters.WeightTensors"/>) in <paramref name="buffer"/>, one of
@@ -57,14 +73,23 @@ internal sealed class DeviceWeights : IDisposable
             if (!info.Shape.SequenceEqual(shapes[name]))
                 throw new SkTuningException($"full fine-tuning: tensor '{name}' is [{string.Join(",", info.Shape)}], expected [{string.Join(",", shapes[name])}]");
             return buffer.Slice(info.Offset, info.Length);
-        });
+        }, _ => default);
     }
 
-    /// <summary>Assembles the roles from <paramref name="view"/>, called once per tensor the spec lists; absent ones stay empty.</summary>
-    private static DeviceWeights Build(ModelSpec spec, Func<string, DeviceView<float>> view)
+    /// <summary>
+    /// Assembles the roles, called once per tensor the spec lists; absent ones stay empty. A projection matrix comes from
+    /// <paramref name="bf16"/> when that gives a non-empty view, else from <paramref name="view"/>.
+    /// </summary>
+    private static DeviceWeights Build(ModelSpec spec, Func<string, DeviceView<float>> view, Func<string, DeviceView<ushort>> bf16)
     {
         var names = EngineParameters.WeightTensors(spec).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         DeviceView<float> V(string name) => names.Contains(name) ? view(name) : default;
+        WeightMatrix M(string name)
+        {
+            if (!names.Contains(name)) return default;
+            var b = bf16(name);
+            return b.IsEmpty ? view(name) : new WeightMatrix(default, b);
+        }
         return new DeviceWeights
         {
             WordEmbeddings = V(EngineParameters.WordEmbeddings),
@@ -75,8 +100,8 @@ internal sealed class DeviceWeights : IDisposable
             Layers = Enumerable.Range(0, spec.Layers).Select(l =>
             {
                 var n = EngineParameters.LayerNames(l);
-                return new DeviceLayer(V(n.QkvWeight), V(n.QkvBias), V(n.AttentionOutputWeight), V(n.AttentionOutputBias),
-                    V(n.AttentionNormGamma), V(n.AttentionNormBeta), V(n.FfnUpWeight), V(n.FfnUpBias), V(n.FfnDownWeight), V(n.FfnDownBias),
+                return new DeviceLayer(M(n.QkvWeight), V(n.QkvBias), M(n.AttentionOutputWeight), V(n.AttentionOutputBias),
+                    V(n.AttentionNormGamma), V(n.AttentionNormBeta), M(n.FfnUpWeight), V(n.FfnUpBias), M(n.FfnDownWeight), V(n.FfnDownBias),
                     V(n.FfnNormGamma), V(n.FfnNormBeta));
             }).ToArray(),
             FinalNormGamma = V(EngineParameters.FinalNormGamma),
@@ -92,9 +117,10 @@ internal sealed class DeviceWeights : IDisposable
 
 /// <summary>
 /// One layer's weights on the device, stored [in, out], by role: the attention branch (fused QKV, output projection, its
-/// norm) and the FFN branch (input projection — fused gate | up with SwiGLU —, output projection, its norm).
+/// norm) and the FFN branch (input projection — fused gate | up with SwiGLU —, output projection, its norm). The four
+/// projection matrices may be stored in bf16 (frozen, <see cref="WeightPrecision.Bf16"/>); in a gradient layout they are fp32.
 /// </summary>
 internal sealed record DeviceLayer(
-    DeviceView<float> Wqkv, DeviceView<float> Bqkv, DeviceView<float> Wo, DeviceView<float> Bo,
-    DeviceView<float> AttnNormGamma, DeviceView<float> AttnNormBeta, DeviceView<float> W1, DeviceView<float> B1,
-    DeviceView<float> W2, DeviceView<float> B2, DeviceView<float> FfnNormGamma, DeviceView<float> FfnNormBeta);
+    WeightMatrix Wqkv, DeviceView<float> Bqkv, WeightMatrix Wo, DeviceView<float> Bo,
+    DeviceView<float> AttnNormGamma, DeviceView<float> AttnNormBeta, WeightMatrix W1, DeviceView<float> B1,
+    WeightMatrix W2, DeviceView<float> B2, DeviceView<float> FfnNormGamma, DeviceView<float> FfnNormBeta);

@@ -152,7 +152,7 @@ internal sealed class Sublayers : IDisposable
         Backend.Gemm(GemmOp.NT, rows, d, d, dOut, w.Wo, dctx);
         if (g is not null)
         {
-            Backend.Gemm(GemmOp.TN, d, d, rows, la.Context.Slice(0, rows * d), dOut, g.Wo, accumulate: true);
+            Backend.Gemm(GemmOp.TN, d, d, rows, la.Context.Slice(0, rows * d), dOut, g.Wo.Fp32, accumulate: true);
             if (!g.Bo.IsEmpty) Backend.BiasBackward(dOut, g.Bo, rows, d);
         }
         Backend.Zero(dqkv);
@@ -183,7 +183,7 @@ internal sealed class Sublayers : IDisposable
         }
         if (g is not null)
         {
-            Backend.Gemm(GemmOp.TN, d, qkvw, rows, input, dqkv, g.Wqkv, accumulate: true);
+            Backend.Gemm(GemmOp.TN, d, qkvw, rows, input, dqkv, g.Wqkv.Fp32, accumulate: true);
             if (!g.Bqkv.IsEmpty) Backend.BiasBackward(dqkv, g.Bqkv, rows, qkvw);
         }
         if (inputGradient) Backend.Gemm(GemmOp.NT, rows, d, qkvw, dqkv, w.Wqkv, dInput, accumulate: true);
@@ -235,7 +235,7 @@ internal sealed class Sublayers : IDisposable
         Backend.Gemm(GemmOp.NT, rows, F, d, dOut, w.W2, dact);
         if (g is not null)
         {
-            Backend.Gemm(GemmOp.TN, F, d, rows, la.FfnAct.Slice(0, rows * F), dOut, g.W2, accumulate: true);
+            Backend.Gemm(GemmOp.TN, F, d, rows, la.FfnAct.Slice(0, rows * F), dOut, g.W2.Fp32, accumulate: true);
             if (!g.B2.IsEmpty) Backend.BiasBackward(dOut, g.B2, rows, d);
         }
         Backend.Zero(dffn);
@@ -248,7 +248,7 @@ internal sealed class Sublayers : IDisposable
         Backend.Gemm(GemmOp.NT, rows, d, Fin, dffn, w.W1, dInput, accumulate: true);
         if (g is not null)
         {
-            Backend.Gemm(GemmOp.TN, d, Fin, rows, input, dffn, g.W1, accumulate: true);
+            Backend.Gemm(GemmOp.TN, d, Fin, rows, input, dffn, g.W1.Fp32, accumulate: true);
             if (!g.B1.IsEmpty) Backend.BiasBackward(dffn, g.B1, rows, Fin);
         }
     }

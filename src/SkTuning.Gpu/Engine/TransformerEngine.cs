@@ -51,6 +51,12 @@ public sealed class TransformerEngine : IDisposable
     }
 
     /// <summary>
+    /// Bytes of the frozen weights this engine uploaded (<see cref="Backend.FrozenWeights"/>: the projection matrices at 2
+    /// bytes per value in bf16); 0 for full fine-tuning and for an engine sharing another's weights.
+    /// </summary>
+    public long FrozenWeightBytes => _ownsWeights ? _w.Bytes : 0;
+
+    /// <summary>
     /// A second frozen engine over <paramref name="frozen"/>'s weights (not copied) with its own activations: runs
     /// causal models' shared SK-Prompt rows (<see cref="PromptKeyValues"/>) beside the engine that runs the batch.
     /// </summary>

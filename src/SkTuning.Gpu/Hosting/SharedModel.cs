@@ -31,11 +31,12 @@ public sealed class SharedModel : IDisposable
     /// <param name="model">Catalog name, .onnx file or model folder.</param>
     /// <param name="device">auto, cuda or cpu.</param>
     /// <param name="log">One-line messages.</param>
+    /// <param name="weightPrecision">fp32 or bf16: how the frozen weight matrices are stored (bf16: CPU backend).</param>
     /// <exception cref="SkTuningException">A missing or unsupported model, or an unknown device.</exception>
-    public static SharedModel Load(string model, string device = "auto", Action<string>? log = null)
+    public static SharedModel Load(string model, string device = "auto", Action<string>? log = null, string weightPrecision = "fp32")
     {
         var frozen = FrozenModel.Load(model);
-        var backend = BackendFactory.Create(device, log);
+        var backend = BackendFactory.Create(device, log, weightPrecision);
         try { return new SharedModel(frozen, backend); }
         catch { backend.Dispose(); throw; }
     }

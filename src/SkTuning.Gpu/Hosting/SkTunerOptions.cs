@@ -9,6 +9,9 @@ public sealed class SkTunerOptions
     /// <summary>auto (CUDA when present, else CPU), cuda or cpu. Ignored when a <see cref="SharedModel"/> is given.</summary>
     public string Device { get; set; } = "auto";
 
+    /// <summary>How the frozen model's weight matrices are stored: fp32, or bf16 (CPU backend; half the memory).</summary>
+    public string WeightPrecision { get; set; } = "fp32";
+
     /// <summary>
     /// How long the batcher waits for more requests after the first one of a batch, when requests are arriving concurrently
     /// (a lone caller never waits: its request runs at once).

@@ -25,6 +25,27 @@ public class VerifyCommandTests
         Assert.Contains("verify: passed", r.Stdout);
     }
 
+    /// <summary>
+    /// <c>--weights bf16</c>: every state within the bf16 tolerance of ONNX Runtime's fp32 but visibly above the fp32 one
+    /// (the matrices really are rounded), the gradient check unchanged; with <c>--device cuda</c> one line, exit 2.
+    /// </summary>
+    [Fact]
+    public void VerifyWithBf16WeightsReportsTheBf16ErrorAgainstFp32()
+    {
+        var r = CliProcess.Run("verify", "--model", Fixture("llama_opset14_gqa_theta500k"), "--device", "cpu", "--weights", "bf16");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("frozen weight matrices in bf16 (vs ONNX Runtime's fp32)", r.Stdout);
+        Assert.Contains("(≤ 0.03)  final hidden states, right-padded", r.Stdout);
+        var final = r.Stdout.Split('\n').Single(l => l.EndsWith("final hidden states, right-padded", StringComparison.Ordinal));
+        double error = double.Parse(final.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(error, 1e-4, 3e-2);
+        Assert.Contains("verify: passed", r.Stdout);
+
+        var cuda = CliProcess.Run("verify", "--model", Fixture("llama_opset14_gqa_theta500k"), "--device", "cuda", "--weights", "bf16");
+        Assert.Equal(2, cuda.ExitCode);
+        Assert.Contains("--weights bf16 --device cuda: bf16 weights run on the CPU backend only", cuda.Stderr);
+    }
+
     [Fact]
     public void VerifyPassesOnARobertaExportWithItsTokenizer()
     {

@@ -1,0 +1,98 @@
+using SkTuning.Gpu.Engine;
+using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
+using SkTuning.Gpu.Tests.Support;
+
+namespace SkTuning.Gpu.Tests.Engine;
+
+/// <summary>
+/// Frozen weights in bf16 on the CPU backend (<see cref="WeightPrecision.Bf16"/>): the engine computes exactly what the
+/// fp32 engine computes on the bf16-rounded projection matrices (forward and the prompt/prefix gradients, bit for bit —
+/// the fp32 engine itself is checked against the fp64 reference elsewhere), stays within bf16's error of the unrounded
+/// model, and stores those matrices in half the bytes.
+/// </summary>
+public class Bf16WeightsTests
+{
+    private static readonly int[] Lengths = [5, 3, 4];
+
+    /// <summary>The weights with the four projection matrices (q, k, v, o, gate, up, down) rounded to bf16.</summary>
+    private static ModelWeights RoundedMatrices(ModelWeights w) => new()
+    {
+        Spec = w.Spec, Embeddings = w.Embeddings, Pooler = w.Pooler, FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta,
+        Layers = w.Layers.Select(l => new LayerWeights
+        {
+            Wq = BFloat16.Round(l.Wq), Bq = l.Bq, Wk = BFloat16.Round(l.Wk), Bk = l.Bk, Wv = BFloat16.Round(l.Wv), Bv = l.Bv,
+            Wo = BFloat16.Round(l.Wo), Bo = l.Bo, AttentionNormGamma = l.AttentionNormGamma, AttentionNormBeta = l.AttentionNormBeta,
+            WGate = BFloat16.Round(l.WGate), W1 = BFloat16.Round(l.W1), B1 = l.B1, W2 = BFloat16.Round(l.W2), B2 = l.B2,
+            FfnNormGamma = l.FfnNormGamma, FfnNormBeta = l.FfnNormBeta,
+        }).ToList(),
+    };
+
+    private sealed record Run(float[] Hidden, float[] DPrompt, float[] DPrefix, long WeightBytes);
+
+    private static Run ForwardBackward(WeightPrecision precision, ModelWeights weights, int seed)
+    {
+        using var backend = new CpuBackend(precision);
+        var spec = weights.Spec;
+        var rng = new Random(seed);
+        var batch = DecoderModels.Batch(rng, Lengths, spec.VocabSize, left: true);
+        int promptLen = 2, prefixLen = 3;
+        var prompt = TestData.Random(rng, promptLen * spec.Hidden);
+        var prefix = TestData.Random(rng, 2 * spec.Layers * prefixLen * spec.KvDim);
+        var dHidden = TestData.Random(rng, batch.Batch * (promptLen + batch.SeqLen) * spec.Hidden);
+        using var engine = new TransformerEngine(backend, spec, weights);
+        using var p = backend.UploadNew(prompt);
+        using var k = backend.UploadNew(prefix);
+        using var dh = backend.UploadNew(dHidden);
+        using var dp = backend.Allocate(prompt.Length);
+        using var dk = backend.Allocate(prefix.Length);
+        var hidden = backend.ToHost(engine.Forward(batch, p.All, k.All));
+        engine.Backward(dh.All, dp.All, dk.All);
+        return new Run(hidden, backend.ToHost(dp.All), backend.ToHost(dk.All), engine.FrozenWeightBytes);
+    }
+
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("gpt2")]
+    public void EqualsTheFp32EngineOnRoundedWeights(string variant)
+    {
+        var weights = DecoderModels.Random(DecoderEngineTests.Options(variant));
+        var bf16 = ForwardBackward(WeightPrecision.Bf16, weights, seed: 9);
+        var rounded = ForwardBackward(WeightPrecision.Fp32, RoundedMatrices(weights), seed: 9);
+        Assert.Equal(rounded.Hidden, bf16.Hidden);
+        Assert.Equal(rounded.DPrompt, bf16.DPrompt);
+        Assert.Equal(rounded.DPrefix, bf16.DPrefix);
+    }
+
+    /// <summary>
+    /// Against the unrounded model: each weight moves by ≤ 2⁻⁸ relative, so outputs move by about that times √(fan-in)
+    /// averaging — the documented bf16 tolerance is 2e-2 normwise (<see cref="SkTuning.Gpu.Verification.ModelVerifier"/>);
+    /// and the error is not zero (the weights really were rounded). Matrices take half the bytes.
+    /// </summary>
+    [Fact]
+    public void StaysWithinBf16ErrorOfFp32AndHalvesTheMatrices()
+    {
+        var weights = DecoderModels.Random(DecoderEngineTests.Options("llama"));
+        var bf16 = ForwardBackward(WeightPrecision.Bf16, weights, seed: 10);
+        var fp32 = ForwardBackward(WeightPrecision.Fp32, weights, seed: 10);
+        foreach (var (name, a, b) in new[] { ("hidden", bf16.Hidden, fp32.Hidden), ("dPrompt", bf16.DPrompt, fp32.DPrompt), ("dPrefix", bf16.DPrefix, fp32.DPrefix) })
+        {
+            double err = TestData.Normwise(a, TestData.ToDouble(b));
+            Assert.True(err is > 1e-5 and < 2e-2, $"{name}: normwise error {err}");
+        }
+        long matrixValues = weights.Layers.Sum(l => (long)l.Wq.Length + l.Wk.Length + l.Wv.Length + l.Wo.Length + l.WGate.Length + l.W1.Length + l.W2.Length);
+        Assert.Equal(fp32.WeightBytes - 2 * matrixValues, bf16.WeightBytes);
+    }
+
+    [Fact]
+    public void WeightGradientOfABf16MatrixIsRefused()
+    {
+        using var backend = new CpuBackend(WeightPrecision.Bf16);
+        using var w = backend.UploadBf16(TestData.Random(new Random(1), 6));
+        using var a = backend.Allocate(6);
+        using var c = backend.Allocate(4);
+        var ex = Assert.Throws<ArgumentException>(() => backend.Gemm(GemmOp.TN, 2, 2, 3, a.All, new WeightMatrix(default, w.All), c.All));
+        Assert.Contains("frozen weights take no gradient", ex.Message);
+        Assert.Throws<InvalidOperationException>(() => new CpuBackend().UploadBf16([1f]));
+    }
+}
