@@ -149,12 +149,7 @@ internal sealed class Sublayers : IDisposable
         var a = _act;
         var dctx = a.DContext.Slice(0, rows * d);
         var dqkv = a.DQkv.Slice(0, rows * qkvw);
-        Backend.Gemm(GemmOp.NT, rows, d, d, dOut, w.Wo, dctx);
-        if (g is not null)
-        {
-            Backend.Gemm(GemmOp.TN, d, d, rows, la.Context.Slice(0, rows * d), dOut, g.Wo.Fp32, accumulate: true);
-            if (!g.Bo.IsEmpty) Backend.BiasBackward(dOut, g.Bo, rows, d);
-        }
+        LinearBackward(rows, d, d, la.Context.Slice(0, rows * d), dOut, w.Wo, dctx, accumulate: false, g?.Wo.Fp32 ?? default, g?.Bo ?? default);
         Backend.Zero(dqkv);
         var (pk, pv) = PrefixViews(_prefix, l);
         var (dpk, dpv) = PrefixViews(_dPrefix, l);
@@ -181,12 +176,7 @@ internal sealed class Sublayers : IDisposable
                 Backend.Accumulate(dpkRotated, dpk);
             }
         }
-        if (g is not null)
-        {
-            Backend.Gemm(GemmOp.TN, d, qkvw, rows, input, dqkv, g.Wqkv.Fp32, accumulate: true);
-            if (!g.Bqkv.IsEmpty) Backend.BiasBackward(dqkv, g.Bqkv, rows, qkvw);
-        }
-        if (inputGradient) Backend.Gemm(GemmOp.NT, rows, d, qkvw, dqkv, w.Wqkv, dInput, accumulate: true);
+        LinearBackward(rows, d, qkvw, input, dqkv, w.Wqkv, inputGradient ? dInput : default, accumulate: true, g?.Wqkv.Fp32 ?? default, g?.Bqkv ?? default);
         if (_lora is not null) LoraBackward(l, rows, input, dqkv, dInput);
     }
 
@@ -232,12 +222,7 @@ internal sealed class Sublayers : IDisposable
         var dact = _act.DFfnAct.Slice(0, rows * F);
         var dffn = _act.DFfn.Slice(0, rows * Fin);
         var ffnIn = la.FfnIn.Slice(0, rows * Fin);
-        Backend.Gemm(GemmOp.NT, rows, F, d, dOut, w.W2, dact);
-        if (g is not null)
-        {
-            Backend.Gemm(GemmOp.TN, F, d, rows, la.FfnAct.Slice(0, rows * F), dOut, g.W2.Fp32, accumulate: true);
-            if (!g.B2.IsEmpty) Backend.BiasBackward(dOut, g.B2, rows, d);
-        }
+        LinearBackward(rows, F, d, la.FfnAct.Slice(0, rows * F), dOut, w.W2, dact, accumulate: false, g?.W2.Fp32 ?? default, g?.B2 ?? default);
         Backend.Zero(dffn);
         switch (Spec.Activation)
         {
@@ -245,12 +230,21 @@ internal sealed class Sublayers : IDisposable
             case ActivationKind.GeluTanh: Backend.GeluTanhBackward(dact, ffnIn, dffn); break;
             default: Backend.SwiGluBackward(dact, ffnIn, dffn, rows, F); break;
         }
-        Backend.Gemm(GemmOp.NT, rows, d, Fin, dffn, w.W1, dInput, accumulate: true);
-        if (g is not null)
-        {
-            Backend.Gemm(GemmOp.TN, d, Fin, rows, input, dffn, g.W1.Fp32, accumulate: true);
-            if (!g.B1.IsEmpty) Backend.BiasBackward(dffn, g.B1, rows, Fin);
-        }
+        LinearBackward(rows, d, Fin, input, dffn, w.W1, dInput, accumulate: true, g?.W1.Fp32 ?? default, g?.B1 ?? default);
+    }
+
+    /// <summary>
+    /// Backward of a projection y = x·W + b ([rows, inWidth] → [rows, outWidth]): dx = dy·Wᵀ (+= with
+    /// <paramref name="accumulate"/>; skipped when dx is empty), and under full fine-tuning (dW not empty) dW += xᵀ·dy and
+    /// dB += the column sums of dy.
+    /// </summary>
+    private void LinearBackward(int rows, int inWidth, int outWidth, DeviceView<float> x, DeviceView<float> dy, WeightMatrix w,
+        DeviceView<float> dx, bool accumulate, DeviceView<float> dW, DeviceView<float> dB)
+    {
+        if (!dx.IsEmpty) Backend.Gemm(GemmOp.NT, rows, inWidth, outWidth, dy, w, dx, accumulate: accumulate);
+        if (dW.IsEmpty) return;
+        Backend.Gemm(GemmOp.TN, inWidth, outWidth, rows, x, dy, dW, accumulate: true);
+        if (!dB.IsEmpty) Backend.BiasBackward(dy, dB, rows, outWidth);
     }
 
     /// <summary>
