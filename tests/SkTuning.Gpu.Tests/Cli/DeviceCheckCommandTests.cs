@@ -30,10 +30,12 @@ public class DeviceCheckCommandTests
         start.Environment["SKTUNE"] = $"dotnet {Path.Combine(AppContext.BaseDirectory, "sktune.dll")}";
         start.Environment["OUT"] = outDir;
         start.Environment["ITERATIONS"] = "1";
+        // The script's 170 s limit is sized for the GPU machine; the simulator under a loaded CI machine may need longer.
+        start.Environment["DEVICE_CHECK_TIMEOUT"] = "600";
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(4))) { process.Kill(true); throw new TimeoutException("device-check.sh"); }
+        if (!process.WaitForExit(TimeSpan.FromMinutes(11))) { process.Kill(true); throw new TimeoutException("device-check.sh"); }
         return new CliProcess.Result(process.ExitCode, stdout.Result, stderr.Result);
     }
 
