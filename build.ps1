@@ -2,7 +2,7 @@
 # Build, test, benchmark or publish SkTuning.Gpu.
 # Runs under PowerShell installed as a local dotnet tool:  dotnet tool restore; dotnet pwsh ./build.ps1 <target>
 param(
-    [ValidateSet('build', 'test', 'bench', 'publish', 'publish-device')]
+    [ValidateSet('build', 'test', 'bench', 'publish', 'publish-device', 'pack')]
     [string] $Target = 'build',
     [string] $Configuration = 'Release',
     [string] $Filter = ''
@@ -29,6 +29,12 @@ switch ($Target) {
     }
     'publish' {
         Invoke-Checked dotnet @('publish', 'src/SkTuning.Gpu.Cli', '-c', 'Release', '-o', '.publish/sktune')
+    }
+    'pack' {
+        # NuGet packages into .publish/packages: SkTuning.Gpu.Kernels and SkTuning.Gpu (+ .snupkg symbols), and the
+        # sktune tool (a pointer package plus one per RID). Builds go to .publish/artifacts, not the repo's bin/ and obj/
+        # (the tool restores ONNX Runtime's CPU package where the repo's build uses the GPU one).
+        Invoke-Checked dotnet @('pack', 'SkTuning.Gpu.sln', '-c', $Configuration, '--artifacts-path', '.publish/artifacts', '-o', '.publish/packages')
     }
     'publish-device' {
         # Self-contained single file for the CUDA check machine (no .NET there; at most 64 MiB travels):
