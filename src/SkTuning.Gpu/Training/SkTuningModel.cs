@@ -113,6 +113,19 @@ public sealed class SkTuningModel : IDisposable
         _fixedInjection = injection;
     }
 
+    /// <summary>
+    /// The adapter's inference output on the host (after <see cref="FixInjection"/>), as the engine consumes it: prompt rows
+    /// [m_p, d] prepended after the embedding layer, or a prefix [L, 2, m, kvDim] with unrotated keys (for causal models'
+    /// shared prompt: the prompt rows' keys and values). Both empty without an adapter.
+    /// </summary>
+    public (float[] Prompt, float[] Prefix) InferenceInjection()
+    {
+        FixInjection();
+        if (_fixedInjection is not { } injection) return ([], []);
+        var host = Backend.ToHost(injection);
+        return PromptRows > 0 ? (host, []) : ([], host);
+    }
+
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
         if (_fixedInjection is { } fixedInjection)
