@@ -1,3 +1,4 @@
+using SkTuning.Gpu.Data;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 
@@ -7,7 +8,7 @@ namespace SkTuning.Gpu.Training;
 /// The trainable SK-Tuning model: semantic adapter (prompt or prefix) → frozen transformer → head. Only the
 /// adapter and head have parameters; the transformer's weights are read-only and get no gradient.
 /// </summary>
-public sealed class SkTuningModel : IDisposable
+public sealed class SkTuningModel : ITunedPredictor
 {
     private readonly TransformerEngine _engine;
     private readonly ModelWeights _weights;
@@ -226,6 +227,12 @@ public sealed class SkTuningModel : IDisposable
 
     /// <summary>Prompt rows before the tokens in token-level outputs.</summary>
     public int SkipRows => PromptRows;
+
+    /// <inheritdoc />
+    TaskKind ITunedPredictor.Kind => Head.Kind;
+
+    /// <inheritdoc />
+    int ITunedPredictor.Classes => Head.Classes;
 
     /// <inheritdoc />
     public void Dispose()
