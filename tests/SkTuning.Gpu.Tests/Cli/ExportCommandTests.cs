@@ -34,10 +34,5 @@ public class ExportCommandTests
         AssertOneLineError(CliProcess.Run("export", "--run", empty, "--format", "onnx", "--out", outDir), "empty-run");
     }
 
-    private static void AssertOneLineError(CliProcess.Result r, string names)
-    {
-        Assert.Equal(2, r.ExitCode);
-        var line = Assert.Single(CliProcess.ErrorLines(r));
-        Assert.Contains(names, line);
-    }
+    private static void AssertOneLineError(CliProcess.Result r, string names) => CliErrorTests.AssertOneLineError(r, names);
 }

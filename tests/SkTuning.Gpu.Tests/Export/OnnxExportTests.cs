@@ -198,6 +198,7 @@ public class OnnxExportTests
     [InlineData("full")]
     [InlineData("prompt")]
     [InlineData("ptuning-v2")]
+    [InlineData("linear")]
     public void BertRunsMatchTheEngine(string method)
     {
         using var dir = new TempDir();
