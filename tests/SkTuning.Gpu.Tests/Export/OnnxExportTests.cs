@@ -6,6 +6,7 @@ using SkTuning.Gpu.Export;
 using SkTuning.Gpu.Import;
 using SkTuning.Gpu.Runs;
 using SkTuning.Gpu.Tests.Data;
+using SkTuning.Gpu.Tests.Support;
 using SkTuning.Gpu.Tests.Training;
 using SkTuning.Gpu.Training;
 
@@ -203,6 +204,21 @@ public class OnnxExportTests
     {
         using var dir = new TempDir();
         var run = Train(dir, BertFolder(dir), method);
+        AssertParity(run, Export(dir, run));
+    }
+
+    [Theory]
+    [InlineData("roberta_opset14", "sk-prefix")]
+    [InlineData("roberta_opset17_no_token_types", "sk-prompt")]
+    public void RobertaRunsMatchTheEngine(string fixture, string method)
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "roberta");
+        Directory.CreateDirectory(folder);
+        foreach (var f in Directory.GetFiles(EncoderFixtures.Folder(fixture)).Where(f => !Path.GetFileName(f).StartsWith("reference")))
+            File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        Assert.NotNull(FrozenModel.Load(folder).Spec.PositionPaddingId);
+        var run = Train(dir, folder, method);
         AssertParity(run, Export(dir, run));
     }
 
