@@ -46,43 +46,56 @@ internal static class LatencyLoad
         Console.WriteLine($"| first run | {Mb(heap2 - heap1)} | {Mb(device2 - device1)} | {Mb(set2 - set1)} |");
         Console.WriteLine($"| second run | {Mb(heap3 - heap2)} | {Mb(device3 - device2)} | {Mb(set3 - set2)} |");
 
-        Single(tuner, "engine");
-
-        using (var encoder = shared.Frozen.CreateEncoder(cache: false))
+        // The run served by ONNX Runtime on its export, measured interleaved with the engine (single calls alternate,
+        // each concurrency level runs on both back to back) so that a shared machine's load falls on both alike.
+        SkTuner? ortTuner = null;
+        if (onnx is not null)
         {
-            var ort = new List<double>();
-            for (int i = 0; i < 400; i++)
+            var ortOptions = new SkTunerOptions
             {
-                long t = Stopwatch.GetTimestamp();
-                encoder.Encode(Sentence);
-                ort.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
-            }
-            Console.WriteLine($"single sentence, warm, ORT frozen graph (no prefix, no head): p50 {P(ort, 50):F2} ms, p99 {P(ort, 99):F2} ms");
+                BatchWindow = options.BatchWindow, MaxKernelThreads = options.MaxKernelThreads, Runtime = SkTunerRuntime.OnnxRuntime, OnnxModel = onnx,
+            };
+            ortTuner = SkTuner.Load(run, ortOptions);
         }
+        using (ortTuner)
+        {
+            Single(ortTuner is null ? [("engine", tuner)] : [("engine", tuner), ("ORT export", ortTuner)]);
 
-        Console.WriteLine("| runtime | callers | requests/s | p50 ms | p99 ms | mean batch |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
-        foreach (int callers in new[] { 1, 8, 32 }) Load(tuner, "engine", callers, TimeSpan.FromSeconds(seconds));
-        if (onnx is null) return;
+            using (var encoder = shared.Frozen.CreateEncoder(cache: false))
+            {
+                var ort = new List<double>();
+                for (int i = 0; i < 400; i++)
+                {
+                    long t = Stopwatch.GetTimestamp();
+                    encoder.Encode(Sentence);
+                    ort.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                }
+                Console.WriteLine($"single sentence, warm, ORT frozen graph (no prefix, no head): p50 {P(ort, 50):F2} ms, p99 {P(ort, 99):F2} ms");
+            }
 
-        options.Runtime = SkTunerRuntime.OnnxRuntime;
-        options.OnnxModel = onnx;
-        using var ortTuner = SkTuner.Load(run, options);
-        Single(ortTuner, "ORT export");
-        foreach (int callers in new[] { 1, 8, 32 }) Load(ortTuner, "ORT export", callers, TimeSpan.FromSeconds(seconds));
+            Console.WriteLine("| runtime | callers | requests/s | p50 ms | p99 ms | mean batch |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+            foreach (int callers in new[] { 1, 8, 32 })
+            {
+                Load(tuner, "engine", callers, TimeSpan.FromSeconds(seconds));
+                if (ortTuner is not null) Load(ortTuner, "ORT export", callers, TimeSpan.FromSeconds(seconds));
+            }
+        }
     }
 
-    /// <summary>Warm single-sentence latency: 400 sequential <see cref="SkTuner.Predict(string, string?)"/> calls.</summary>
-    private static void Single(SkTuner tuner, string name)
+    /// <summary>Warm single-sentence latency: 400 sequential <see cref="SkTuner.Predict(string, string?)"/> calls per tuner, the tuners taking turns.</summary>
+    private static void Single((string Name, SkTuner Tuner)[] tuners)
     {
-        var single = new List<double>();
+        var times = tuners.Select(_ => new List<double>()).ToArray();
         for (int i = 0; i < 400; i++)
-        {
-            long t = Stopwatch.GetTimestamp();
-            tuner.Predict(Sentence);
-            single.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
-        }
-        Console.WriteLine($"single sentence, warm, {name}: p50 {P(single, 50):F2} ms, p99 {P(single, 99):F2} ms");
+            for (int k = 0; k < tuners.Length; k++)
+            {
+                long t = Stopwatch.GetTimestamp();
+                tuners[k].Tuner.Predict(Sentence);
+                times[k].Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+        for (int k = 0; k < tuners.Length; k++)
+            Console.WriteLine($"single sentence, warm, {tuners[k].Name}: p50 {P(times[k], 50):F2} ms, p99 {P(times[k], 99):F2} ms");
     }
 
     private static void Load(SkTuner tuner, string name, int callers, TimeSpan duration)
