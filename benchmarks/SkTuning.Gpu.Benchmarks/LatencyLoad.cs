@@ -10,8 +10,10 @@ namespace SkTuning.Gpu.Benchmarks;
 /// <summary>
 /// A bounded in-process load test of the host API (not BenchmarkDotNet: it measures latency distributions under
 /// concurrency): warm single-sentence latency, throughput and p99 at 1, 8 and 32 concurrent callers, the frozen model in
-/// ONNX Runtime on the same sentence for reference, and the memory a second run costs over a shared model.
-/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N]</c>.
+/// ONNX Runtime on the same sentence for reference, and the memory a second run costs over a shared model. With
+/// <c>--onnx FILE</c> (the run's <c>sktune export --format onnx</c>) the same single-sentence and concurrent measurements
+/// follow for the run served by ONNX Runtime on its export (<see cref="SkTunerRuntime.OnnxRuntime"/>), in the same process.
+/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N] [--onnx FILE]</c>.
 /// </summary>
 internal static class LatencyLoad
 {
@@ -23,6 +25,7 @@ internal static class LatencyLoad
         string second = args.Length > 1 && !args[1].StartsWith("--") ? args[1] : run;
         int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).FirstOrDefault(fallback);
         int seconds = Option("--seconds", 5);
+        string? onnx = args.SkipWhile(a => a != "--onnx").Skip(1).FirstOrDefault();
         var options = new SkTunerOptions { BatchWindow = TimeSpan.FromMilliseconds(Option("--window-ms", 2)), MaxKernelThreads = Option("--threads", -1) };
 
         var (heap0, set0) = Resident();
@@ -43,33 +46,59 @@ internal static class LatencyLoad
         Console.WriteLine($"| first run | {Mb(heap2 - heap1)} | {Mb(device2 - device1)} | {Mb(set2 - set1)} |");
         Console.WriteLine($"| second run | {Mb(heap3 - heap2)} | {Mb(device3 - device2)} | {Mb(set3 - set2)} |");
 
-        var single = new List<double>();
-        for (int i = 0; i < 400; i++)
+        // The run served by ONNX Runtime on its export, measured interleaved with the engine (single calls alternate,
+        // each concurrency level runs on both back to back) so that a shared machine's load falls on both alike.
+        SkTuner? ortTuner = null;
+        if (onnx is not null)
         {
-            long t = Stopwatch.GetTimestamp();
-            tuner.Predict(Sentence);
-            single.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
-        }
-        Console.WriteLine($"single sentence, warm, engine: p50 {P(single, 50):F2} ms, p99 {P(single, 99):F2} ms");
-
-        using (var encoder = shared.Frozen.CreateEncoder(cache: false))
-        {
-            var ort = new List<double>();
-            for (int i = 0; i < 400; i++)
+            var ortOptions = new SkTunerOptions
             {
-                long t = Stopwatch.GetTimestamp();
-                encoder.Encode(Sentence);
-                ort.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
-            }
-            Console.WriteLine($"single sentence, warm, ORT frozen graph (no prefix, no head): p50 {P(ort, 50):F2} ms, p99 {P(ort, 99):F2} ms");
+                BatchWindow = options.BatchWindow, MaxKernelThreads = options.MaxKernelThreads, Runtime = SkTunerRuntime.OnnxRuntime, OnnxModel = onnx,
+            };
+            ortTuner = SkTuner.Load(run, ortOptions);
         }
+        using (ortTuner)
+        {
+            Single(ortTuner is null ? [("engine", tuner)] : [("engine", tuner), ("ORT export", ortTuner)]);
 
-        Console.WriteLine("| callers | requests/s | p50 ms | p99 ms | mean batch |");
-        Console.WriteLine("|---:|---:|---:|---:|---:|");
-        foreach (int callers in new[] { 1, 8, 32 }) Load(tuner, callers, TimeSpan.FromSeconds(seconds));
+            using (var encoder = shared.Frozen.CreateEncoder(cache: false))
+            {
+                var ort = new List<double>();
+                for (int i = 0; i < 400; i++)
+                {
+                    long t = Stopwatch.GetTimestamp();
+                    encoder.Encode(Sentence);
+                    ort.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                }
+                Console.WriteLine($"single sentence, warm, ORT frozen graph (no prefix, no head): p50 {P(ort, 50):F2} ms, p99 {P(ort, 99):F2} ms");
+            }
+
+            Console.WriteLine("| runtime | callers | requests/s | p50 ms | p99 ms | mean batch |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+            foreach (int callers in new[] { 1, 8, 32 })
+            {
+                Load(tuner, "engine", callers, TimeSpan.FromSeconds(seconds));
+                if (ortTuner is not null) Load(ortTuner, "ORT export", callers, TimeSpan.FromSeconds(seconds));
+            }
+        }
     }
 
-    private static void Load(SkTuner tuner, int callers, TimeSpan duration)
+    /// <summary>Warm single-sentence latency: 400 sequential <see cref="SkTuner.Predict(string, string?)"/> calls per tuner, the tuners taking turns.</summary>
+    private static void Single((string Name, SkTuner Tuner)[] tuners)
+    {
+        var times = tuners.Select(_ => new List<double>()).ToArray();
+        for (int i = 0; i < 400; i++)
+            for (int k = 0; k < tuners.Length; k++)
+            {
+                long t = Stopwatch.GetTimestamp();
+                tuners[k].Tuner.Predict(Sentence);
+                times[k].Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+        for (int k = 0; k < tuners.Length; k++)
+            Console.WriteLine($"single sentence, warm, {tuners[k].Name}: p50 {P(times[k], 50):F2} ms, p99 {P(times[k], 99):F2} ms");
+    }
+
+    private static void Load(SkTuner tuner, string name, int callers, TimeSpan duration)
     {
         long batches = 0, rows = 0;
         using var listener = new MeterListener();
@@ -92,7 +121,7 @@ internal static class LatencyLoad
         double elapsed = clock.Elapsed.TotalSeconds;
         listener.Dispose();
         var all = latencies.SelectMany(l => l).ToList();
-        Console.WriteLine($"| {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |");
+        Console.WriteLine($"| {name} | {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |");
     }
 
     private static double P(List<double> values, double percentile)

@@ -22,12 +22,15 @@ public sealed record Prediction(string? Label, int? ClassId, float[]? Probabilit
 /// and warms the engine up. Concurrent <see cref="PredictAsync"/> / <see cref="Predict(string, string?)"/> callers are
 /// served by a micro-batcher: requests arriving together run as one engine batch (<see cref="SkTunerOptions"/>), with
 /// the same answers as calls made one at a time. Several runs can share one frozen model (<see cref="SharedModel"/>).
-/// The frozen model must be the one the adapter was trained on (checked by hash). Metrics: <see cref="SkTunerMetrics"/>.
+/// The frozen model must be the one the adapter was trained on (checked by hash). With
+/// <see cref="SkTunerOptions.Runtime"/> = <see cref="SkTunerRuntime.OnnxRuntime"/> the run's standalone export
+/// (<c>sktune export --format onnx</c>) is served by ONNX Runtime instead, through the same batcher and with the same
+/// results. Metrics: <see cref="SkTunerMetrics"/>.
 /// </summary>
 public sealed class SkTuner : IDisposable
 {
-    private readonly SkTuningModel _model;
-    private readonly SharedModel _shared;
+    private readonly ITunedPredictor _model;
+    private readonly SharedModel? _shared;
     private readonly bool _ownsShared;
     private readonly int _maxBatchSize;
     private readonly MicroBatcher<(TextExample Example, EncodedExample Encoded), Prediction> _batcher;
@@ -35,10 +38,13 @@ public sealed class SkTuner : IDisposable
     // (PredictBatch, PredictExamples) take turns. Single requests never contend for it one by one.
     private readonly Lock _engine = new();
 
-    private SkTuner(RunFolder run, AdapterConfig config, SharedModel shared, bool ownsShared, SkTuningModel model, SkTunerOptions options)
+    private SkTuner(RunFolder run, AdapterConfig config, FrozenModel frozen, SharedModel? shared, bool ownsShared, ITunedPredictor model,
+        SkTunerOptions options)
     {
         Run = run;
         Config = config;
+        Frozen = frozen;
+        Runtime = options.Runtime;
         _shared = shared;
         _ownsShared = ownsShared;
         _model = model;
@@ -52,8 +58,11 @@ public sealed class SkTuner : IDisposable
     /// <summary>The run's configuration.</summary>
     public AdapterConfig Config { get; }
 
-    /// <summary>The frozen model.</summary>
-    public FrozenModel Frozen => _shared.Frozen;
+    /// <summary>The frozen model (with <see cref="SkTunerRuntime.OnnxRuntime"/>: the tokenizer's source).</summary>
+    public FrozenModel Frozen { get; }
+
+    /// <summary>What runs the model: the engine, or ONNX Runtime on the run's export.</summary>
+    public SkTunerRuntime Runtime { get; }
 
     /// <summary>The names of the classes (or tags) in class-id order, as <see cref="Prediction.Label"/> shows them; null for regression.</summary>
     public IReadOnlyList<string>? LabelNames => Config.TaskKind == TaskKind.Regression ? null : Config.LabelNames ?? Config.Labels;
@@ -95,6 +104,7 @@ public sealed class SkTuner : IDisposable
         var run = RunFolder.Open(runDirectory);
         var config = run.ReadConfig<AdapterConfig>();
         config.Validate(run.ConfigPath);
+        if (options.Runtime == SkTunerRuntime.OnnxRuntime) return LoadExport(run, config, shared, options, log);
         if (options.MaxKernelThreads is { } threads) Kernels.KernelParallelism.MaxThreads = threads;
         bool owns = shared is null;
         shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log, options.WeightPrecision);
@@ -106,7 +116,7 @@ public sealed class SkTuner : IDisposable
             tuned = TunedModelBuilder.Build(shared.Frozen, config, shared.Backend, log, shared.Weights);
             tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);
             tuned.FixInjection();
-            tuner = new SkTuner(run, config, shared, owns, tuned, options);
+            tuner = new SkTuner(run, config, shared.Frozen, shared, owns, tuned, options);
         }
         catch
         {
@@ -114,6 +124,24 @@ public sealed class SkTuner : IDisposable
             if (owns) shared.Dispose();
             throw;
         }
+        return WarmedUp(tuner, options, log);
+    }
+
+    /// <summary>The run served by ONNX Runtime on its export: the frozen model is read for its tokenizer only.</summary>
+    private static SkTuner LoadExport(RunFolder run, AdapterConfig config, SharedModel? shared, SkTunerOptions options, Action<string>? log)
+    {
+        if (shared is not null)
+            throw new SkTuningException("a shared model serves the engine runtime; with Runtime = OnnxRuntime the exported file holds the whole model");
+        var path = options.OnnxModel
+            ?? throw new SkTuningException("Runtime = OnnxRuntime needs SkTunerOptions.OnnxModel: the file written by sktune export --format onnx");
+        var frozen = FrozenModel.Load(options.Model ?? config.Model);
+        var model = OrtTunedModel.Load(path, config, options.MaxKernelThreads);
+        log?.Invoke($"serving {path} with ONNX Runtime");
+        return WarmedUp(new SkTuner(run, config, frozen, null, false, model, options), options, log);
+    }
+
+    private static SkTuner WarmedUp(SkTuner tuner, SkTunerOptions options, Action<string>? log)
+    {
         try
         {
             if (options.WarmUp) tuner.WarmUp(log);
@@ -206,6 +234,6 @@ public sealed class SkTuner : IDisposable
     {
         _batcher.Dispose();
         _model.Dispose();
-        if (_ownsShared) _shared.Dispose();
+        if (_ownsShared) _shared?.Dispose();
     }
 }

@@ -54,7 +54,7 @@ public static class PeftExporter
         string peftType = config.Method == "lora" ? "LORA"
             : kind == AdapterKind.Prefix ? "PREFIX_TUNING"
             : kind == AdapterKind.Prompt ? "PROMPT_TUNING"
-            : throw new SkTuningException($"{run.ConfigPath}: method '{config.Method}' has no PEFT adapter form (PEFT covers prefix, prompt and LoRA methods); the ONNX export will cover it");
+            : throw new SkTuningException($"{run.ConfigPath}: method '{config.Method}' has no PEFT adapter form (PEFT covers prefix, prompt and LoRA methods); export it with --format onnx");
         if (peftType == "PROMPT_TUNING" && PromptMismatch(spec) is { } why)
             throw new SkTuningException($"{run.ConfigPath}: a {spec.Family} prompt cannot be written as PEFT PROMPT_TUNING: {why}");
         if (peftType == "LORA" && PeftLayout.LoraModules(spec.Family, 0) is null)

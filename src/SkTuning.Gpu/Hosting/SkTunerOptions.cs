@@ -1,5 +1,15 @@
 namespace SkTuning.Gpu.Hosting;
 
+/// <summary>What runs a loaded run's model.</summary>
+public enum SkTunerRuntime
+{
+    /// <summary>The project's engine (CPU or CUDA backend) on the frozen model, the adapter's output computed at load.</summary>
+    Engine,
+
+    /// <summary>ONNX Runtime (CPU provider) on the run's standalone export (<see cref="SkTunerOptions.OnnxModel"/>).</summary>
+    OnnxRuntime,
+}
+
 /// <summary>How <see cref="SkTuner"/> loads a run and batches concurrent requests.</summary>
 public sealed class SkTunerOptions
 {
@@ -8,6 +18,15 @@ public sealed class SkTunerOptions
 
     /// <summary>auto (CUDA when present, else CPU), cuda or cpu. Ignored when a <see cref="SharedModel"/> is given.</summary>
     public string Device { get; set; } = "auto";
+
+    /// <summary>What runs the model: the engine (default), or ONNX Runtime on <see cref="OnnxModel"/>.</summary>
+    public SkTunerRuntime Runtime { get; set; } = SkTunerRuntime.Engine;
+
+    /// <summary>
+    /// The file written by <c>sktune export --format onnx</c> from this run, served with <see cref="SkTunerRuntime.OnnxRuntime"/>
+    /// (the frozen model then only supplies the tokenizer; <see cref="MaxKernelThreads"/> sets ONNX Runtime's intra-op threads).
+    /// </summary>
+    public string? OnnxModel { get; set; }
 
     /// <summary>How the frozen model's weight matrices are stored: fp32, or bf16 (CPU backend; half the memory).</summary>
     public string WeightPrecision { get; set; } = "fp32";

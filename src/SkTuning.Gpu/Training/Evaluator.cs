@@ -14,10 +14,10 @@ public sealed record Predictions(double Loss, int[]? Classes, float[][]? Probabi
 public static class Evaluator
 {
     /// <summary>Predicts every example; <paramref name="gold"/> supplies the word counts for token classification.</summary>
-    public static Predictions Predict(SkTuningModel model, EncodedDataset data, IReadOnlyList<TextExample>? gold, int batchSize, int padId)
+    public static Predictions Predict(ITunedPredictor model, EncodedDataset data, IReadOnlyList<TextExample>? gold, int batchSize, int padId)
     {
-        var kind = model.Head.Kind;
-        int n = data.Count, C = model.Head.Classes;
+        var kind = model.Kind;
+        int n = data.Count, C = model.Classes;
         var batches = BatchSampler.EvalBatches(data.Lengths(), batchSize);
         var classes = new int[n]; var probs = new float[n][]; var values = new double[n]; var words = new int[n][];
         double lossSum = 0;

@@ -1,3 +1,4 @@
+using SkTuning.Gpu.Data;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
 
@@ -7,7 +8,7 @@ namespace SkTuning.Gpu.Training;
 /// The trainable SK-Tuning model: semantic adapter (prompt or prefix) → frozen transformer → head. Only the
 /// adapter and head have parameters; the transformer's weights are read-only and get no gradient.
 /// </summary>
-public sealed class SkTuningModel : IDisposable
+public sealed class SkTuningModel : ITunedPredictor
 {
     private readonly TransformerEngine _engine;
     private readonly ModelWeights _weights;
@@ -113,6 +114,19 @@ public sealed class SkTuningModel : IDisposable
         _fixedInjection = injection;
     }
 
+    /// <summary>
+    /// The adapter's inference output on the host (after <see cref="FixInjection"/>), as the engine consumes it: prompt rows
+    /// [m_p, d] prepended after the embedding layer, or a prefix [L, 2, m, kvDim] with unrotated keys (for causal models'
+    /// shared prompt: the prompt rows' keys and values). Both empty without an adapter.
+    /// </summary>
+    public (float[] Prompt, float[] Prefix) InferenceInjection()
+    {
+        FixInjection();
+        if (_fixedInjection is not { } injection) return ([], []);
+        var host = Backend.ToHost(injection);
+        return PromptRows > 0 ? (host, []) : ([], host);
+    }
+
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
         if (_fixedInjection is { } fixedInjection)
@@ -213,6 +227,12 @@ public sealed class SkTuningModel : IDisposable
 
     /// <summary>Prompt rows before the tokens in token-level outputs.</summary>
     public int SkipRows => PromptRows;
+
+    /// <inheritdoc />
+    TaskKind ITunedPredictor.Kind => Head.Kind;
+
+    /// <inheritdoc />
+    int ITunedPredictor.Classes => Head.Classes;
 
     /// <inheritdoc />
     public void Dispose()

@@ -144,4 +144,36 @@ public class SkTunerHostTests
         provider.Dispose();
         Assert.ThrowsAny<Exception>(() => tuner.Predict(data.Dev[0].Text));
     }
+
+    [Fact]
+    public async Task OnnxRuntimeOnTheExportAnswersAsTheEngine()
+    {
+        using var dir = new TempDir();
+        var (model, prefix, prompt, data) = Runs(dir);
+        var texts = data.Dev.Select(e => e.Text).ToArray();
+        foreach (var run in new[] { prefix, prompt })
+        {
+            var exported = Path.Combine(dir.Path, Path.GetFileName(run) + ".onnx");
+            Gpu.Export.OnnxExporter.Export(run, exported);
+            using var engine = SkTuner.Load(run, Cpu(model));
+            var options = Cpu(model);
+            options.Runtime = SkTunerRuntime.OnnxRuntime;
+            options.OnnxModel = exported;
+            using var ort = SkTuner.Load(run, options);
+            Assert.Equal(SkTunerRuntime.OnnxRuntime, ort.Runtime);
+            var expected = engine.PredictBatch(texts.Select(t => (t, (string?)null)).ToList());
+            var batched = ort.PredictBatch(texts.Select(t => (t, (string?)null)).ToList());
+            var concurrent = await Task.WhenAll(texts.Select(t => Task.Run(() => ort.PredictAsync(t))));
+            for (int i = 0; i < texts.Length; i++)
+                foreach (var actual in new[] { batched[i], concurrent[i] })
+                {
+                    Assert.Equal(expected[i].Label, actual.Label);
+                    for (int c = 0; c < expected[i].Probabilities!.Length; c++)
+                        Assert.True(Math.Abs(expected[i].Probabilities![c] - actual.Probabilities![c]) <= 1e-5, $"{texts[i]}: class {c}");
+                }
+        }
+        var missing = Cpu(model);
+        missing.Runtime = SkTunerRuntime.OnnxRuntime;
+        Assert.Contains("OnnxModel", Assert.Throws<SkTuningException>(() => SkTuner.Load(prefix, missing)).Message);
+    }
 }
