@@ -103,7 +103,15 @@ internal static class BenchCommand
                 ? string.Create(ic, $"{row.Seconds / b.Seconds:F2}x {b.Name}") : "";
             Console.WriteLine(string.Create(ic, $"{row.Name,-46} {row.Seconds * 1e3,8:F1}ms {rate,8:F1} {100 * rate / r.PeakGflops,6:F1}%  {baseline}"));
         }
-        Console.WriteLine(string.Create(ic, $"peak memory {r.PeakMemoryBytes / 1048576.0:F0} MiB; shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
-        Console.WriteLine(string.Create(ic, $"frozen weights ({r.Weights} matrices) on the backend: {r.FrozenWeightBytes / 1048576.0:F1} MiB"));
+        var m = r.Memory;
+        static string MiB(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:F0} MiB");
+        long parts = m.MatrixBytes + m.EmbeddingBytes + m.OtherWeightBytes + m.ActivationBytes + m.AdapterBytes;
+        Console.WriteLine($"engine peak memory {MiB(m.EnginePeakBytes)} (resident, before ONNX Runtime is loaded{(m.Recompute ? "; --recompute" : "")}): "
+            + $"frozen matrices ({r.Weights}) {MiB(m.MatrixBytes)}, embeddings {MiB(m.EmbeddingBytes)}, other weights {MiB(m.OtherWeightBytes)}, "
+            + $"activations {MiB(m.ActivationBytes)} (B·T·L-dependent), adapter + optimizer {MiB(m.AdapterBytes)}, runtime and the rest {MiB(m.EnginePeakBytes - parts)}");
+        Console.WriteLine(m.OrtPeakBytes > 0
+            ? $"ONNX Runtime afterwards (engine released): peak {MiB(m.OrtPeakBytes)}, {MiB(m.OrtPeakBytes - m.OrtBaselineBytes)} above the {MiB(m.OrtBaselineBytes)} it started from"
+            : $"process peak {MiB(r.PeakMemoryBytes)} (ONNX Runtime included)");
+        Console.WriteLine(string.Create(ic, $"shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
     }
 }

@@ -15,7 +15,7 @@ internal sealed class Activations : IDisposable
         Capacity = capacity;
         int d = spec.Hidden, F = spec.FfnSize, Fin = EngineParameters.FfnInputWidth(spec), qkv = EngineParameters.QkvWidth(spec);
         int tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
-        DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); return a; }
+        DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); Bytes += a.Length * 4L; return a; }
         EmbeddingSum = A(tokRows * d);
         EmbeddingOut = A(tokRows * d);
         EmbeddingMean = A(tokRows);
@@ -46,6 +46,9 @@ internal sealed class Activations : IDisposable
     }
 
     public ForwardShape Capacity { get; }
+
+    /// <summary>Bytes of every buffer here.</summary>
+    public long Bytes { get; private set; }
     public bool Fits(ForwardShape shape) => Capacity.Fits(shape);
 
     /// <summary>Token embeddings before / after their LayerNorm, [B·T, d], and that LayerNorm's statistics.</summary>

@@ -39,14 +39,18 @@ public sealed class TransformerEngine : IDisposable
     private ForwardShape _shape;
     private readonly bool _ownsWeights = true;
 
-    /// <summary>Frozen mode: uploads the weights to the backend; no weight gets a gradient.</summary>
-    public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights)
+    /// <summary>
+    /// Frozen mode: uploads the weights to the backend; no weight gets a gradient. With <paramref name="releaseHostWeights"/>
+    /// the host arrays of <paramref name="weights"/> are dropped as they are uploaded (<see cref="ModelWeights.Released"/>),
+    /// for callers that need nothing else from them: the fp32 model then never sits whole beside its bf16 copy.
+    /// </summary>
+    public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights, bool releaseHostWeights = false)
     {
         Validate(spec);
         _backend = backend;
         Spec = spec;
         _block = TransformerBlock.For(spec);
-        _w = DeviceWeights.Upload(backend, spec, weights);
+        _w = DeviceWeights.Upload(backend, spec, weights, releaseHostWeights);
         _sublayers = new Sublayers(backend, spec, _w, null, null, null);
     }
 
@@ -55,6 +59,18 @@ public sealed class TransformerEngine : IDisposable
     /// bytes per value in bf16); 0 for full fine-tuning and for an engine sharing another's weights.
     /// </summary>
     public long FrozenWeightBytes => _ownsWeights ? _w.Bytes : 0;
+
+    /// <summary>Of <see cref="FrozenWeightBytes"/>: the layers' projection matrices (fp32 or bf16).</summary>
+    public long FrozenMatrixBytes => _ownsWeights ? _w.MatrixBytes : 0;
+
+    /// <summary>Of <see cref="FrozenWeightBytes"/>: the embedding tables (the word table in bf16 under bf16 weights).</summary>
+    public long EmbeddingBytes => _ownsWeights ? _w.EmbeddingBytes : 0;
+
+    /// <summary>
+    /// Bytes of the buffers kept from the last forward for the backward, and the backward's scratch (grows with B·T·L,
+    /// and with the prefix length through the attention probabilities); 0 before the first forward.
+    /// </summary>
+    public long ActivationBytes => _act?.Bytes ?? 0;
 
     /// <summary>
     /// A second frozen engine over <paramref name="frozen"/>'s weights (not copied) with its own activations: runs
@@ -337,7 +353,7 @@ public sealed class TransformerEngine : IDisposable
                 a.EmbeddingRstd.Slice(0, tokRows), dSum, g.EmbeddingNormGamma, g.EmbeddingNormBeta, tokRows);
         }
         _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows), dSum,
-            g.WordEmbeddings, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
+            g.WordEmbeddings.Fp32, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
     }
 
     private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen, Spec.KvHeads);
