@@ -230,7 +230,11 @@ public static class Trainer
         var (task, data) = (setup.Task, setup.Data);
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
         return Configure(setup.Model, setup.ModelName, task.Name, task.Kind, task.PrimaryMetric, data.Labels?.Names.ToArray(), classes,
-            setup.CustomTask, o, log) with { LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair };
+            setup.CustomTask, o, log) with
+        {
+            LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair,
+            Weights = setup.Backend.FrozenWeights == Engine.WeightPrecision.Bf16 ? "bf16" : "fp32",
+        };
     }
 
     /// <summary>
