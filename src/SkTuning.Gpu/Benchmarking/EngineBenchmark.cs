@@ -53,8 +53,14 @@ public sealed record BenchMemory(
 /// </summary>
 public static class EngineBenchmark
 {
-    /// <summary>Runs the benchmark on <paramref name="model"/> (its graph at <see cref="ImportedModel.SourcePath"/>).</summary>
-    public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null)
+    /// <summary>
+    /// Runs the benchmark on <paramref name="model"/> (its graph at <see cref="ImportedModel.SourcePath"/>); its host weights
+    /// are released into the engine (<see cref="ModelWeights.Released"/>). With <paramref name="recompute"/> the step
+    /// recomputes activations (<see cref="TransformerEngine.Recompute"/>); with <paramref name="engineOnly"/> only the engine's
+    /// forward and step are timed (no ONNX Runtime baseline, no kernel rows: <see cref="BenchReport.OrtForwardS"/> is 0).
+    /// </summary>
+    public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null,
+        bool recompute = false, bool engineOnly = false)
     {
         var spec = model.Spec;
         if (seq > spec.MaxTokens) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxTokens} positions");
@@ -78,7 +84,7 @@ public static class EngineBenchmark
         bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
         var shape = new AdapterShape(AdapterKind.Prefix, AdapterMode.PerLayer, prefix, d, L, spec.KvDim);
         long frozenBytes;
-        using (var engine = new TransformerEngine(backend, spec, model.Weights, releaseHostWeights: true))
+        using (var engine = new TransformerEngine(backend, spec, model.Weights, releaseHostWeights: true) { Recompute = recompute })
         {
             // Per-layer mode maps the semantic text's states entering each layer; random [m, d] stand-ins time the same.
             var sources = Enumerable.Range(0, L).Select(_ => Random(rng, prefix * d)).ToArray();
@@ -104,10 +110,15 @@ public static class EngineBenchmark
             });
             frozenBytes = engine.FrozenWeightBytes;
             memory = new BenchMemory(ProcessMemory.PeakBytes(), engine.FrozenMatrixBytes, engine.EmbeddingBytes,
-                engine.FrozenWeightBytes - engine.FrozenMatrixBytes - engine.EmbeddingBytes, engine.ActivationBytes, 16L * parameters.Count);
+                engine.FrozenWeightBytes - engine.FrozenMatrixBytes - engine.EmbeddingBytes, engine.ActivationBytes, 16L * parameters.Count,
+                Recompute: recompute);
         }
-        rows.Add(new BenchRow("engine forward (shared prefix)", fwd, forwardGflop, "onnxruntime forward"));
-        rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, "onnxruntime forward"));
+        string? baseline = engineOnly ? null : "onnxruntime forward";
+        rows.Add(new BenchRow("engine forward (shared prefix)", fwd, forwardGflop, baseline));
+        rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, baseline));
+        if (engineOnly)
+            return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, 0, fwd, step, peak, memory.EnginePeakBytes,
+                shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory };
 
         if (backend is CpuBackend)
         {

@@ -176,6 +176,16 @@ public sealed class TransformerEngine : IDisposable
             throw new ArgumentException($"the trainable parameters live on backend '{parameters.Backend.Name}', not on the engine's '{backend.Name}'");
     }
 
+    /// <summary>
+    /// Activation recomputation (<c>--recompute</c>): the forward keeps only each layer's input, every layer's other
+    /// saved activations share one set of buffers, and the backward reruns layer l's forward from its input just before
+    /// layer l's backward — one more forward per step (less the last layer's, which is still in the buffers) for
+    /// activation memory that no longer grows with L. The kernels are deterministic, so gradients are bit-identical to
+    /// a step without it. Takes effect at the next <see cref="Forward"/>. Not with <see cref="PromptKeyValues"/>, which
+    /// reads every layer's keys.
+    /// </summary>
+    public bool Recompute { get; set; }
+
     /// <summary>True under full fine-tuning: the backward accumulates every weight's gradient.</summary>
     public bool TrainsWeights => _g is not null;
 
@@ -256,6 +266,7 @@ public sealed class TransformerEngine : IDisposable
         int m = _shape.PromptLen, d = Spec.Hidden, kv = Spec.KvDim, qkvw = EngineParameters.QkvWidth(Spec);
         if (!Spec.Causal || m == 0 || _shape.PrefixLen != 0)
             throw new InvalidOperationException("prompt keys/values are shared only in causal models, after a forward with prompt rows and no prefix");
+        if (a.Recompute) throw new InvalidOperationException("prompt keys/values need every layer's keys: not with activation recomputation");
         if (prefix.Length != 2 * Spec.Layers * m * kv)
             throw new ArgumentException($"prefix has {prefix.Length} values, expected 2·L·m·kvDim = 2·{Spec.Layers}·{m}·{kv}");
         _backend.Zero(prefix);
@@ -316,6 +327,10 @@ public sealed class TransformerEngine : IDisposable
         else _backend.Copy(dHidden, dx);
         for (int l = L - 1; l >= 0; l--)
         {
+            // Recomputation: rebuild layer l's saved activations from its kept input (the last layer's are still there);
+            // its output goes to dh, scratch that the block's backward overwrites before reading.
+            if (a.Recompute && l < L - 1)
+                _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dh);
             // Below layer 0 only a prompt or the embedding tables (full fine-tuning) need d(loss)/dx: a prefix-only step skips it.
             bool inputGradient = l > 0 || shape.PromptLen > 0 || _g is not null;
             _block.Backward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dx, dr, dh, inputGradient);
@@ -411,11 +426,11 @@ public sealed class TransformerEngine : IDisposable
 
     private void Prepare(ForwardShape shape)
     {
-        if (_act is not null && _act.Fits(shape)) return;
+        if (_act is not null && _act.Fits(shape, Recompute)) return;
         _act?.Dispose();
         DisposeInputs();
         var cap = _act is null ? shape : ForwardShape.Max(_act.Capacity, shape);
-        _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0);
+        _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0, Recompute);
         _ids = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _types = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);

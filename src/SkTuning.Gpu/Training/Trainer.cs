@@ -90,6 +90,7 @@ public static class Trainer
         log?.Invoke($"data: {train.Count:N0} train, {dev.Count:N0} dev examples; truncated to {config.MaxTokens} tokens: {train.TruncatedCount} train, {dev.TruncatedCount} dev");
 
         using var model = TunedModelBuilder.Build(frozen, config, backend, log);
+        model.Recompute = options.Recompute;
         log?.Invoke($"trainable parameters: {config.TrainableParameters:N0} ({100.0 * config.TrainableParameters / config.ModelParameters:F2}% of the model's {config.ModelParameters:N0})");
         var sampler = new BatchSampler(train.Lengths(), options.BatchSize, options.Seed);
         var history = new RunHistory { PrimaryMetric = config.PrimaryMetric };
