@@ -111,6 +111,8 @@ internal static class BenchCommand
         Console.WriteLine($"engine peak memory {MiB(m.EnginePeakBytes)} (resident, before ONNX Runtime is loaded{(m.Recompute ? "; --recompute" : "")}): "
             + $"frozen matrices ({r.Weights}) {MiB(m.MatrixBytes)}, embeddings {MiB(m.EmbeddingBytes)}, other weights {MiB(m.OtherWeightBytes)}, "
             + $"activations {MiB(m.ActivationBytes)} (B·T·L-dependent), adapter + optimizer {MiB(m.AdapterBytes)}, runtime and the rest {MiB(m.EnginePeakBytes - parts)}");
+        if (m.StepPeakBytes > 0)
+            Console.WriteLine($"while the forward and step ran: peak {MiB(m.StepPeakBytes)}, {MiB(m.StepPeakBytes - m.LoadedBytes)} above the {MiB(m.LoadedBytes)} resident once loaded");
         if (r.OrtForwardS > 0) Console.WriteLine(m.OrtPeakBytes > 0
             ? $"ONNX Runtime afterwards (engine released): peak {MiB(m.OrtPeakBytes)}, {MiB(m.OrtPeakBytes - m.OrtBaselineBytes)} above the {MiB(m.OrtBaselineBytes)} it started from"
             : $"process peak {MiB(r.PeakMemoryBytes)} (ONNX Runtime included)");
