@@ -140,6 +140,33 @@ public static class Embedding
     }
 
     /// <summary>
+    /// CPU forward with the word table stored as bf16 words [V, d] (<see cref="BFloat16"/>): each gathered row is widened
+    /// (exact) before the position and type rows are added, so the result is the fp32 forward on the bf16-rounded table.
+    /// </summary>
+    /// <exception cref="ArgumentException">Sizes disagree, or an id/position/type is outside its table.</exception>
+    public static unsafe void ForwardBf16(ReadOnlySpan<int> ids, ReadOnlySpan<int> types, ReadOnlySpan<int> positions, ReadOnlySpan<ushort> wte,
+        ReadOnlySpan<float> wpe, ReadOnlySpan<float> wtt, Span<float> output, int batch, int seqLen, int dim)
+    {
+        ValidateForward(ids, types, positions, wte.Length, wpe.Length, wtt.Length, output.Length, batch, seqLen, dim);
+        int rows = batch * seqLen;
+        bool hasTypes = !types.IsEmpty, pe = !wpe.IsEmpty, tt = !wtt.IsEmpty;
+        fixed (int* pi = ids, pty = types, pp = positions)
+        fixed (ushort* pte = wte)
+        fixed (float* ppe = wpe, ptt = wtt, po = output)
+        {
+            var I = new OpsPtr<int>(pi); var Ty = new OpsPtr<int>(pty); var P = new OpsPtr<int>(pp);
+            var Te = new OpsPtr<ushort>(pte); var Pe = new OpsPtr<float>(ppe); var Tt = new OpsPtr<float>(ptt); var O = new OpsPtr<float>(po);
+            OpsParallel.For(rows, (long)rows * dim, r =>
+            {
+                var o = O.Span((long)r * dim, dim);
+                BFloat16.ToFloat(Te.Span((long)I[r] * dim, dim), o);
+                if (pe) TensorPrimitives.Add(o, Pe.Span((long)P[r] * dim, dim), o);
+                if (tt) TensorPrimitives.Add(o, Tt.Span((long)(hasTypes ? Ty[r] : 0) * dim, dim), o);
+            });
+        }
+    }
+
+    /// <summary>
     /// CPU backward: <c>dWte[ids[r]] += dOut[r]</c>, <c>dWpe[positions[r]] += dOut[r]</c>, <c>dWtt[types[r]] += dOut[r]</c>; an
     /// empty gradient is skipped. Deterministic: parallel over column blocks, rows visited in order within each block.
     /// </summary>

@@ -72,9 +72,9 @@ public sealed class SkTuner : IDisposable
     /// <param name="model">The frozen model (default: the one the run names).</param>
     /// <param name="device">auto, cuda or cpu.</param>
     /// <param name="log">One-line messages.</param>
-    /// <param name="weightPrecision">fp32 or bf16: how the frozen model's weight matrices are stored (bf16: CPU backend).</param>
+    /// <param name="weightPrecision">fp32 or bf16: how the frozen model's weight matrices are stored (bf16: CPU backend); null: as the run was trained.</param>
     /// <exception cref="SkTuningException">Not a run folder, unreadable files, or a model whose hash differs from the adapter's.</exception>
-    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null, string weightPrecision = "fp32") =>
+    public static SkTuner Load(string runDirectory, string? model = null, string device = "auto", Action<string>? log = null, string? weightPrecision = null) =>
         Load(runDirectory, null, new SkTunerOptions { Model = model, Device = device, WeightPrecision = weightPrecision }, log);
 
     /// <summary>Loads a run folder's adapter and head onto its own copy of the frozen model (<see cref="SkTunerOptions.Model"/>).</summary>
@@ -107,7 +107,9 @@ public sealed class SkTuner : IDisposable
         if (options.Runtime == SkTunerRuntime.OnnxRuntime) return LoadExport(run, config, shared, options, log);
         if (options.MaxKernelThreads is { } threads) Kernels.KernelParallelism.MaxThreads = threads;
         bool owns = shared is null;
-        shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log, options.WeightPrecision);
+        if (owns && options.WeightPrecision is { } asked && !string.Equals(asked, config.Weights, StringComparison.OrdinalIgnoreCase))
+            log?.Invoke($"note: the run was trained with {config.Weights} frozen weights; loading them as {asked} as asked (outputs differ by that rounding)");
+        shared ??= SharedModel.Load(options.Model ?? config.Model, options.Device, log, options.WeightPrecision ?? config.Weights);
         SkTuningModel? tuned = null;
         SkTuner tuner;
         try

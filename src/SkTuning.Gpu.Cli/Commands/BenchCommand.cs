@@ -22,6 +22,8 @@ internal static class BenchCommand
         var prefix = new Option<int>("--prefix") { Description = "SK-Prefix length m", DefaultValueFactory = _ => 12 };
         var iterations = new Option<int>("--iterations") { Description = "timed runs per row (median)", DefaultValueFactory = _ => 7 };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of the table" };
+        var recompute = new Option<bool>("--recompute") { Description = "the SK-Prefix step with activation recomputation (each layer's forward rerun in the backward)" };
+        var engineOnly = new Option<bool>("--engine-only") { Description = "time only the engine's forward and step (no ONNX Runtime baseline, no kernel rows): for large models" };
         var methods = new Option<string?>("--methods") { Description = "instead: time one training step per method (comma-separated, or 'all')" };
         var writeModel = new Option<string?>("--write-model")
         {
@@ -33,7 +35,7 @@ internal static class BenchCommand
             "time the engine against ONNX Runtime's forward at the same shape, for any model family (--model minilm, or an .onnx file or folder: "
             + "BERT, GPT-2, LLaMA); e.g. sktune bench --write-model llama:smollm2-135m --out /tmp/smol/model.onnx, then "
             + "sktune bench --model /tmp/smol --batch 8 --seq 128 --prefix 16 --json")
-            { model, device, weights, batch, seq, prefix, iterations, json, methods, writeModel, output };
+            { model, device, weights, batch, seq, prefix, iterations, json, recompute, engineOnly, methods, writeModel, output };
         command.SetAction(CliRunner.Guard(parse =>
         {
             if (parse.GetValue(writeModel) is { } shapeName)
@@ -59,7 +61,7 @@ internal static class BenchCommand
             // Only the graph is needed (no tokenizer: the inputs are random ids), so random-weight models time too.
             var source = ModelCatalog.Resolve(parse.GetValue(model)!);
             var imported = ModelImporter.Import(OnnxModel.Load(source.OnnxPath));
-            var report = EngineBenchmark.Run(source.Name, imported, backend, b, t, m, n, CliRunner.Log);
+            var report = EngineBenchmark.Run(source.Name, imported, backend, b, t, m, n, CliRunner.Log, parse.GetValue(recompute), parse.GetValue(engineOnly));
             if (parse.GetValue(json))
             {
                 var options = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
@@ -103,7 +105,17 @@ internal static class BenchCommand
                 ? string.Create(ic, $"{row.Seconds / b.Seconds:F2}x {b.Name}") : "";
             Console.WriteLine(string.Create(ic, $"{row.Name,-46} {row.Seconds * 1e3,8:F1}ms {rate,8:F1} {100 * rate / r.PeakGflops,6:F1}%  {baseline}"));
         }
-        Console.WriteLine(string.Create(ic, $"peak memory {r.PeakMemoryBytes / 1048576.0:F0} MiB; shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
-        Console.WriteLine(string.Create(ic, $"frozen weights ({r.Weights} matrices) on the backend: {r.FrozenWeightBytes / 1048576.0:F1} MiB"));
+        var m = r.Memory;
+        static string MiB(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:F0} MiB");
+        long parts = m.MatrixBytes + m.EmbeddingBytes + m.OtherWeightBytes + m.ActivationBytes + m.AdapterBytes;
+        Console.WriteLine($"engine peak memory {MiB(m.EnginePeakBytes)} (resident, before ONNX Runtime is loaded{(m.Recompute ? "; --recompute" : "")}): "
+            + $"frozen matrices ({r.Weights}) {MiB(m.MatrixBytes)}, embeddings {MiB(m.EmbeddingBytes)}, other weights {MiB(m.OtherWeightBytes)}, "
+            + $"activations {MiB(m.ActivationBytes)} (B·T·L-dependent), adapter + optimizer {MiB(m.AdapterBytes)}, runtime and the rest {MiB(m.EnginePeakBytes - parts)}");
+        if (m.StepPeakBytes > 0)
+            Console.WriteLine($"while the forward and step ran: peak {MiB(m.StepPeakBytes)}, {MiB(m.StepPeakBytes - m.LoadedBytes)} above the {MiB(m.LoadedBytes)} resident once loaded");
+        if (r.OrtForwardS > 0) Console.WriteLine(m.OrtPeakBytes > 0
+            ? $"ONNX Runtime afterwards (engine released): peak {MiB(m.OrtPeakBytes)}, {MiB(m.OrtPeakBytes - m.OrtBaselineBytes)} above the {MiB(m.OrtBaselineBytes)} it started from"
+            : $"process peak {MiB(r.PeakMemoryBytes)} (ONNX Runtime included)");
+        Console.WriteLine(string.Create(ic, $"shared prefix {r.PrefixBytes / 1024.0:F0} KiB (independent of B)"));
     }
 }

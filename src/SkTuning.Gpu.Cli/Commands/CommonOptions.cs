@@ -22,13 +22,24 @@ internal static class CommonOptions
         return option;
     }
 
-    /// <summary><c>--weights fp32|bf16</c>: how the frozen model's weight matrices are stored.</summary>
+    /// <summary><c>--weights fp32|bf16</c>: how the frozen model's weight matrices are stored (default fp32).</summary>
     public static Option<string> Weights()
     {
         var option = new Option<string>("--weights")
         {
             Description = "storage of the frozen model's weight matrices: fp32, or bf16 (half the memory; CPU backend only)",
             DefaultValueFactory = _ => "fp32",
+        };
+        option.AcceptOnlyFromAmong("fp32", "bf16");
+        return option;
+    }
+
+    /// <summary><c>--weights fp32|bf16</c> for a trained run: unset means as the run was trained (its config's <c>weights</c>).</summary>
+    public static Option<string?> RunWeights()
+    {
+        var option = new Option<string?>("--weights")
+        {
+            Description = "storage of the frozen model's weight matrices: fp32 or bf16 (default: as the run was trained; another value is allowed, with a note)",
         };
         option.AcceptOnlyFromAmong("fp32", "bf16");
         return option;

@@ -13,11 +13,11 @@ internal static class EvalCommand
         var data = new Option<string?>("--data") { Description = "data folder for named tasks (default ../shared/data); for custom tasks a labelled file to evaluate" };
         var model = new Option<string?>("--model") { Description = "frozen model (default: the one the run was trained on)" };
         var device = CommonOptions.Device();
-        var weights = CommonOptions.Weights();
+        var weights = CommonOptions.RunWeights();
         var command = new Command("eval", "evaluate a trained run on dev data") { run, data, model, device, weights };
         command.SetAction(CliRunner.Guard(parse =>
         {
-            using var tuner = SkTuner.Load(parse.GetValue(run)!, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights)!);
+            using var tuner = SkTuner.Load(parse.GetValue(run)!, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights));
             var config = tuner.Config;
             string? dataOption = parse.GetValue(data);
             TaskSpec task;

@@ -21,7 +21,7 @@ internal static class PredictCommand
         var file = new Option<string?>("--file") { Description = "a UTF-8 file with one text per line (pairs: text<TAB>pair)" };
         var model = new Option<string?>("--model") { Description = "frozen model (default: the one the run was trained on)" };
         var device = CommonOptions.Device();
-        var weights = CommonOptions.Weights();
+        var weights = CommonOptions.RunWeights();
         var command = new Command("predict", "predict with a trained run; prints one JSON object per input") { run, text, pair, file, model, device, weights };
         command.SetAction(CliRunner.Guard(parse =>
         {
@@ -41,7 +41,7 @@ internal static class PredictCommand
             var config = runFolder.ReadConfig<Training.AdapterConfig>();
             config.Validate(runFolder.ConfigPath);
             foreach (var (_, second, source) in inputs) config.CheckInput(second, source);
-            using var tuner = SkTuner.Load(runPath, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights)!);
+            using var tuner = SkTuner.Load(runPath, parse.GetValue(model), parse.GetValue(device)!, CliRunner.Log, parse.GetValue(weights));
             var predictions = tuner.PredictBatch(inputs.ConvertAll(x => (x.Text, x.Pair)));
             for (int i = 0; i < inputs.Count; i++)
                 Console.WriteLine(JsonSerializer.Serialize(new { text = inputs[i].Text, pair = inputs[i].Pair, prediction = predictions[i] }, Json));

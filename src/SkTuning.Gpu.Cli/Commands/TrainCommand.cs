@@ -48,12 +48,16 @@ internal static class TrainCommand
             Description = "true: a finished run keeps its resume state (parameters and AdamW moments) in checkpoint/; false: it is dropped at the end (the best adapter and metrics stay; --resume then has nothing to resume)",
             DefaultValueFactory = _ => d.KeepCheckpoint,
         };
+        var recompute = new Option<bool>("--recompute")
+        {
+            Description = "activation recomputation: keep each layer's input only and rerun its forward in the backward (less memory, about one more forward per step; same gradients)",
+        };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/TASK-METHOD)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last commit (one stopped before its first commit starts over)" };
         var command = new Command("train", "SK-Tuning: train an adapter and head on a task (default: SK-Prefix on SST-2 with MiniLM)")
         {
             model, device, weights, method, mode, source, text, init, pooling, steps, batch, lr, warmup, decay, clip, dropout, seed, evalEvery, patience,
-            checkpointEvery, keepCheckpoint, output, resume,
+            checkpointEvery, keepCheckpoint, recompute, output, resume,
         };
         data.AddTo(command);
         command.SetAction(CliRunner.Guard(parse =>
@@ -78,7 +82,7 @@ internal static class TrainCommand
                 LearningRate = parse.GetValue(lr) ?? d.LearningRate, WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
                 MaxGradNorm = parse.GetValue(clip), Dropout = parse.GetValue(dropout), Seed = parse.GetValue(seed),
                 EvalEvery = parse.GetValue(evalEvery), Patience = parse.GetValue(patience),
-                CheckpointEvery = parse.GetValue(checkpointEvery), KeepCheckpoint = parse.GetValue(keepCheckpoint),
+                CheckpointEvery = parse.GetValue(checkpointEvery), KeepCheckpoint = parse.GetValue(keepCheckpoint), Recompute = parse.GetValue(recompute),
             };
             if (!methodName.StartsWith("sk-", StringComparison.Ordinal)) options = MethodDefaults.For(methodName, options, parse.GetValue(lr));
             options.Validate();

@@ -21,7 +21,33 @@ public sealed record BenchReport(
     string Model, string Device, int Batch, int Seq, int Prefix, int Iterations,
     double OrtForwardS, double EngineForwardS, double TrainStepS,
     double PeakGflops, long PeakMemoryBytes, long PrefixBytes, IReadOnlyList<BenchRow> Rows,
-    string Weights = "fp32", long FrozenWeightBytes = 0);
+    string Weights = "fp32", long FrozenWeightBytes = 0)
+{
+    /// <summary>Where the engine's memory goes (all zero when not measured).</summary>
+    public BenchMemory Memory { get; init; } = new();
+}
+
+/// <summary>
+/// The engine's memory in <c>sktune bench</c>: its process peak measured before ONNX Runtime is loaded (import, upload,
+/// forward and SK-Prefix step), what it is made of, and ONNX Runtime's own peak afterwards (the engine released first).
+/// </summary>
+/// <param name="EnginePeakBytes">Peak resident memory (VmHWM) of the process up to the end of the engine's step timing.</param>
+/// <param name="MatrixBytes">The layers' frozen projection matrices as stored (fp32 or bf16).</param>
+/// <param name="EmbeddingBytes">The embedding tables (the word table in bf16 under bf16 weights).</param>
+/// <param name="OtherWeightBytes">The other frozen weights: norms, biases.</param>
+/// <param name="ActivationBytes">What the forward keeps for the backward plus the backward's scratch (grows with B·T·L).</param>
+/// <param name="AdapterBytes">The adapter's trainable values, gradients and AdamW moments (4 floats per parameter).</param>
+/// <param name="OrtBaselineBytes">Resident memory when ONNX Runtime's session is created (the engine disposed).</param>
+/// <param name="OrtPeakBytes">Peak resident memory while ONNX Runtime loads and runs; its own share is the difference to the baseline.</param>
+/// <param name="Recompute">Whether the step recomputed each layer's forward in the backward (<c>--recompute</c>).</param>
+/// <param name="LoadedBytes">Resident memory once the engine is loaded, before the first forward.</param>
+/// <param name="StepPeakBytes">
+/// Peak resident memory while the forward and the step run (the high-water mark reset after loading; 0 where it cannot
+/// be): the loaded model plus what the steps add — the number activation recomputation lowers.
+/// </param>
+public sealed record BenchMemory(
+    long EnginePeakBytes = 0, long MatrixBytes = 0, long EmbeddingBytes = 0, long OtherWeightBytes = 0, long ActivationBytes = 0,
+    long AdapterBytes = 0, long OrtBaselineBytes = 0, long OrtPeakBytes = 0, bool Recompute = false, long LoadedBytes = 0, long StepPeakBytes = 0);
 
 /// <summary>
 /// Times the engine against ONNX Runtime on the same model and shape in the same run: forward, an SK-Prefix
@@ -32,8 +58,14 @@ public sealed record BenchReport(
 /// </summary>
 public static class EngineBenchmark
 {
-    /// <summary>Runs the benchmark on <paramref name="model"/> (its graph at <see cref="ImportedModel.SourcePath"/>).</summary>
-    public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null)
+    /// <summary>
+    /// Runs the benchmark on <paramref name="model"/> (its graph at <see cref="ImportedModel.SourcePath"/>); its host weights
+    /// are released into the engine (<see cref="ModelWeights.Released"/>). With <paramref name="recompute"/> the step
+    /// recomputes activations (<see cref="TransformerEngine.Recompute"/>); with <paramref name="engineOnly"/> only the engine's
+    /// forward and step are timed (no ONNX Runtime baseline, no kernel rows: <see cref="BenchReport.OrtForwardS"/> is 0).
+    /// </summary>
+    public static BenchReport Run(string name, ImportedModel model, Backend backend, int batch, int seq, int prefix, int iterations, Action<string>? log = null,
+        bool recompute = false, bool engineOnly = false)
     {
         var spec = model.Spec;
         if (seq > spec.MaxTokens) throw new SkTuningException($"--seq {seq} is longer than the model's {spec.MaxTokens} positions");
@@ -45,8 +77,71 @@ public static class EngineBenchmark
 
         log?.Invoke("measuring the machine's fp32 FMA peak");
         double peak = MachinePeak.MeasureGflops();
+        double forwardGflop = ForwardFlops(spec, batch, seq, prefix) / 1e9;
+        double stepGflop = forwardGflop + (BackwardFlops(spec, batch, seq, prefix) + 3 * AdapterFlops(spec, prefix)) / 1e9;
+
+        // The engine runs first, before ONNX Runtime is loaded, so the process's peak up to here is the engine's own
+        // (import, upload, forward, step); the host weights are released as they are uploaded — only the graph's path is
+        // needed afterwards.
+        log?.Invoke($"engine forward and SK-Prefix step (per-layer adapter, random init) on {backend.Name}, m={prefix}");
+        double fwd, step;
+        BenchMemory memory;
+        bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
+        var shape = new AdapterShape(AdapterKind.Prefix, AdapterMode.PerLayer, prefix, d, L, spec.KvDim);
+        long frozenBytes;
+        using (var engine = new TransformerEngine(backend, spec, model.Weights, releaseHostWeights: true) { Recompute = recompute })
+        {
+            // Per-layer mode maps the semantic text's states entering each layer; random [m, d] stand-ins time the same.
+            var sources = Enumerable.Range(0, L).Select(_ => Random(rng, prefix * d)).ToArray();
+            using var adapter = new SemanticAdapter(backend, shape, sources, dropout: 0.1f, init: AdapterInit.Random);
+            using var parameters = new TrainableParameters(backend, adapter.Tensors());
+            adapter.Initialize(parameters, new Random(7));
+            using var dPrefix = backend.Allocate(shape.OutputLength);
+            using var dHidden = backend.Allocate(batch * seq * d);
+            var dh = Random(rng, batch * seq * d);
+            for (int i = 0; i < dh.Length; i++) dh[i] *= 1e-3f;
+            backend.Upload(dh, dHidden.All);
+            var fixedPrefix = adapter.Forward(parameters, training: false, 0);
+            // The load's peak so far (import, conversion) is kept; the steps' own peak is measured from here.
+            long loadPeak = ProcessMemory.PeakBytes();
+            // Aggressive: the released host weights' memory goes back to the system, so that what the steps allocate shows.
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            long loaded = ProcessMemory.CurrentBytes();
+            bool stepPeak = ProcessMemory.ResetPeak();
+            fwd = Median(iterations, () => { engine.Forward(tokens, default, fixedPrefix); backend.Synchronize(); });
+            ulong seed = 0;
+            step = Median(iterations, () =>
+            {
+                parameters.ZeroGradients();
+                var p = adapter.Forward(parameters, training: true, ++seed);
+                engine.Forward(tokens, default, p);
+                engine.Backward(dHidden.All, default, dPrefix.All);
+                adapter.Backward(parameters, dPrefix.All);
+                backend.Synchronize();
+            });
+            frozenBytes = engine.FrozenWeightBytes;
+            long afterSteps = ProcessMemory.PeakBytes();
+            memory = new BenchMemory(Math.Max(loadPeak, afterSteps), engine.FrozenMatrixBytes, engine.EmbeddingBytes,
+                engine.FrozenWeightBytes - engine.FrozenMatrixBytes - engine.EmbeddingBytes, engine.ActivationBytes, 16L * parameters.Count,
+                Recompute: recompute, LoadedBytes: loaded, StepPeakBytes: stepPeak ? afterSteps : 0);
+        }
+        string? baseline = engineOnly ? null : "onnxruntime forward";
+        rows.Add(new BenchRow("engine forward (shared prefix)", fwd, forwardGflop, baseline));
+        rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, baseline));
+        if (engineOnly)
+            return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, 0, fwd, step, peak, memory.EnginePeakBytes,
+                shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory };
+
+        if (backend is CpuBackend)
+        {
+            ModelKernelRows(rows, spec, batch, seq, prefix, iterations, rng, fwd, step, bf16, log);
+            KernelRows(rows, spec, batch, seq, prefix, iterations, rng, log);
+        }
 
         log?.Invoke($"ONNX Runtime forward, B={batch} T={seq}");
+        GC.Collect();
+        long ortBaseline = ProcessMemory.CurrentBytes();
+        bool ownPeak = ProcessMemory.ResetPeak();
         double ort;
         using (var session = OrtSessions.Create(model.SourcePath, log: log))
         {
@@ -55,47 +150,12 @@ public static class EngineBenchmark
             var output = session.OutputMetadata.ContainsKey(model.HiddenStateNames[^1]) ? model.HiddenStateNames[^1] : session.OutputMetadata.Keys.First();
             ort = Median(iterations, () => { using var _ = session.Run(inputs, [output]); });
         }
-        double forwardGflop = ForwardFlops(spec, batch, seq, prefix) / 1e9;
-        rows.Add(new BenchRow("onnxruntime forward", ort, forwardGflop));
-
-        log?.Invoke($"engine forward and SK-Prefix step (per-layer adapter, random init) on {backend.Name}, m={prefix}");
-        using var engine = new TransformerEngine(backend, spec, model.Weights);
-        bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
-        var shape = new AdapterShape(AdapterKind.Prefix, AdapterMode.PerLayer, prefix, d, L, spec.KvDim);
-        // Per-layer mode maps the semantic text's states entering each layer; random [m, d] stand-ins time the same.
-        var sources = Enumerable.Range(0, L).Select(_ => Random(rng, prefix * d)).ToArray();
-        using var adapter = new SemanticAdapter(backend, shape, sources, dropout: 0.1f, init: AdapterInit.Random);
-        using var parameters = new TrainableParameters(backend, adapter.Tensors());
-        adapter.Initialize(parameters, new Random(7));
-        using var dPrefix = backend.Allocate(shape.OutputLength);
-        using var dHidden = backend.Allocate(batch * seq * d);
-        var dh = Random(rng, batch * seq * d);
-        for (int i = 0; i < dh.Length; i++) dh[i] *= 1e-3f;
-        backend.Upload(dh, dHidden.All);
-        var fixedPrefix = adapter.Forward(parameters, training: false, 0);
-        double fwd = Median(iterations, () => { engine.Forward(tokens, default, fixedPrefix); backend.Synchronize(); });
-        rows.Add(new BenchRow("engine forward (shared prefix)", fwd, forwardGflop, "onnxruntime forward"));
-        ulong seed = 0;
-        double step = Median(iterations, () =>
-        {
-            parameters.ZeroGradients();
-            var p = adapter.Forward(parameters, training: true, ++seed);
-            engine.Forward(tokens, default, p);
-            engine.Backward(dHidden.All, default, dPrefix.All);
-            adapter.Backward(parameters, dPrefix.All);
-            backend.Synchronize();
-        });
-        double stepGflop = forwardGflop + (BackwardFlops(spec, batch, seq, prefix) + 3 * AdapterFlops(spec, prefix)) / 1e9;
-        rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, "onnxruntime forward"));
-
-        if (backend is CpuBackend)
-        {
-            ModelKernelRows(rows, spec, batch, seq, prefix, iterations, rng, fwd, step, bf16, log);
-            KernelRows(rows, spec, batch, seq, prefix, iterations, rng, log);
-        }
+        rows.Insert(0, new BenchRow("onnxruntime forward", ort, forwardGflop));
+        long processPeak = ProcessMemory.PeakBytes();
+        memory = memory with { OrtBaselineBytes = ortBaseline, OrtPeakBytes = ownPeak ? processPeak : 0 };
 
         return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, ort, fwd, step, peak,
-            Process.GetCurrentProcess().PeakWorkingSet64, shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", engine.FrozenWeightBytes);
+            Math.Max(processPeak, memory.EnginePeakBytes), shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory };
     }
 
     /// <summary>

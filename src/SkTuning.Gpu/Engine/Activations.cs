@@ -10,12 +10,21 @@ internal sealed class Activations : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 
-    public Activations(Backend backend, ModelSpec spec, ForwardShape capacity, int loraRank = 0)
+    /// <param name="backend">Where the buffers live.</param>
+    /// <param name="spec">The model.</param>
+    /// <param name="capacity">The largest forward the buffers hold.</param>
+    /// <param name="loraRank">LoRA's rank (0: no LoRA buffers).</param>
+    /// <param name="recompute">
+    /// One set of per-layer buffers shared by every layer (<see cref="TransformerEngine.Recompute"/>): the layer inputs
+    /// (<see cref="Hidden"/>) are still kept for all layers, the rest is rebuilt per layer in the backward.
+    /// </param>
+    public Activations(Backend backend, ModelSpec spec, ForwardShape capacity, int loraRank = 0, bool recompute = false)
     {
         Capacity = capacity;
+        Recompute = recompute;
         int d = spec.Hidden, F = spec.FfnSize, Fin = EngineParameters.FfnInputWidth(spec), qkv = EngineParameters.QkvWidth(spec);
         int tokRows = capacity.Batch * capacity.SeqLen, rows = capacity.Batch * capacity.Positions;
-        DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); return a; }
+        DeviceArray<float> A(int n) { var a = backend.Allocate(Math.Max(n, 1)); _owned.Add(a); Bytes += a.Length * 4L; return a; }
         EmbeddingSum = A(tokRows * d);
         EmbeddingOut = A(tokRows * d);
         EmbeddingMean = A(tokRows);
@@ -30,7 +39,7 @@ internal sealed class Activations : IDisposable
         bool rotatedPrefix = spec.Positions == PositionKind.Rope && capacity.PrefixLen > 0;
         Layers = new LayerActivations[spec.Layers];
         for (int l = 0; l < spec.Layers; l++)
-            Layers[l] = new LayerActivations(A(rows * qkv), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
+            Layers[l] = recompute && l > 0 ? Layers[0] : new LayerActivations(A(rows * qkv), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
                 A(rows * Fin), A(rows * F), A(rows * d), A(rows * d), A(rows), A(rows),
                 rotatedPrefix ? A(capacity.PrefixLen * spec.KvDim) : null);
         DX = A(rows * d); DR = A(rows * d); DH = A(rows * d); DContext = A(rows * d);
@@ -46,7 +55,13 @@ internal sealed class Activations : IDisposable
     }
 
     public ForwardShape Capacity { get; }
-    public bool Fits(ForwardShape shape) => Capacity.Fits(shape);
+
+    /// <summary>Whether every layer shares one set of per-layer buffers (activation recomputation).</summary>
+    public bool Recompute { get; }
+
+    /// <summary>Bytes of every buffer here.</summary>
+    public long Bytes { get; private set; }
+    public bool Fits(ForwardShape shape, bool recompute) => Capacity.Fits(shape) && recompute == Recompute;
 
     /// <summary>Token embeddings before / after their LayerNorm, [B·T, d], and that LayerNorm's statistics.</summary>
     public DeviceArray<float> EmbeddingSum { get; }

@@ -55,7 +55,23 @@ public abstract class Backend : IDisposable
         DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim);
 
     /// <summary>
-    /// Backward of <see cref="EmbeddingForward"/>: scatter-adds dOutput [B·T, d] into the table gradients
+    /// <see cref="EmbeddingForward(DeviceView{int}, DeviceView{int}, DeviceView{int}, DeviceView{float}, DeviceView{float}, DeviceView{float}, DeviceView{float}, int, int, int)"/> with a word table that may be stored in bf16 (frozen weights,
+    /// <see cref="WeightPrecision.Bf16"/>): the gathered rows are widened to fp32.
+    /// </summary>
+    public void EmbeddingForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, WeightMatrix wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim)
+    {
+        if (wte.IsBf16) EmbeddingForwardBf16(ids, types, positions, wte.Bf16, wpe, wtt, output, batch, seqLen, dim);
+        else EmbeddingForward(ids, types, positions, wte.Fp32, wpe, wtt, output, batch, seqLen, dim);
+    }
+
+    /// <summary>The bf16-table gather behind <see cref="EmbeddingForward(DeviceView{int}, DeviceView{int}, DeviceView{int}, WeightMatrix, DeviceView{float}, DeviceView{float}, DeviceView{float}, int, int, int)"/>.</summary>
+    protected virtual void EmbeddingForwardBf16(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<ushort> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        throw new NotSupportedException($"the {Name} backend has no bf16 embedding table");
+
+    /// <summary>
+    /// Backward of <see cref="EmbeddingForward(DeviceView{int}, DeviceView{int}, DeviceView{int}, DeviceView{float}, DeviceView{float}, DeviceView{float}, DeviceView{float}, int, int, int)"/>: scatter-adds dOutput [B·T, d] into the table gradients
     /// (dWte[ids] +=, dWpe[positions] +=, dWtt[types] +=); an empty gradient view is skipped.
     /// </summary>
     public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,

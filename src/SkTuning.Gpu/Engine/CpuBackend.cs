@@ -84,6 +84,12 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         Embedding.Forward(S(ids), S(types), S(positions), S(wte), S(wpe), S(wtt), S(output), batch, seqLen, dim);
 
     /// <inheritdoc />
+    protected override void EmbeddingForwardBf16(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<ushort> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> output, int batch, int seqLen, int dim) =>
+        Embedding.ForwardBf16(S(ids), S(types), S(positions), ((HostArray<ushort>)wte.Array!).Data.AsSpan(wte.Offset, wte.Length), S(wpe), S(wtt),
+            S(output), batch, seqLen, dim);
+
+    /// <inheritdoc />
     public override void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
         DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim) =>
         Embedding.Backward(S(ids), S(types), S(positions), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);

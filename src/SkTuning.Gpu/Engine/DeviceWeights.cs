@@ -16,7 +16,7 @@ internal sealed class DeviceWeights : IDisposable
 
     private DeviceWeights() { }
 
-    public DeviceView<float> WordEmbeddings { get; private init; }
+    public WeightMatrix WordEmbeddings { get; private init; }
     public DeviceView<float> PositionEmbeddings { get; private init; }
     public DeviceView<float> TokenTypeEmbeddings { get; private init; }
     public DeviceView<float> EmbeddingNormGamma { get; private init; }
@@ -26,33 +26,67 @@ internal sealed class DeviceWeights : IDisposable
     public DeviceLayer[] Layers { get; private init; } = [];
 
     /// <summary>
-    /// Uploads the frozen weights (owned: disposed with this object); the projection matrices in bf16 where the backend's
-    /// <see cref="Backend.FrozenWeights"/> says so, everything else in fp32.
+    /// Uploads the frozen weights (owned: disposed with this object) one tensor at a time; the projection matrices and the
+    /// word-embedding table in bf16 where the backend's <see cref="Backend.FrozenWeights"/> says so, everything else in fp32.
+    /// With <paramref name="releaseHost"/> each part of <paramref name="w"/> is dropped once uploaded
+    /// (<see cref="EngineParameters.PretrainedTensorsInOrder"/>), so the fp32 model and its bf16 copy never coexist whole.
     /// </summary>
     /// <exception cref="SkTuningException">A weight's size disagrees with the spec.</exception>
-    public static DeviceWeights Upload(Backend backend, ModelSpec spec, ModelWeights w)
+    public static DeviceWeights Upload(Backend backend, ModelSpec spec, ModelWeights w, bool releaseHost = false)
     {
-        var host = EngineParameters.PretrainedTensors(w);
+        bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
+        var (matrices, embeddings) = Roles(spec);
+        var fp32 = new Dictionary<string, DeviceArray<float>>();
+        var half = new Dictionary<string, DeviceArray<ushort>>();
         var owned = new List<IDisposable>();
-        long bytes = 0;
-        var result = Build(spec, name =>
+        long matrixBytes = 0, embeddingBytes = 0, otherBytes = 0;
+        foreach (var (name, data) in EngineParameters.PretrainedTensorsInOrder(w, releaseHost))
         {
-            var a = backend.UploadNew(host[name]);
-            owned.Add(a);
-            bytes += a.Length * 4L;
-            return a.All;
-        }, name =>
-        {
-            if (backend.FrozenWeights == WeightPrecision.Fp32) return default;
-            var a = backend.UploadBf16(host[name]);
-            owned.Add(a);
-            bytes += a.Length * 2L;
-            return a.All;
-        });
+            long bytes;
+            if (bf16 && (matrices.Contains(name) || name == EngineParameters.WordEmbeddings))
+            {
+                var a = backend.UploadBf16(data);
+                (half[name], bytes) = (a, a.Length * 2L);
+                owned.Add(a);
+            }
+            else
+            {
+                var a = backend.UploadNew(data);
+                (fp32[name], bytes) = (a, a.Length * 4L);
+                owned.Add(a);
+            }
+            if (matrices.Contains(name)) matrixBytes += bytes;
+            else if (embeddings.Contains(name)) embeddingBytes += bytes;
+            else otherBytes += bytes;
+        }
+        var result = Build(spec, name => fp32[name].All, name => half.TryGetValue(name, out var a) ? a.All : default);
         result._owned.AddRange(owned);
-        result.Bytes = bytes;
+        result.MatrixBytes = matrixBytes;
+        result.EmbeddingBytes = embeddingBytes;
+        result.Bytes = matrixBytes + embeddingBytes + otherBytes;
         return result;
     }
+
+    /// <summary>
+    /// The names of every layer's four projection matrices (stored in bf16 under <see cref="WeightPrecision.Bf16"/>, with the
+    /// word table) and of the embedding tables.
+    /// </summary>
+    private static (HashSet<string> Matrices, HashSet<string> Embeddings) Roles(ModelSpec spec)
+    {
+        var matrices = new HashSet<string>(StringComparer.Ordinal);
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            var n = EngineParameters.LayerNames(l);
+            matrices.UnionWith([n.QkvWeight, n.AttentionOutputWeight, n.FfnUpWeight, n.FfnDownWeight]);
+        }
+        return (matrices, [EngineParameters.WordEmbeddings, EngineParameters.PositionEmbeddings, EngineParameters.TokenTypeEmbeddings]);
+    }
+
+    /// <summary>Bytes of the layers' projection matrices as stored (fp32 or bf16).</summary>
+    public long MatrixBytes { get; private set; }
+
+    /// <summary>Bytes of the embedding tables as stored (the word table in bf16 under <see cref="WeightPrecision.Bf16"/>).</summary>
+    public long EmbeddingBytes { get; private set; }
 
     /// <summary>Bytes of the frozen weights this object uploaded and owns (0 for views of trainable parameters).</summary>
     public long Bytes { get; private set; }
@@ -92,7 +126,7 @@ internal sealed class DeviceWeights : IDisposable
         }
         return new DeviceWeights
         {
-            WordEmbeddings = V(EngineParameters.WordEmbeddings),
+            WordEmbeddings = M(EngineParameters.WordEmbeddings),
             PositionEmbeddings = V(EngineParameters.PositionEmbeddings),
             TokenTypeEmbeddings = V(EngineParameters.TokenTypeEmbeddings),
             EmbeddingNormGamma = V(EngineParameters.EmbeddingNormGamma),

@@ -139,43 +139,69 @@ public static class EngineParameters
 
     /// <summary>The frozen model's weights as host tensors named like <see cref="WeightTensors"/> (q, k, v fused; gate, up fused).</summary>
     /// <exception cref="SkTuningException">A weight's size disagrees with the spec (the message names it).</exception>
-    public static Dictionary<string, float[]> PretrainedTensors(ModelWeights weights)
+    public static Dictionary<string, float[]> PretrainedTensors(ModelWeights weights) =>
+        PretrainedTensorsInOrder(weights).ToDictionary(t => t.Name, t => t.Data);
+
+    /// <summary>
+    /// The frozen model's weights one tensor at a time, in <see cref="WeightTensors"/> order; fused tensors are built when
+    /// reached, so at most one exists at a time. With <paramref name="release"/> the host arrays are dropped from
+    /// <paramref name="weights"/> once the consumer has moved past them (<see cref="ModelWeights.ReleaseLayer"/>,
+    /// <see cref="ModelWeights.ReleaseWordEmbeddings"/>): a loader that converts each tensor then never holds the whole
+    /// fp32 model beside its converted copy.
+    /// </summary>
+    /// <exception cref="SkTuningException">A weight's size disagrees with the spec (the message names it).</exception>
+    public static IEnumerable<(string Name, float[] Data)> PretrainedTensorsInOrder(ModelWeights weights, bool release = false)
     {
+        if (weights.Released)
+            throw new SkTuningException("model weights: the host copies were released into an engine (bench's memory saving); load the model again");
         var spec = weights.Spec;
-        var e = weights.Embeddings;
-        var all = new Dictionary<string, float[]>
+        var source = new Dictionary<string, (int Layer, Func<float[]> Data)>
         {
-            [WordEmbeddings] = e.Word, [PositionEmbeddings] = e.Position, [TokenTypeEmbeddings] = e.TokenType,
-            [EmbeddingNormGamma] = e.NormGamma, [EmbeddingNormBeta] = e.NormBeta,
-            [FinalNormGamma] = weights.FinalNormGamma, [FinalNormBeta] = weights.FinalNormBeta,
+            [WordEmbeddings] = (-1, () => weights.Embeddings.Word), [PositionEmbeddings] = (-1, () => weights.Embeddings.Position),
+            [TokenTypeEmbeddings] = (-1, () => weights.Embeddings.TokenType), [EmbeddingNormGamma] = (-1, () => weights.Embeddings.NormGamma),
+            [EmbeddingNormBeta] = (-1, () => weights.Embeddings.NormBeta),
+            [FinalNormGamma] = (-1, () => weights.FinalNormGamma), [FinalNormBeta] = (-1, () => weights.FinalNormBeta),
         };
         for (int l = 0; l < weights.Layers.Count; l++)
         {
-            var w = weights.Layers[l];
+            int layer = l;
+            LayerWeights W() => weights.Layers[layer];
             var n = LayerNames(l);
-            all[n.QkvWeight] = w.FusedQkvWeight(spec.Hidden);
-            all[n.QkvBias] = w.FusedQkvBias();
-            all[n.AttentionOutputWeight] = w.Wo;
-            all[n.AttentionOutputBias] = w.Bo;
-            all[n.AttentionNormGamma] = w.AttentionNormGamma;
-            all[n.AttentionNormBeta] = w.AttentionNormBeta;
-            all[n.FfnUpWeight] = spec.Activation == ActivationKind.SwiGlu ? w.FusedGateUpWeight(spec.Hidden) : w.W1;
-            all[n.FfnUpBias] = w.B1;
-            all[n.FfnDownWeight] = w.W2;
-            all[n.FfnDownBias] = w.B2;
-            all[n.FfnNormGamma] = w.FfnNormGamma;
-            all[n.FfnNormBeta] = w.FfnNormBeta;
+            source[n.QkvWeight] = (l, () => W().FusedQkvWeight(spec.Hidden));
+            source[n.QkvBias] = (l, () => W().FusedQkvBias());
+            source[n.AttentionOutputWeight] = (l, () => W().Wo);
+            source[n.AttentionOutputBias] = (l, () => W().Bo);
+            source[n.AttentionNormGamma] = (l, () => W().AttentionNormGamma);
+            source[n.AttentionNormBeta] = (l, () => W().AttentionNormBeta);
+            source[n.FfnUpWeight] = (l, () => spec.Activation == ActivationKind.SwiGlu ? W().FusedGateUpWeight(spec.Hidden) : W().W1);
+            source[n.FfnUpBias] = (l, () => W().B1);
+            source[n.FfnDownWeight] = (l, () => W().W2);
+            source[n.FfnDownBias] = (l, () => W().B2);
+            source[n.FfnNormGamma] = (l, () => W().FfnNormGamma);
+            source[n.FfnNormBeta] = (l, () => W().FfnNormBeta);
         }
-        var result = new Dictionary<string, float[]>();
+        int current = -1;
         foreach (var (name, shape) in WeightTensors(spec))
         {
-            var data = all.GetValueOrDefault(name) ?? [];
+            var (layer, get) = source.TryGetValue(name, out var s) ? s : (-1, () => []);
+            if (release && layer != current && current >= 0)
+            {
+                weights.ReleaseLayer(current);
+                GC.Collect();   // so that the next layer's arrays reuse the released memory instead of growing the heap
+            }
+            current = layer;
+            var data = get();
             long expected = shape.Aggregate(1L, (a, b) => a * b);
             if (data.Length != expected)
                 throw new SkTuningException($"model weights: '{name}' has {data.Length} values, the {spec.Family} spec needs [{string.Join(",", shape)}] = {expected}");
-            result[name] = data;
+            yield return (name, data);
+            if (release && name == WordEmbeddings)
+            {
+                weights.ReleaseWordEmbeddings();
+                GC.Collect();
+            }
         }
-        return result;
+        if (release && current >= 0) weights.ReleaseLayer(current);
     }
 
     /// <summary>Uploads the pretrained weights into <paramref name="p"/>'s values (every <see cref="WeightTensors"/> entry must be registered).</summary>

@@ -39,14 +39,18 @@ public sealed class TransformerEngine : IDisposable
     private ForwardShape _shape;
     private readonly bool _ownsWeights = true;
 
-    /// <summary>Frozen mode: uploads the weights to the backend; no weight gets a gradient.</summary>
-    public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights)
+    /// <summary>
+    /// Frozen mode: uploads the weights to the backend; no weight gets a gradient. With <paramref name="releaseHostWeights"/>
+    /// the host arrays of <paramref name="weights"/> are dropped as they are uploaded (<see cref="ModelWeights.Released"/>),
+    /// for callers that need nothing else from them: the fp32 model then never sits whole beside its bf16 copy.
+    /// </summary>
+    public TransformerEngine(Backend backend, ModelSpec spec, ModelWeights weights, bool releaseHostWeights = false)
     {
         Validate(spec);
         _backend = backend;
         Spec = spec;
         _block = TransformerBlock.For(spec);
-        _w = DeviceWeights.Upload(backend, spec, weights);
+        _w = DeviceWeights.Upload(backend, spec, weights, releaseHostWeights);
         _sublayers = new Sublayers(backend, spec, _w, null, null, null);
     }
 
@@ -55,6 +59,18 @@ public sealed class TransformerEngine : IDisposable
     /// bytes per value in bf16); 0 for full fine-tuning and for an engine sharing another's weights.
     /// </summary>
     public long FrozenWeightBytes => _ownsWeights ? _w.Bytes : 0;
+
+    /// <summary>Of <see cref="FrozenWeightBytes"/>: the layers' projection matrices (fp32 or bf16).</summary>
+    public long FrozenMatrixBytes => _ownsWeights ? _w.MatrixBytes : 0;
+
+    /// <summary>Of <see cref="FrozenWeightBytes"/>: the embedding tables (the word table in bf16 under bf16 weights).</summary>
+    public long EmbeddingBytes => _ownsWeights ? _w.EmbeddingBytes : 0;
+
+    /// <summary>
+    /// Bytes of the buffers kept from the last forward for the backward, and the backward's scratch (grows with B·T·L,
+    /// and with the prefix length through the attention probabilities); 0 before the first forward.
+    /// </summary>
+    public long ActivationBytes => _act?.Bytes ?? 0;
 
     /// <summary>
     /// A second frozen engine over <paramref name="frozen"/>'s weights (not copied) with its own activations: runs
@@ -160,6 +176,16 @@ public sealed class TransformerEngine : IDisposable
             throw new ArgumentException($"the trainable parameters live on backend '{parameters.Backend.Name}', not on the engine's '{backend.Name}'");
     }
 
+    /// <summary>
+    /// Activation recomputation (<c>--recompute</c>): the forward keeps only each layer's input, every layer's other
+    /// saved activations share one set of buffers, and the backward reruns layer l's forward from its input just before
+    /// layer l's backward — one more forward per step (less the last layer's, which is still in the buffers) for
+    /// activation memory that no longer grows with L. The kernels are deterministic, so gradients are bit-identical to
+    /// a step without it. Takes effect at the next <see cref="Forward"/>. Not with <see cref="PromptKeyValues"/>, which
+    /// reads every layer's keys.
+    /// </summary>
+    public bool Recompute { get; set; }
+
     /// <summary>True under full fine-tuning: the backward accumulates every weight's gradient.</summary>
     public bool TrainsWeights => _g is not null;
 
@@ -240,6 +266,7 @@ public sealed class TransformerEngine : IDisposable
         int m = _shape.PromptLen, d = Spec.Hidden, kv = Spec.KvDim, qkvw = EngineParameters.QkvWidth(Spec);
         if (!Spec.Causal || m == 0 || _shape.PrefixLen != 0)
             throw new InvalidOperationException("prompt keys/values are shared only in causal models, after a forward with prompt rows and no prefix");
+        if (a.Recompute) throw new InvalidOperationException("prompt keys/values need every layer's keys: not with activation recomputation");
         if (prefix.Length != 2 * Spec.Layers * m * kv)
             throw new ArgumentException($"prefix has {prefix.Length} values, expected 2·L·m·kvDim = 2·{Spec.Layers}·{m}·{kv}");
         _backend.Zero(prefix);
@@ -300,6 +327,10 @@ public sealed class TransformerEngine : IDisposable
         else _backend.Copy(dHidden, dx);
         for (int l = L - 1; l >= 0; l--)
         {
+            // Recomputation: rebuild layer l's saved activations from its kept input (the last layer's are still there);
+            // its output goes to dh, scratch that the block's backward overwrites before reading.
+            if (a.Recompute && l < L - 1)
+                _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dh);
             // Below layer 0 only a prompt or the embedding tables (full fine-tuning) need d(loss)/dx: a prefix-only step skips it.
             bool inputGradient = l > 0 || shape.PromptLen > 0 || _g is not null;
             _block.Backward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), dx, dr, dh, inputGradient);
@@ -337,7 +368,7 @@ public sealed class TransformerEngine : IDisposable
                 a.EmbeddingRstd.Slice(0, tokRows), dSum, g.EmbeddingNormGamma, g.EmbeddingNormBeta, tokRows);
         }
         _backend.EmbeddingBackward(_ids!.Slice(0, tokRows), _types!.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows), dSum,
-            g.WordEmbeddings, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
+            g.WordEmbeddings.Fp32, g.PositionEmbeddings, g.TokenTypeEmbeddings, B, T, d);
     }
 
     private AttentionShape AttentionShape(ForwardShape s) => new(s.Batch, s.Positions, Spec.Heads, Spec.HeadSize, s.PrefixLen, Spec.KvHeads);
@@ -395,11 +426,11 @@ public sealed class TransformerEngine : IDisposable
 
     private void Prepare(ForwardShape shape)
     {
-        if (_act is not null && _act.Fits(shape)) return;
+        if (_act is not null && _act.Fits(shape, Recompute)) return;
         _act?.Dispose();
         DisposeInputs();
         var cap = _act is null ? shape : ForwardShape.Max(_act.Capacity, shape);
-        _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0);
+        _act = new Activations(_backend, Spec, cap, _loraOptions?.Rank ?? 0, Recompute);
         _ids = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _types = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);

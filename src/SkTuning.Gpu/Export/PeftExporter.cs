@@ -102,7 +102,7 @@ public static class PeftExporter
         var spec = frozen.Spec;
         float[] output;
         int m;
-        using (var backend = new CpuBackend())
+        using (var backend = new CpuBackend(BackendFactory.ParsePrecision(config.Weights)))
         using (var tuned = TunedModelBuilder.Build(frozen, config, backend, log: null))
         {
             tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);

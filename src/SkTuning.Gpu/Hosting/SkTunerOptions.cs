@@ -28,8 +28,11 @@ public sealed class SkTunerOptions
     /// </summary>
     public string? OnnxModel { get; set; }
 
-    /// <summary>How the frozen model's weight matrices are stored: fp32, or bf16 (CPU backend; half the memory).</summary>
-    public string WeightPrecision { get; set; } = "fp32";
+    /// <summary>
+    /// How the frozen model's weight matrices are stored: fp32, or bf16 (CPU backend; half the memory); null: as the run
+    /// was trained (<see cref="Training.AdapterConfig.Weights"/>). Ignored when a <see cref="SharedModel"/> is given.
+    /// </summary>
+    public string? WeightPrecision { get; set; }
 
     /// <summary>
     /// How long the batcher waits for more requests after the first one of a batch, when requests are arriving concurrently

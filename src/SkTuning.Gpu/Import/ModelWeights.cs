@@ -68,6 +68,13 @@ public sealed class LayerWeights
     /// <summary>The FFN branch's norm β [d] (empty for RMSNorm).</summary>
     public required float[] FfnNormBeta { get; init; }
 
+    /// <summary>A layer with no arrays: what <see cref="ModelWeights.ReleaseLayer"/> leaves behind.</summary>
+    public static LayerWeights Empty { get; } = new()
+    {
+        Wq = [], Bq = [], Wk = [], Bk = [], Wv = [], Bv = [], Wo = [], Bo = [], AttentionNormGamma = [], AttentionNormBeta = [],
+        W1 = [], B1 = [], W2 = [], B2 = [], FfnNormGamma = [], FfnNormBeta = [],
+    };
+
     /// <summary>Number of floats held.</summary>
     public long Count => new[] { Wq, Bq, Wk, Bk, Wv, Bv, Wo, Bo, AttentionNormGamma, AttentionNormBeta, WGate, W1, B1, W2, B2, FfnNormGamma, FfnNormBeta }
         .Sum(a => (long)a.Length);
@@ -124,11 +131,35 @@ public sealed class ModelWeights
     /// <summary>The architecture.</summary>
     public required ModelSpec Spec { get; init; }
 
+    private EmbeddingWeights _embeddings = null!;
+    private LayerWeights[] _layers = [];
+
     /// <summary>The embedding block.</summary>
-    public required EmbeddingWeights Embeddings { get; init; }
+    public required EmbeddingWeights Embeddings { get => _embeddings; init => _embeddings = value; }
 
     /// <summary>The layers, first to last.</summary>
-    public required IReadOnlyList<LayerWeights> Layers { get; init; }
+    public required IReadOnlyList<LayerWeights> Layers { get => _layers; init => _layers = [.. value]; }
+
+    /// <summary>
+    /// True once an engine took the weights with the host copies released (<see cref="ReleaseLayer"/>): the arrays of
+    /// released parts are empty, and whatever still needs them must load the model again.
+    /// </summary>
+    public bool Released { get; private set; }
+
+    /// <summary>Drops layer <paramref name="layer"/>'s arrays (replaced by empty ones), so the memory can be reclaimed.</summary>
+    public void ReleaseLayer(int layer)
+    {
+        _layers[layer] = LayerWeights.Empty;
+        Released = true;
+    }
+
+    /// <summary>Drops the word-embedding table (the other embedding tensors, which are small, stay).</summary>
+    public void ReleaseWordEmbeddings()
+    {
+        var e = _embeddings;
+        _embeddings = new EmbeddingWeights { Word = [], Position = e.Position, TokenType = e.TokenType, NormGamma = e.NormGamma, NormBeta = e.NormBeta };
+        Released = true;
+    }
 
     /// <summary>The pooler, when the graph has one.</summary>
     public PoolerWeights? Pooler { get; init; }

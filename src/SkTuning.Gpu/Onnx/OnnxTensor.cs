@@ -137,6 +137,7 @@ public sealed class OnnxTensor
         {
             case OnnxElementType.Float:
             {
+                if (_externalPath is not null && BitConverter.IsLittleEndian) return ReadExternalFloats(n);
                 var raw = RawBytes();
                 if (raw is not null) return CheckLength(MemoryMarshal.Cast<byte, float>(Le(raw, 4)).ToArray(), n);
                 return CheckLength(Proto.FloatData.ToArray(), n);
@@ -234,6 +235,21 @@ public sealed class OnnxTensor
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name}: {ElementType}[{string.Join(",", Dims)}]{(IsExternal ? " (external)" : "")}";
+
+    /// <summary>
+    /// fp32 external data read straight into the result (little-endian hosts): one copy of the tensor in memory, not a
+    /// byte buffer beside it — the difference between 1 and 2 GB at a time for a large embedding table.
+    /// </summary>
+    private float[] ReadExternalFloats(int n)
+    {
+        if (_externalLength != 4L * n)
+            throw new SkTuningException($"{_file}: tensor '{Name}' has {_externalLength} data bytes, shape [{string.Join(",", Dims)}] needs {4L * n}");
+        var values = new float[n];
+        using var fs = new FileStream(_externalPath!, FileMode.Open, FileAccess.Read, FileShare.Read);
+        fs.Seek(_externalOffset, SeekOrigin.Begin);
+        fs.ReadExactly(MemoryMarshal.AsBytes(values.AsSpan()));
+        return values;
+    }
 
     /// <summary>The raw little-endian bytes, from the external file or raw_data; null when typed fields hold the data.</summary>
     private byte[]? RawBytes()

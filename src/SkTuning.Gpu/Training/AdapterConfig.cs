@@ -84,6 +84,12 @@ public sealed record AdapterConfig
     /// <summary>The training hyperparameters.</summary>
     public required TrainOptions Training { get; init; }
 
+    /// <summary>
+    /// How the frozen weight matrices were stored in training (<c>--weights</c>: fp32 or bf16); eval, predict, export and
+    /// <see cref="SkTuner"/> use the same unless told otherwise. Runs written before this field read as fp32.
+    /// </summary>
+    public string Weights { get; init; } = "fp32";
+
     /// <summary>The adapter's kind, from the method name.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public AdapterKind? AdapterKind => Method switch

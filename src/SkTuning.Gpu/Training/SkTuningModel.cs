@@ -67,6 +67,16 @@ public sealed class SkTuningModel : ITunedPredictor
     /// <summary>How many steps' loss and gradient norm the device keeps (<see cref="ReadSteps"/>) before overwriting the oldest.</summary>
     public const int StepLogCapacity = 64;
 
+    /// <summary>
+    /// Activation recomputation in the batch's engine (<see cref="TransformerEngine.Recompute"/>; the shared-prompt engine
+    /// runs m rows and keeps its activations).
+    /// </summary>
+    public bool Recompute
+    {
+        get => _engine.Recompute;
+        set => _engine.Recompute = value;
+    }
+
     /// <summary>Whether the prompt rows run once per step as a prefix shared by the batch (causal models).</summary>
     public bool SharesPrompt => _promptEngine is not null;
 

@@ -92,6 +92,13 @@ public sealed record TrainOptions
     /// </summary>
     public bool KeepCheckpoint { get; init; } = true;
 
+    /// <summary>
+    /// Activation recomputation (<c>--recompute</c>, <see cref="Engine.TransformerEngine.Recompute"/>): keep only each
+    /// layer's input and rerun the layer's forward in the backward — about one more forward per step for activation
+    /// memory that no longer grows with the layer count; the gradients are the same bits.
+    /// </summary>
+    public bool Recompute { get; init; }
+
     /// <summary>The largest <see cref="BatchSize"/>: well past any useful batch, and far from the int overflow of B·T·d buffers.</summary>
     public const int MaxBatchSize = 4096;
 

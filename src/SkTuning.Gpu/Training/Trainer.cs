@@ -90,6 +90,7 @@ public static class Trainer
         log?.Invoke($"data: {train.Count:N0} train, {dev.Count:N0} dev examples; truncated to {config.MaxTokens} tokens: {train.TruncatedCount} train, {dev.TruncatedCount} dev");
 
         using var model = TunedModelBuilder.Build(frozen, config, backend, log);
+        model.Recompute = options.Recompute;
         log?.Invoke($"trainable parameters: {config.TrainableParameters:N0} ({100.0 * config.TrainableParameters / config.ModelParameters:F2}% of the model's {config.ModelParameters:N0})");
         var sampler = new BatchSampler(train.Lengths(), options.BatchSize, options.Seed);
         var history = new RunHistory { PrimaryMetric = config.PrimaryMetric };
@@ -230,7 +231,11 @@ public static class Trainer
         var (task, data) = (setup.Task, setup.Data);
         int classes = task.Kind == TaskKind.Regression ? 1 : data.Labels?.Count ?? throw new SkTuningException($"task {task.Name}: no labels");
         return Configure(setup.Model, setup.ModelName, task.Name, task.Kind, task.PrimaryMetric, data.Labels?.Names.ToArray(), classes,
-            setup.CustomTask, o, log) with { LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair };
+            setup.CustomTask, o, log) with
+        {
+            LabelNames = data.Labels?.Names.Select(task.LabelName).ToArray(), TextPairs = data.IsPair,
+            Weights = setup.Backend.FrozenWeights == Engine.WeightPrecision.Bf16 ? "bf16" : "fp32",
+        };
     }
 
     /// <summary>

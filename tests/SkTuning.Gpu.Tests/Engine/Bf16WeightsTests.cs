@@ -7,18 +7,23 @@ namespace SkTuning.Gpu.Tests.Engine;
 
 /// <summary>
 /// Frozen weights in bf16 on the CPU backend (<see cref="WeightPrecision.Bf16"/>): the engine computes exactly what the
-/// fp32 engine computes on the bf16-rounded projection matrices (forward and the prompt/prefix gradients, bit for bit —
+/// fp32 engine computes on the bf16-rounded projection matrices and word table (forward and the prompt/prefix gradients, bit for bit —
 /// the fp32 engine itself is checked against the fp64 reference elsewhere), stays within bf16's error of the unrounded
-/// model, and stores those matrices in half the bytes.
+/// model, and stores those tensors in half the bytes.
 /// </summary>
 public class Bf16WeightsTests
 {
     private static readonly int[] Lengths = [5, 3, 4];
 
-    /// <summary>The weights with the four projection matrices (q, k, v, o, gate, up, down) rounded to bf16.</summary>
+    /// <summary>The weights with the four projection matrices (q, k, v, o, gate, up, down) and the word table rounded to bf16.</summary>
     private static ModelWeights RoundedMatrices(ModelWeights w) => new()
     {
-        Spec = w.Spec, Embeddings = w.Embeddings, Pooler = w.Pooler, FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta,
+        Spec = w.Spec, Pooler = w.Pooler, FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta,
+        Embeddings = new EmbeddingWeights
+        {
+            Word = BFloat16.Round(w.Embeddings.Word), Position = w.Embeddings.Position, TokenType = w.Embeddings.TokenType,
+            NormGamma = w.Embeddings.NormGamma, NormBeta = w.Embeddings.NormBeta,
+        },
         Layers = w.Layers.Select(l => new LayerWeights
         {
             Wq = BFloat16.Round(l.Wq), Bq = l.Bq, Wk = BFloat16.Round(l.Wk), Bk = l.Bk, Wv = BFloat16.Round(l.Wv), Bv = l.Bv,
@@ -67,7 +72,7 @@ public class Bf16WeightsTests
     /// <summary>
     /// Against the unrounded model: each weight moves by ≤ 2⁻⁸ relative, so outputs move by about that times √(fan-in)
     /// averaging — the documented bf16 tolerance is 2e-2 normwise (<see cref="SkTuning.Gpu.Verification.ModelVerifier"/>);
-    /// and the error is not zero (the weights really were rounded). Matrices take half the bytes.
+    /// and the error is not zero (the weights really were rounded). Matrices and the word table take half the bytes.
     /// </summary>
     [Fact]
     public void StaysWithinBf16ErrorOfFp32AndHalvesTheMatrices()
@@ -81,7 +86,7 @@ public class Bf16WeightsTests
             Assert.True(err is > 1e-5 and < 2e-2, $"{name}: normwise error {err}");
         }
         long matrixValues = weights.Layers.Sum(l => (long)l.Wq.Length + l.Wk.Length + l.Wv.Length + l.Wo.Length + l.WGate.Length + l.W1.Length + l.W2.Length);
-        Assert.Equal(fp32.WeightBytes - 2 * matrixValues, bf16.WeightBytes);
+        Assert.Equal(fp32.WeightBytes - 2 * (matrixValues + weights.Embeddings.Word.Length), bf16.WeightBytes);
     }
 
     [Fact]

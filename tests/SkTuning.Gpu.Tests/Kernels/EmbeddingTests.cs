@@ -34,6 +34,35 @@ public class EmbeddingTests(SimulatorFixture sim) : IClassFixture<SimulatorFixtu
     /// <summary>
     /// <paramref name="tables"/>: 0 = wte+wpe+wtt (BERT), 1 = wte+wpe (GPT-2, empty wtt), 2 = wte only (RoPE models, empty wpe).
     /// </summary>
+    /// <summary>
+    /// The bf16 word table (<see cref="Embedding.ForwardBf16"/>) against the fp64 reference on the bf16-rounded table: the
+    /// gathered row is widened exactly, so the only error is the fp32 adds of the position and type rows.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 11, 67, true, 0)]
+    [InlineData(2, 9, 384, false, 1)]
+    [InlineData(4, 16, 96, false, 2)]
+    public void Bf16TableMatchesReferenceOnRoundedTable(int B, int T, int d, bool withTypes, int tables)
+    {
+        var rng = new Random(B * 100 + d + tables);
+        int V = 70, P = T + 3, TV = 2;
+        var ids = Ints(rng, B * T, V); var types = withTypes ? Ints(rng, B * T, TV) : [];
+        int[] positions = tables == 2 ? [] : Positions(B, T, 1, 1);
+        float[] wte = TestData.Random(rng, V * d), wpe = tables == 2 ? [] : TestData.Random(rng, P * d), wtt = tables == 1 ? [] : TestData.Random(rng, TV * d);
+        var wte16 = new ushort[wte.Length];
+        BFloat16.FromFloat(wte, wte16);
+        var y = TestData.Poisoned(B * T * d);
+        Embedding.ForwardBf16(ids, types, positions, wte16, wpe, wtt, y, B, T, d);
+        var yr = new double[y.Length];
+        Embedding.ForwardReference(ids, types, positions, D(BFloat16.Round(wte)), D(wpe), D(wtt), yr, B, T, d);
+        Close(y, yr, what: "y");
+        // The table really was rounded: the unrounded reference differs.
+        var y32 = new float[y.Length];
+        Embedding.Forward(ids, types, positions, wte, wpe, wtt, y32, B, T, d);
+        Assert.NotEqual(y32, y);
+        Assert.Throws<ArgumentException>(() => Embedding.ForwardBf16([V], [], [], wte16, [], [], new float[d], 1, 1, d));
+    }
+
     [Theory]
     [InlineData(1, 37, 67, false, 0)]
     [InlineData(3, 11, 384, true, 0)]
