@@ -15,11 +15,12 @@ namespace SkTuning.Gpu.Kernels;
 /// <see cref="Vector512{T}"/> micro-kernel over packed panels, cache blocking over K, <see cref="Parallel"/>
 /// over row/column blocks) and ILGPU kernels (see <c>GemmGpu</c>).
 /// <see cref="NNBf16"/> and <see cref="NTBf16"/> take B
-/// as <see cref="BFloat16"/> words (frozen weights): the packing step widens them to fp32 (exact), so the micro-kernel
-/// and the fp32 accumulation are the same and the result equals the fp32 GEMM on the widened B bit for bit.
+/// as <see cref="BFloat16"/> words (frozen weights), on one of two paths (<see cref="Bf16GemmPath"/>): the
+/// <c>vdpbf16ps</c> kernel (A rounded to bf16 too, fp32 accumulation; see GemmBf16.cs) where the CPU has AVX512-BF16,
+/// else the widening path: packing widens B to fp32 (exact), so the result equals the fp32 GEMM on the widened B bit for bit.
 /// With <c>accumulate</c> the product (and bias) is added to C; otherwise C is overwritten.
 /// </summary>
-public static unsafe class Gemm
+public static unsafe partial class Gemm
 {
     // ---------------------------------------------------------------- fp64 references
 
@@ -118,25 +119,37 @@ public static unsafe class Gemm
     }
 
     /// <summary>
-    /// <see cref="NN"/> with B [K,N] in bf16 (a frozen weight [in, out]), widened to fp32 while packed.
+    /// <see cref="NN"/> with B [K,N] in bf16 (a frozen weight [in, out]), on <paramref name="path"/>
+    /// (<see cref="Bf16GemmPath.Auto"/>: the <c>vdpbf16ps</c> kernel where available, see <see cref="DefaultBf16Path"/>).
     /// </summary>
+    /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
     public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
-        ReadOnlySpan<float> bias = default, bool accumulate = false)
+        ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
         Check("Gemm.NNBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
+        bool dot = UsesDotProduct(path);
         fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, null, pb, n, 1, pc, pbias, accumulate);
+        {
+            if (dot) RunDot(m, n, k, pa, pb, n, 1, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, pb, n, 1, pc, pbias, accumulate);
+        }
     }
 
     /// <summary>
-    /// <see cref="NT"/> with B [N,K] in bf16 (dX = dY·Wᵀ for a frozen weight W [in, out] = [N, K]), widened to fp32 while packed.
+    /// <see cref="NT"/> with B [N,K] in bf16 (dX = dY·Wᵀ for a frozen weight W [in, out] = [N, K]), on <paramref name="path"/>
+    /// as in <see cref="NNBf16"/>.
     /// </summary>
+    /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
     public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
-        ReadOnlySpan<float> bias = default, bool accumulate = false)
+        ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
         Check("Gemm.NTBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
+        bool dot = UsesDotProduct(path);
         fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, null, pb, 1, k, pc, pbias, accumulate);
+        {
+            if (dot) RunDot(m, n, k, pa, pb, 1, k, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, pb, 1, k, pc, pbias, accumulate);
+        }
     }
 
     internal static void Check(string op, int m, int n, int k, int aLen, int bLen, int cLen, int biasLen, string aShape, string bShape)
@@ -181,17 +194,38 @@ public static unsafe class Gemm
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                {
-                    float v = bias != null ? bias[j] : 0f;
-                    c[(long)i * n + j] = accumulate ? c[(long)i * n + j] + v : v;
-                }
+            BiasOnly(m, n, c, bias, accumulate);
             return;
         }
 
         int panels = (n + NR - 1) / NR;
         float* bp = Buffer(ref t_packB, (long)panels * k * NR);
+        var split = Split(m, n, k, panels);
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, B16 = b16, RsB = rsB, CsB = csB, Bp = bp,
+            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks,
+            Wide = Vector512.IsHardwareAccelerated && !ForceVector256, PackWorkers = split.PackWorkers,
+        };
+        RunSplit(split, job.PackB, job.Compute);
+    }
+
+    /// <summary>C = bias (or C += bias) for K = 0.</summary>
+    private static void BiasOnly(int m, int n, float* c, float* bias, bool accumulate)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float v = bias != null ? bias[j] : 0f;
+                c[(long)i * n + j] = accumulate ? c[(long)i * n + j] + v : v;
+            }
+    }
+
+    /// <summary>How one GEMM's work is cut: B packing over <c>PackWorkers</c>, compute over MC-row × panel-range items.</summary>
+    private readonly record struct WorkSplit(bool Parallel, int Items, int NBlocks, int PanelsPerBlock, int PackWorkers);
+
+    private static WorkSplit Split(int m, int n, int k, int panels)
+    {
         int mBlocks = (m + MC - 1) / MC;
         int workers = Environment.ProcessorCount;
         double flops = 2.0 * m * n * k;
@@ -202,23 +236,21 @@ public static unsafe class Gemm
         if (parallel && mBlocks < 4 * workers) nBlocks = Math.Min(panels, (4 * workers + mBlocks - 1) / mBlocks);
         int panelsPerBlock = (panels + nBlocks - 1) / nBlocks;
         nBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
+        return new WorkSplit(parallel, mBlocks * nBlocks, nBlocks, panelsPerBlock, parallel ? Math.Min(workers, panels) : 1);
+    }
 
-        var job = new Job
+    /// <summary>Packs B (all pack workers), then computes every work item: in parallel, or in order on this thread.</summary>
+    private static void RunSplit(WorkSplit split, Action<int> packB, Action<int> compute)
+    {
+        if (split.Parallel)
         {
-            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, B16 = b16, RsB = rsB, CsB = csB, Bp = bp,
-            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = panelsPerBlock, NBlocks = nBlocks,
-            Wide = Vector512.IsHardwareAccelerated && !ForceVector256,
-            PackWorkers = parallel ? Math.Min(workers, panels) : 1,
-        };
-        if (parallel)
-        {
-            Parallel.For(0, job.PackWorkers, KernelParallelism.Options, job.PackB);
-            Parallel.For(0, mBlocks * nBlocks, KernelParallelism.Options, job.Compute);
+            Parallel.For(0, split.PackWorkers, KernelParallelism.Options, packB);
+            Parallel.For(0, split.Items, KernelParallelism.Options, compute);
         }
         else
         {
-            job.PackB(0);
-            for (int w = 0; w < mBlocks * nBlocks; w++) job.Compute(w);
+            packB(0);
+            for (int w = 0; w < split.Items; w++) compute(w);
         }
     }
 

@@ -42,12 +42,13 @@ public class BFloat16GemmTests
     }
 
     /// <summary>
-    /// Against the fp64 reference on the bf16-rounded weights, with the fp32 GEMM's tolerance (widening is exact, so the
-    /// only error is fp32 accumulation), and bit-identical to the fp32 GEMM on the widened weights.
+    /// The widening path (<see cref="Bf16GemmPath.Widening"/>): against the fp64 reference on the bf16-rounded weights, with
+    /// the fp32 GEMM's tolerance (widening is exact, so the only error is fp32 accumulation), and bit-identical to the fp32
+    /// GEMM on the widened weights.
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesReferenceOnRoundedWeights(bool nt, int m, int n, int k, bool withBias, bool accumulate)
+    public void WideningMatchesReferenceOnRoundedWeights(bool nt, int m, int n, int k, bool withBias, bool accumulate)
     {
         var rng = new Random(m * 31 + n * 7 + k + (nt ? 1 : 0));
         var a = TestData.Random(rng, m * k);
@@ -62,13 +63,13 @@ public class BFloat16GemmTests
         if (nt)
         {
             Gemm.NTReference(m, n, k, TestData.ToDouble(a), TestData.ToDouble(wRounded), expected, withBias ? TestData.ToDouble(bias) : null, accumulate);
-            Gemm.NTBf16(m, n, k, a, w16, c, bias, accumulate);
+            Gemm.NTBf16(m, n, k, a, w16, c, bias, accumulate, Bf16GemmPath.Widening);
             Gemm.NT(m, n, k, a, wRounded, viaFp32, bias, accumulate);
         }
         else
         {
             Gemm.NNReference(m, n, k, TestData.ToDouble(a), TestData.ToDouble(wRounded), expected, withBias ? TestData.ToDouble(bias) : null, accumulate);
-            Gemm.NNBf16(m, n, k, a, w16, c, bias, accumulate);
+            Gemm.NNBf16(m, n, k, a, w16, c, bias, accumulate, Bf16GemmPath.Widening);
             Gemm.NN(m, n, k, a, wRounded, viaFp32, bias, accumulate);
         }
         double err = TestData.MaxRelError(c, expected);
