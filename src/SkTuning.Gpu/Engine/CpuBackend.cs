@@ -12,6 +12,13 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override WeightPrecision FrozenWeights => frozenWeights;
 
+    /// <summary>
+    /// The code the bf16-weight GEMMs run (default <see cref="Bf16GemmPath.Auto"/>: the <c>vdpbf16ps</c> kernel where the CPU
+    /// has it); <see cref="Bf16GemmPath.Widening"/> computes in fp32 on the rounded weights (bit for bit the fp32 engine's
+    /// result on them; smooth in the activations, as a finite-difference check needs).
+    /// </summary>
+    internal Bf16GemmPath Bf16Path { get; set; }
+
     private sealed class HostArray<T>(int length) : DeviceArray<T>(length) where T : unmanaged
     {
         public readonly T[] Data = new T[length];
@@ -46,8 +53,8 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         var w = ((HostArray<ushort>)b.Array!).Data.AsSpan(b.Offset, b.Length);
         switch (op)
         {
-            case GemmOp.NN: Kernels.Gemm.NNBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
-            case GemmOp.NT: Kernels.Gemm.NTBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
+            case GemmOp.NN: Kernels.Gemm.NNBf16(m, n, k, S(a), w, S(c), S(bias), accumulate, Bf16Path); break;
+            case GemmOp.NT: Kernels.Gemm.NTBf16(m, n, k, S(a), w, S(c), S(bias), accumulate, Bf16Path); break;
             default: throw new ArgumentException($"Gemm {op} with a bf16 weight: frozen weights take no gradient");
         }
     }

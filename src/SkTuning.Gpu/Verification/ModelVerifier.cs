@@ -1,6 +1,7 @@
 using System.Globalization;
 using SkTuning.Gpu.Engine;
 using SkTuning.Gpu.Import;
+using SkTuning.Gpu.Kernels;
 using SkTuning.Gpu.Onnx;
 using SkTuning.Gpu.Tokenization;
 using SkTuning.Gpu.ZeroShot;
@@ -164,6 +165,23 @@ public static class ModelVerifier
     /// directions; loss = Σ w ⊙ final states over the real tokens, prefix of 2 keys per layer.
     /// </summary>
     private static VerifyLine GradientCheck(TransformerEngine engine, TokenBatch batch, ModelSpec spec)
+    {
+        // Central differences need a smooth forward: the vdpbf16ps GEMM rounds its activations to bf16, a step function at
+        // this scale. The backward's math is the same on either path, so the check runs on the widening one.
+        if (engine.Backend is not CpuBackend { Bf16Path: not Bf16GemmPath.Widening } cpu) return GradientCheckOn(engine, batch, spec);
+        var path = cpu.Bf16Path;
+        cpu.Bf16Path = Bf16GemmPath.Widening;
+        try
+        {
+            return GradientCheckOn(engine, batch, spec);
+        }
+        finally
+        {
+            cpu.Bf16Path = path;
+        }
+    }
+
+    private static VerifyLine GradientCheckOn(TransformerEngine engine, TokenBatch batch, ModelSpec spec)
     {
         var backend = engine.Backend;
         var rng = new Random(99);
