@@ -14,8 +14,8 @@ namespace SkTuning.Gpu.Kernels;
 /// Three versions side by side: fp64 references (<c>…Reference</c>), a fast CPU path (register-blocked
 /// <see cref="Vector512{T}"/> micro-kernel over packed panels, cache blocking over K, <see cref="Parallel"/>
 /// over row/column blocks) and ILGPU kernels (see <c>GemmGpu</c>).
-/// <see cref="NNBf16"/> and <see cref="NTBf16"/> take B
-/// as <see cref="BFloat16"/> words (frozen weights), on one of two paths (<see cref="Bf16GemmPath"/>): the
+/// <see cref="NNBf16"/> and <see cref="NTBf16"/> take a
+/// frozen weight in bf16 (<see cref="PackedBf16Matrix"/>), on one of two paths (<see cref="Bf16GemmPath"/>): the
 /// <c>vdpbf16ps</c> kernel (A rounded to bf16 too, fp32 accumulation; see GemmBf16.cs) where the CPU has AVX512-BF16,
 /// else the widening path: packing widens B to fp32 (exact), so the result equals the fp32 GEMM on the widened B bit for bit.
 /// With <c>accumulate</c> the product (and bias) is added to C; otherwise C is overwritten.
@@ -97,7 +97,7 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.NN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, null, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, n, 1, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -106,7 +106,7 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.NT", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, null, 1, k, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, 1, k, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -115,41 +115,48 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.TN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "k*m", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, 1, m, pb, null, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, 1, m, pb, n, 1, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>
-    /// <see cref="NN"/> with B [K,N] in bf16 (a frozen weight [in, out]), on <paramref name="path"/>
+    /// <see cref="NN"/> with B = W [K,N] a frozen weight [in, out] in bf16, on <paramref name="path"/>
     /// (<see cref="Bf16GemmPath.Auto"/>: the <c>vdpbf16ps</c> kernel where available, see <see cref="DefaultBf16Path"/>).
     /// </summary>
     /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
-    public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
+    public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, PackedBf16Matrix w, Span<float> c,
         ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
-        Check("Gemm.NNBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
+        CheckBf16("Gemm.NNBf16", m, n, k, a.Length, w, k, n, c.Length, bias.Length);
         bool dot = UsesDotProduct(path);
-        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
+        fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
         {
-            if (dot) RunDot(m, n, k, pa, pb, n, 1, pc, pbias, accumulate);
-            else Run(m, n, k, pa, k, 1, null, pb, n, 1, pc, pbias, accumulate);
+            if (dot) RunDot(m, n, k, pa, w, transposed: false, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, false, pc, pbias, accumulate);
         }
     }
 
     /// <summary>
-    /// <see cref="NT"/> with B [N,K] in bf16 (dX = dY·Wᵀ for a frozen weight W [in, out] = [N, K]), on <paramref name="path"/>
-    /// as in <see cref="NNBf16"/>.
+    /// <see cref="NT"/> with B = W [N,K] a frozen weight [in, out] in bf16 (dX = dY·Wᵀ), on <paramref name="path"/> as in
+    /// <see cref="NNBf16"/>.
     /// </summary>
     /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
-    public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
+    public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, PackedBf16Matrix w, Span<float> c,
         ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
-        Check("Gemm.NTBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
+        CheckBf16("Gemm.NTBf16", m, n, k, a.Length, w, n, k, c.Length, bias.Length);
         bool dot = UsesDotProduct(path);
-        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
+        fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
         {
-            if (dot) RunDot(m, n, k, pa, pb, 1, k, pc, pbias, accumulate);
-            else Run(m, n, k, pa, k, 1, null, pb, 1, k, pc, pbias, accumulate);
+            if (dot) RunDot(m, n, k, pa, w, transposed: true, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, true, pc, pbias, accumulate);
         }
+    }
+
+    private static void CheckBf16(string op, int m, int n, int k, int aLen, PackedBf16Matrix w, int rows, int columns, int cLen, int biasLen)
+    {
+        if (w.Rows != rows || w.Columns != columns)
+            throw new ArgumentException($"{op}: the weight is [{w.Rows}, {w.Columns}], expected [{rows}, {columns}] (m={m}, n={n}, k={k})");
+        Check(op, m, n, k, aLen, (int)((long)rows * columns), cLen, biasLen, "m*k", "-");
     }
 
     internal static void Check(string op, int m, int n, int k, int aLen, int bLen, int cLen, int biasLen, string aShape, string bShape)
@@ -187,9 +194,12 @@ public static unsafe partial class Gemm
         return (float*)(((nint)p + 63) & ~(nint)63);
     }
 
-    /// <summary>The blocked GEMM; B is read from <paramref name="b"/> (fp32) or, when that is null, from <paramref name="b16"/> (bf16).</summary>
-    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, ushort* b16, int rsB, int csB,
-        float* c, float* bias, bool accumulate)
+    /// <summary>
+    /// The blocked GEMM; B(p,j) = b[p·rsB + j·csB] (fp32) or, when <paramref name="b"/> is null, from the bf16
+    /// <paramref name="w"/>: B = W, or B = Wᵀ when <paramref name="transposed"/>.
+    /// </summary>
+    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, PackedBf16Matrix? w,
+        bool transposed, float* c, float* bias, bool accumulate)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -203,7 +213,7 @@ public static unsafe partial class Gemm
         var split = Split(m, n, k, panels);
         var job = new Job
         {
-            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, B16 = b16, RsB = rsB, CsB = csB, Bp = bp,
+            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, W = w, Transposed = transposed, RsB = rsB, CsB = csB, Bp = bp,
             C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks,
             Wide = Vector512.IsHardwareAccelerated && !ForceVector256, PackWorkers = split.PackWorkers,
         };
@@ -258,8 +268,8 @@ public static unsafe partial class Gemm
     {
         public int M, N, K, RsA, CsA, RsB, CsB, Panels, PanelsPerBlock, NBlocks, PackWorkers;
         public float* A, B, Bp, C, Bias;
-        public ushort* B16;
-        public bool Accumulate, Wide;
+        public PackedBf16Matrix? W;
+        public bool Accumulate, Wide, Transposed;
 
         /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B.</summary>
         public void PackB(int worker)
@@ -310,34 +320,43 @@ public static unsafe partial class Gemm
             }
         }
 
-        /// <summary>As <see cref="PackBPanel"/> from bf16 words: each widened to fp32 by a 16-bit shift into the high half.</summary>
+        /// <summary>As <see cref="PackBPanel"/> from the bf16 weight, each value widened to fp32 (exact: a 16-bit shift).</summary>
         private void PackBPanelBf16(int jp)
         {
             int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
+            var w = W!;
             float* dst = Bp + (long)jp * k * NR;
-            if (CsB == 1 && cols == NR)
+            uint* words = w.Words;
+            if (!Transposed)
             {
+                // B = W: this panel is W's panel jp (the same 48 columns, zero-padded), rows 2p and 2p+1 the halves of word row p.
+                uint* src = words + (long)jp * w.RowPairs * PackedBf16Matrix.PanelWidth;
+                var high = Vector512.Create(0xFFFF0000u);
                 for (int p = 0; p < k; p++)
                 {
-                    ushort* src = B16 + (long)p * RsB + j0;
+                    uint* s = src + (p / 2) * NR;
                     float* d = dst + p * NR;
-                    for (int s = 0; s < NR; s += 16)
+                    for (int o = 0; o < NR; o += 16)
                     {
-                        var (lo, hi) = Vector256.Widen(Vector256.Load(src + s));
-                        Vector256.Store(Vector256.ShiftLeft(lo, 16).AsSingle(), d + s);
-                        Vector256.Store(Vector256.ShiftLeft(hi, 16).AsSingle(), d + s + 8);
+                        var v = Vector512.Load(s + o);
+                        Vector512.Store(((p & 1) == 0 ? v << 16 : v & high).AsSingle(), d + o);
                     }
                 }
                 return;
             }
-            if (cols < NR)
-                new Span<float>(dst, k * NR).Clear();
+            // B = Wᵀ: column cc of this panel is row j0 + cc of W, read 48 values per panel of W.
+            if (cols < NR) new Span<float>(dst, k * NR).Clear();
+            float* row = stackalloc float[NR];
             for (int cc = 0; cc < cols; cc++)
-            {
-                ushort* src = B16 + (long)(j0 + cc) * CsB;
-                float* d = dst + cc;
-                for (int p = 0; p < k; p++) d[p * NR] = BFloat16.ToFloat(src[(long)p * RsB]);
-            }
+                for (int q = 0; q < w.Panels; q++)
+                {
+                    PackedBf16Matrix.PanelRow(words + (long)q * w.RowPairs * NR, j0 + cc, out var v0, out var v1, out var v2);
+                    Vector512.Store((v0 << 16).AsSingle(), row);
+                    Vector512.Store((v1 << 16).AsSingle(), row + 16);
+                    Vector512.Store((v2 << 16).AsSingle(), row + 32);
+                    int p0 = q * NR, count = Math.Min(NR, k - p0);
+                    for (int s = 0; s < count; s++) dst[(long)(p0 + s) * NR + cc] = row[s];
+                }
         }
 
         /// <summary>Packs rows i0..i0+mc, columns p0..p0+kc of A into MR-row micro-panels ([kc][MR] each, zero-padded).</summary>

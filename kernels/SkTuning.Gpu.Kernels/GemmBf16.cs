@@ -49,15 +49,15 @@ public static unsafe partial class Gemm
 
     // ---------------------------------------------------------------- vdpbf16ps path
     //
-    // The same blocking as the fp32 path (B packed once per call into NR-column panels, A packed per MC×KC block, work
-    // items of MC rows × a panel range), on 32-bit words holding a bf16 pair along K: B panels [K/2][NR], A micro-panels
-    // [KC/2][MR]. An odd K ends in a pair whose second value is 0 in A and B. KC counts K values: 256 (128 pairs), so a
-    // B micro-panel is 24 KB as on the fp32 path.
+    // The same blocking as the fp32 path (work items of MC rows × a panel range, A packed per MC×KC block) on 32-bit words
+    // holding a bf16 pair along K: B panels [K/2][NR], A micro-panels [KC/2][MR]. For x·W the weight's own panels are B
+    // (packed once at load); for dY·Wᵀ B is repacked per call from them. An odd K ends in a pair whose second value is 0
+    // in A and B. KC counts K values: 256 (128 pairs), so a B micro-panel is 24 KB as on the fp32 path.
 
     private const int KC16 = 256;
 
-    /// <summary>The vdpbf16ps GEMM: A fp32, row-major (row stride k); B(p,j) = b16[p·rsB + j·csB].</summary>
-    private static void RunDot(int m, int n, int k, float* a, ushort* b16, int rsB, int csB, float* c, float* bias, bool accumulate)
+    /// <summary>The vdpbf16ps GEMM: A fp32, row-major (row stride k); B = W, or Wᵀ when <paramref name="transposed"/>.</summary>
+    private static void RunDot(int m, int n, int k, float* a, PackedBf16Matrix w, bool transposed, float* c, float* bias, bool accumulate)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -67,80 +67,51 @@ public static unsafe partial class Gemm
         }
         int kPairs = (k + 1) / 2;
         int panels = (n + Bf16DotKernel.NR - 1) / Bf16DotKernel.NR;
-        uint* bp = (uint*)Buffer(ref t_packB, (long)panels * kPairs * Bf16DotKernel.NR);
         var split = Split(m, n, k, panels);
         var job = new DotJob
         {
-            M = m, N = n, K = k, KPairs = kPairs, A = a, B16 = b16, RsB = rsB, CsB = csB, Bp = bp, C = c, Bias = bias,
-            Accumulate = accumulate, Panels = panels, PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks,
-            PackWorkers = split.PackWorkers,
+            M = m, N = n, K = k, KPairs = kPairs, A = a, W = w, C = c, Bias = bias, Accumulate = accumulate, Panels = panels,
+            PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks, PackWorkers = split.PackWorkers,
+            Bp = transposed ? (uint*)Buffer(ref t_packB, (long)panels * kPairs * Bf16DotKernel.NR) : w.Words,
         };
-        RunSplit(split, job.PackB, job.Compute);
+        RunSplit(split, transposed ? job.PackTransposed : _ => { }, job.Compute);
     }
 
     private sealed class DotJob
     {
         private const int MR = Bf16DotKernel.MR, NR = Bf16DotKernel.NR;
 
-        public int M, N, K, KPairs, RsB, CsB, Panels, PanelsPerBlock, NBlocks, PackWorkers;
+        public int M, N, K, KPairs, Panels, PanelsPerBlock, NBlocks, PackWorkers;
         public float* A, C, Bias;
-        public ushort* B16;
+        public PackedBf16Matrix W = null!;
         public uint* Bp;
         public bool Accumulate;
 
-        /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B.</summary>
-        public void PackB(int worker)
+        /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B = Wᵀ.</summary>
+        public void PackTransposed(int worker)
         {
-            for (int jp = worker; jp < Panels; jp += PackWorkers) PackBPanel(jp);
+            for (int jp = worker; jp < Panels; jp += PackWorkers) PackTransposedPanel(jp);
         }
 
-        /// <summary>Panel jp of B as bf16 pairs: word (kp, j) = B(2kp, j) | B(2kp+1, j) &lt;&lt; 16, zero-padded.</summary>
-        private void PackBPanel(int jp)
+        /// <summary>
+        /// Panel jp of B = Wᵀ: word (kp, cc) = W[j0+cc, 2kp] | W[j0+cc, 2kp+1] &lt;&lt; 16 — two neighbours in a row of W, so
+        /// each of W's panels gives a row's 48 values, narrowed to 24 pairs (W's zero padding pads K).
+        /// </summary>
+        private void PackTransposedPanel(int jp)
         {
-            int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
+            int j0 = jp * NR, cols = Math.Min(NR, N - j0);
             uint* dst = Bp + (long)jp * KPairs * NR;
-            if (CsB == 1 && cols == NR)
-            {
-                // B [K, N] row-major (x·W): interleave rows 2kp and 2kp+1, 16 columns at a time.
-                for (int kp = 0; kp < KPairs; kp++)
-                {
-                    ushort* even = B16 + (long)2 * kp * RsB + j0;
-                    bool hasOdd = 2 * kp + 1 < k;
-                    uint* d = dst + kp * NR;
-                    for (int s = 0; s < NR; s += 16)
-                    {
-                        var (lo, hi) = Vector256.Widen(Vector256.Load(even + s));
-                        if (hasOdd)
-                        {
-                            var (lo1, hi1) = Vector256.Widen(Vector256.Load(even + RsB + s));
-                            lo |= Vector256.ShiftLeft(lo1, 16);
-                            hi |= Vector256.ShiftLeft(hi1, 16);
-                        }
-                        Vector256.Store(lo, d + s);
-                        Vector256.Store(hi, d + s + 8);
-                    }
-                }
-                return;
-            }
             if (cols < NR) new Span<uint>(dst, KPairs * NR).Clear();
-            if (RsB == 1)
-            {
-                // B(p, j) = W[j, p] (dY·Wᵀ): a pair is two neighbouring values of one row of W, one 32-bit read.
-                int fullPairs = k / 2;
-                for (int cc = 0; cc < cols; cc++)
+            uint* pairs = stackalloc uint[32];
+            uint* words = W.Words;
+            for (int cc = 0; cc < cols; cc++)
+                for (int q = 0; q < W.Panels; q++)
                 {
-                    ushort* src = B16 + (long)(j0 + cc) * CsB;
-                    uint* d = dst + cc;
-                    for (int kp = 0; kp < fullPairs; kp++) d[kp * NR] = Unsafe.ReadUnaligned<uint>(src + 2 * kp);
-                    if ((k & 1) != 0) d[fullPairs * NR] = src[k - 1];
-                }
-                return;
-            }
-            for (int kp = 0; kp < KPairs; kp++)
-                for (int cc = 0; cc < cols; cc++)
-                {
-                    ushort* src = B16 + (long)(j0 + cc) * CsB + (long)2 * kp * RsB;
-                    dst[kp * NR + cc] = src[0] | (2 * kp + 1 < k ? (uint)src[RsB] << 16 : 0u);
+                    PackedBf16Matrix.PanelRow(words + (long)q * W.RowPairs * NR, j0 + cc, out var v0, out var v1, out var v2);
+                    Vector512.Store(Vector512.Narrow(v0, v1).AsUInt32(), pairs);
+                    Vector512.Store(Vector512.Narrow(v2, Vector512<uint>.Zero).AsUInt32(), pairs + 16);
+                    int kp0 = q * (NR / 2), count = Math.Min(NR / 2, KPairs - kp0);
+                    for (int t = 0; t < count; t++) dst[(long)(kp0 + t) * NR + cc] = pairs[t];
                 }
         }
 

@@ -33,6 +33,7 @@ internal sealed class DeviceWeights : IDisposable
     public static DeviceWeights Upload(Backend backend, ModelSpec spec, ModelWeights w)
     {
         var host = EngineParameters.PretrainedTensors(w);
+        var shapes = EngineParameters.WeightTensors(spec).ToDictionary(x => x.Name, x => x.Shape);
         var owned = new List<IDisposable>();
         long bytes = 0;
         var result = Build(spec, name =>
@@ -44,7 +45,7 @@ internal sealed class DeviceWeights : IDisposable
         }, name =>
         {
             if (backend.FrozenWeights == WeightPrecision.Fp32) return default;
-            var a = backend.UploadBf16(host[name]);
+            var a = backend.UploadBf16(host[name], shapes[name][0], shapes[name][1]);
             owned.Add(a);
             bytes += a.Length * 2L;
             return a.All;

@@ -38,14 +38,13 @@ public class Bf16DotKernelTests
         if (!Gemm.IsBf16DotProductSupported)
         {
             Assert.Equal(Bf16GemmPath.Widening, Gemm.DefaultBf16Path);
-            Assert.Throws<NotSupportedException>(() => Gemm.NNBf16(1, 1, 1, [1f], [0], new float[1], path: Bf16GemmPath.DotProduct));
+            Assert.Throws<NotSupportedException>(() => Gemm.NNBf16(1, 1, 1, [1f], PackedBf16Matrix.Pack([1f], 1, 1), new float[1], path: Bf16GemmPath.DotProduct));
             return;
         }
         var rng = new Random(m * 131 + n * 17 + k + (nt ? 1 : 0));
         var a = TestData.Random(rng, m * k);
         var w = TestData.Random(rng, k * n);
-        var w16 = new ushort[w.Length];
-        BFloat16.FromFloat(w, w16);
+        var w16 = nt ? PackedBf16Matrix.Pack(w, n, k) : PackedBf16Matrix.Pack(w, k, n);
         var bias = withBias ? TestData.Random(rng, n) : [];
         var c = accumulate ? TestData.Random(rng, m * n) : TestData.Poisoned(m * n);
         var expected = accumulate ? TestData.ToDouble(c) : new double[m * n];
@@ -79,8 +78,7 @@ public class Bf16DotKernelTests
         var a = new float[m * k];
         for (int i = 0; i < a.Length; i++) a[i] = (rng.Next(2) == 0 ? -1 : 1) * (1f + (2 * rng.Next(128) + 1) / 256f);
         var w = TestData.Random(rng, k * n);
-        var w16 = new ushort[w.Length];
-        BFloat16.FromFloat(w, w16);
+        var w16 = PackedBf16Matrix.Pack(w, k, n);
         var expected = new double[m * n];
         Gemm.NNReference(m, n, k, TestData.ToDouble(BFloat16.Round(a)), TestData.ToDouble(BFloat16.Round(w)), expected);
         var c = TestData.Poisoned(m * n);
@@ -100,8 +98,7 @@ public class Bf16DotKernelTests
         var rng = new Random(8);
         var a = TestData.Random(rng, m * k);
         var w = TestData.Random(rng, k * n);
-        var w16 = new ushort[w.Length];
-        BFloat16.FromFloat(w, w16);
+        var w16 = PackedBf16Matrix.Pack(w, n, k);
         var dot = TestData.Poisoned(m * n);
         var widened = TestData.Poisoned(m * n);
         Gemm.NTBf16(m, n, k, a, w16, dot, path: Bf16GemmPath.DotProduct);
