@@ -31,9 +31,10 @@ internal static unsafe class Bf16DotKernel
 
     /// <summary>
     /// C[MR, NR] (row stride <c>ldc</c> floats) = Σ over kPairs of A·B (+ bias[NR] if non-null) (+ C if loadC ≠ 0).
-    /// Arguments (System V): kPairs, a, b, c, ldc, bias, loadC.
+    /// Arguments (System V): kPairs, a, b, c, ldc, bias, loadC. Called without a GC transition: one call is a few
+    /// microseconds of arithmetic that never calls back into the runtime.
     /// </summary>
-    public static delegate* unmanaged<long, uint*, uint*, float*, long, float*, long, void> Function => Cached.Value;
+    public static delegate* unmanaged[SuppressGCTransition]<long, uint*, uint*, float*, long, float*, long, void> Function => Cached.Value;
 
     /// <summary>
     /// True where the kernel runs: 64-bit Linux on a CPU that reports AVX512-BF16 (CPUID leaf 7 subleaf 1, EAX bit 5) with
@@ -44,8 +45,8 @@ internal static unsafe class Bf16DotKernel
 
     private static class Cached
     {
-        public static readonly delegate* unmanaged<long, uint*, uint*, float*, long, float*, long, void> Value =
-            (delegate* unmanaged<long, uint*, uint*, float*, long, float*, long, void>)ExecutableMemory.Place(Assemble());
+        public static readonly delegate* unmanaged[SuppressGCTransition]<long, uint*, uint*, float*, long, float*, long, void> Value =
+            (delegate* unmanaged[SuppressGCTransition]<long, uint*, uint*, float*, long, float*, long, void>)ExecutableMemory.Place(Assemble());
     }
 
     /// <summary>The kernel's machine code (position-independent: only relative jumps).</summary>
