@@ -330,33 +330,34 @@ public static unsafe partial class Gemm
             if (!Transposed)
             {
                 // B = W: this panel is W's panel jp (the same 48 columns, zero-padded), rows 2p and 2p+1 the halves of word row p.
+                // Vector256: this is also the path of CPUs without AVX-512.
                 uint* src = words + (long)jp * w.RowPairs * PackedBf16Matrix.PanelWidth;
-                var high = Vector512.Create(0xFFFF0000u);
+                var high = Vector256.Create(0xFFFF0000u);
                 for (int p = 0; p < k; p++)
                 {
                     uint* s = src + (p / 2) * NR;
                     float* d = dst + p * NR;
-                    for (int o = 0; o < NR; o += 16)
+                    for (int o = 0; o < NR; o += 8)
                     {
-                        var v = Vector512.Load(s + o);
-                        Vector512.Store(((p & 1) == 0 ? v << 16 : v & high).AsSingle(), d + o);
+                        var v = Vector256.Load(s + o);
+                        Vector256.Store(((p & 1) == 0 ? v << 16 : v & high).AsSingle(), d + o);
                     }
                 }
                 return;
             }
-            // B = Wᵀ: column cc of this panel is row j0 + cc of W, read 48 values per panel of W.
+            // B = Wᵀ: column cc of this panel is row j0 + cc of W, whose values lie in one word half along each panel of W.
             if (cols < NR) new Span<float>(dst, k * NR).Clear();
-            float* row = stackalloc float[NR];
             for (int cc = 0; cc < cols; cc++)
+            {
+                int row = j0 + cc, shift = 16 * (row & 1);
                 for (int q = 0; q < w.Panels; q++)
                 {
-                    PackedBf16Matrix.PanelRow(words + (long)q * w.RowPairs * NR, j0 + cc, out var v0, out var v1, out var v2);
-                    Vector512.Store((v0 << 16).AsSingle(), row);
-                    Vector512.Store((v1 << 16).AsSingle(), row + 16);
-                    Vector512.Store((v2 << 16).AsSingle(), row + 32);
+                    uint* s = words + (long)q * w.RowPairs * NR + (row / 2) * NR;
                     int p0 = q * NR, count = Math.Min(NR, k - p0);
-                    for (int s = 0; s < count; s++) dst[(long)(p0 + s) * NR + cc] = row[s];
+                    for (int o = 0; o < count; o++)
+                        dst[(long)(p0 + o) * NR + cc] = BitConverter.UInt32BitsToSingle((s[o] >> shift) << 16);
                 }
+            }
         }
 
         /// <summary>Packs rows i0..i0+mc, columns p0..p0+kc of A into MR-row micro-panels ([kc][MR] each, zero-padded).</summary>

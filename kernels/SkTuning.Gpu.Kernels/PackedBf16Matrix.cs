@@ -77,7 +77,8 @@ public sealed unsafe class PackedBf16Matrix
 
     /// <summary>
     /// Row <paramref name="row"/> of W within the panel starting at <paramref name="panel"/> (48 values, zero past the last
-    /// column), each bf16 value in the low half of a lane: the building block of the transposed repacks.
+    /// column), each bf16 value in the low half of a lane: the building block of the vdpbf16ps path's transposed repack
+    /// (AVX-512 hardware only).
     /// </summary>
     internal static void PanelRow(uint* panel, int row, out Vector512<uint> v0, out Vector512<uint> v1, out Vector512<uint> v2)
     {
