@@ -249,17 +249,20 @@ public static unsafe partial class Gemm
         return new WorkSplit(parallel, mBlocks * nBlocks, nBlocks, panelsPerBlock, parallel ? Math.Min(workers, panels) : 1);
     }
 
-    /// <summary>Packs B (all pack workers), then computes every work item: in parallel, or in order on this thread.</summary>
-    private static void RunSplit(WorkSplit split, Action<int> packB, Action<int> compute)
+    /// <summary>
+    /// Packs B (all pack workers; null: B is packed already), then computes every work item: in parallel, or in order on
+    /// this thread.
+    /// </summary>
+    private static void RunSplit(WorkSplit split, Action<int>? packB, Action<int> compute)
     {
         if (split.Parallel)
         {
-            Parallel.For(0, split.PackWorkers, KernelParallelism.Options, packB);
+            if (packB != null) Parallel.For(0, split.PackWorkers, KernelParallelism.Options, packB);
             Parallel.For(0, split.Items, KernelParallelism.Options, compute);
         }
         else
         {
-            packB(0);
+            packB?.Invoke(0);
             for (int w = 0; w < split.Items; w++) compute(w);
         }
     }

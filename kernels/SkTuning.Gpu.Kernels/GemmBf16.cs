@@ -74,7 +74,7 @@ public static unsafe partial class Gemm
             PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks, PackWorkers = split.PackWorkers,
             Bp = transposed ? (uint*)Buffer(ref t_packB, (long)panels * kPairs * Bf16DotKernel.NR) : w.Words,
         };
-        RunSplit(split, transposed ? job.PackTransposed : _ => { }, job.Compute);
+        RunSplit(split, transposed ? job.PackTransposed : null, job.Compute);
     }
 
     private sealed class DotJob
