@@ -48,17 +48,23 @@ public sealed unsafe class PackedBf16Matrix
             throw new ArgumentException($"PackedBf16Matrix.Pack: {w.Length} values, expected rows*columns = {(long)rows * columns} (rows={rows}, columns={columns})");
         var packed = new PackedBf16Matrix(rows, columns);
         uint* words = packed.Words;
-        for (int q = 0; q < packed.Panels; q++)
+        int rowPairs = packed.RowPairs;
+        fixed (float* source = w)
         {
-            int j0 = q * PanelWidth, width = Math.Min(PanelWidth, columns - j0);
-            uint* panel = words + (long)q * packed.RowPairs * PanelWidth;
-            for (int p = 0; p < rows; p++)
+            float* src = source;
+            // One panel per iteration: a 1B model's matrices are ~1e9 values, packed once at load on all cores.
+            Parallel.For(0, packed.Panels, KernelParallelism.Options, q =>
             {
-                var row = w.Slice(p * columns + j0, width);
-                uint* d = panel + (p / 2) * PanelWidth;
-                int shift = 16 * (p & 1);
-                for (int j = 0; j < width; j++) d[j] |= (uint)BFloat16.FromFloat(row[j]) << shift;
-            }
+                int j0 = q * PanelWidth, width = Math.Min(PanelWidth, columns - j0);
+                uint* panel = words + (long)q * rowPairs * PanelWidth;
+                for (int p = 0; p < rows; p++)
+                {
+                    float* row = src + (long)p * columns + j0;
+                    uint* d = panel + (p / 2) * PanelWidth;
+                    int shift = 16 * (p & 1);
+                    for (int j = 0; j < width; j++) d[j] |= (uint)BFloat16.FromFloat(row[j]) << shift;
+                }
+            });
         }
         return packed;
     }
