@@ -3,11 +3,15 @@ using SkTuning.Gpu.Kernels;
 
 namespace SkTuning.Gpu.Benchmarks;
 
-/// <summary>The CPU GEMM at MiniLM's shapes (B·T = 2048 rows) against the naive TensorPrimitives.Dot version.</summary>
+/// <summary>
+/// The CPU GEMM at MiniLM's shapes (B·T = 2048 rows) against the naive TensorPrimitives.Dot version, and with B in bf16
+/// (frozen weights): the vdpbf16ps kernel where the CPU has it, and the widening fallback.
+/// </summary>
 [MemoryDiagnoser]
 public class GemmBenchmarks
 {
     private float[] _a = [], _b = [], _c = [];
+    private PackedBf16Matrix? _b16;
 
     /// <summary>(M, N, K) of the benchmark: QKV projection and FFN up-projection of MiniLM at B=32, T=64.</summary>
     [Params("2048x1152x384", "2048x1536x384", "2048x384x1536")]
@@ -23,6 +27,7 @@ public class GemmBenchmarks
         _a = Enumerable.Range(0, m * k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
         _b = Enumerable.Range(0, k * n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
         _c = new float[m * n];
+        _b16 = PackedBf16Matrix.Pack(_b, k, n);
     }
 
     [Benchmark(Baseline = true)]
@@ -36,4 +41,10 @@ public class GemmBenchmarks
 
     [Benchmark]
     public void TN() { var (m, n, k) = Dims; Gemm.TN(m, n, k, _a, _b, _c); }
+
+    [Benchmark]
+    public void NNBf16() { var (m, n, k) = Dims; Gemm.NNBf16(m, n, k, _a, _b16!, _c); }
+
+    [Benchmark]
+    public void NNBf16Widening() { var (m, n, k) = Dims; Gemm.NNBf16(m, n, k, _a, _b16!, _c, path: Bf16GemmPath.Widening); }
 }

@@ -14,12 +14,13 @@ namespace SkTuning.Gpu.Kernels;
 /// Three versions side by side: fp64 references (<c>…Reference</c>), a fast CPU path (register-blocked
 /// <see cref="Vector512{T}"/> micro-kernel over packed panels, cache blocking over K, <see cref="Parallel"/>
 /// over row/column blocks) and ILGPU kernels (see <c>GemmGpu</c>).
-/// <see cref="NNBf16"/> and <see cref="NTBf16"/> take B
-/// as <see cref="BFloat16"/> words (frozen weights): the packing step widens them to fp32 (exact), so the micro-kernel
-/// and the fp32 accumulation are the same and the result equals the fp32 GEMM on the widened B bit for bit.
+/// <see cref="NNBf16"/> and <see cref="NTBf16"/> take a
+/// frozen weight in bf16 (<see cref="PackedBf16Matrix"/>), on one of two paths (<see cref="Bf16GemmPath"/>): the
+/// <c>vdpbf16ps</c> kernel (A rounded to bf16 too, fp32 accumulation; see GemmBf16.cs) where the CPU has AVX512-BF16,
+/// else the widening path: packing widens B to fp32 (exact), so the result equals the fp32 GEMM on the widened B bit for bit.
 /// With <c>accumulate</c> the product (and bias) is added to C; otherwise C is overwritten.
 /// </summary>
-public static unsafe class Gemm
+public static unsafe partial class Gemm
 {
     // ---------------------------------------------------------------- fp64 references
 
@@ -96,7 +97,7 @@ public static unsafe class Gemm
     {
         Check("Gemm.NN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, null, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, n, 1, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -105,7 +106,7 @@ public static unsafe class Gemm
     {
         Check("Gemm.NT", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, null, 1, k, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, 1, k, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -114,29 +115,48 @@ public static unsafe class Gemm
     {
         Check("Gemm.TN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "k*m", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, 1, m, pb, null, n, 1, pc, pbias, accumulate);
+            Run(m, n, k, pa, 1, m, pb, n, 1, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>
-    /// <see cref="NN"/> with B [K,N] in bf16 (a frozen weight [in, out]), widened to fp32 while packed.
+    /// <see cref="NN"/> with B = W [K,N] a frozen weight [in, out] in bf16, on <paramref name="path"/>
+    /// (<see cref="Bf16GemmPath.Auto"/>: the <c>vdpbf16ps</c> kernel where available, see <see cref="DefaultBf16Path"/>).
     /// </summary>
-    public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
-        ReadOnlySpan<float> bias = default, bool accumulate = false)
+    /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
+    public static void NNBf16(int m, int n, int k, ReadOnlySpan<float> a, PackedBf16Matrix w, Span<float> c,
+        ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
-        Check("Gemm.NNBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
-        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, null, pb, n, 1, pc, pbias, accumulate);
+        CheckBf16("Gemm.NNBf16", m, n, k, a.Length, w, k, n, c.Length, bias.Length);
+        bool dot = UsesDotProduct(path);
+        fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
+        {
+            if (dot) RunDot(m, n, k, pa, w, transposed: false, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, false, pc, pbias, accumulate);
+        }
     }
 
     /// <summary>
-    /// <see cref="NT"/> with B [N,K] in bf16 (dX = dY·Wᵀ for a frozen weight W [in, out] = [N, K]), widened to fp32 while packed.
+    /// <see cref="NT"/> with B = W [N,K] a frozen weight [in, out] in bf16 (dX = dY·Wᵀ), on <paramref name="path"/> as in
+    /// <see cref="NNBf16"/>.
     /// </summary>
-    public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<ushort> b, Span<float> c,
-        ReadOnlySpan<float> bias = default, bool accumulate = false)
+    /// <exception cref="NotSupportedException"><see cref="Bf16GemmPath.DotProduct"/> on a machine without the kernel.</exception>
+    public static void NTBf16(int m, int n, int k, ReadOnlySpan<float> a, PackedBf16Matrix w, Span<float> c,
+        ReadOnlySpan<float> bias = default, bool accumulate = false, Bf16GemmPath path = Bf16GemmPath.Auto)
     {
-        Check("Gemm.NTBf16", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
-        fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, null, pb, 1, k, pc, pbias, accumulate);
+        CheckBf16("Gemm.NTBf16", m, n, k, a.Length, w, n, k, c.Length, bias.Length);
+        bool dot = UsesDotProduct(path);
+        fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
+        {
+            if (dot) RunDot(m, n, k, pa, w, transposed: true, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, true, pc, pbias, accumulate);
+        }
+    }
+
+    private static void CheckBf16(string op, int m, int n, int k, int aLen, PackedBf16Matrix w, int rows, int columns, int cLen, int biasLen)
+    {
+        if (w.Rows != rows || w.Columns != columns)
+            throw new ArgumentException($"{op}: the weight is [{w.Rows}, {w.Columns}], expected [{rows}, {columns}] (m={m}, n={n}, k={k})");
+        Check(op, m, n, k, aLen, (int)((long)rows * columns), cLen, biasLen, "m*k", "-");
     }
 
     internal static void Check(string op, int m, int n, int k, int aLen, int bLen, int cLen, int biasLen, string aShape, string bShape)
@@ -174,24 +194,48 @@ public static unsafe class Gemm
         return (float*)(((nint)p + 63) & ~(nint)63);
     }
 
-    /// <summary>The blocked GEMM; B is read from <paramref name="b"/> (fp32) or, when that is null, from <paramref name="b16"/> (bf16).</summary>
-    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, ushort* b16, int rsB, int csB,
-        float* c, float* bias, bool accumulate)
+    /// <summary>
+    /// The blocked GEMM; B(p,j) = b[p·rsB + j·csB] (fp32) or, when <paramref name="b"/> is null, from the bf16
+    /// <paramref name="w"/>: B = W, or B = Wᵀ when <paramref name="transposed"/>.
+    /// </summary>
+    private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, PackedBf16Matrix? w,
+        bool transposed, float* c, float* bias, bool accumulate)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                {
-                    float v = bias != null ? bias[j] : 0f;
-                    c[(long)i * n + j] = accumulate ? c[(long)i * n + j] + v : v;
-                }
+            BiasOnly(m, n, c, bias, accumulate);
             return;
         }
 
         int panels = (n + NR - 1) / NR;
         float* bp = Buffer(ref t_packB, (long)panels * k * NR);
+        var split = Split(m, n, k, panels);
+        var job = new Job
+        {
+            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, W = w, Transposed = transposed, RsB = rsB, CsB = csB, Bp = bp,
+            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks,
+            Wide = Vector512.IsHardwareAccelerated && !ForceVector256, PackWorkers = split.PackWorkers,
+        };
+        RunSplit(split, job.PackB, job.Compute);
+    }
+
+    /// <summary>C = bias (or C += bias) for K = 0.</summary>
+    private static void BiasOnly(int m, int n, float* c, float* bias, bool accumulate)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float v = bias != null ? bias[j] : 0f;
+                c[(long)i * n + j] = accumulate ? c[(long)i * n + j] + v : v;
+            }
+    }
+
+    /// <summary>How one GEMM's work is cut: B packing over <c>PackWorkers</c>, compute over MC-row × panel-range items.</summary>
+    private readonly record struct WorkSplit(bool Parallel, int Items, int NBlocks, int PanelsPerBlock, int PackWorkers);
+
+    private static WorkSplit Split(int m, int n, int k, int panels)
+    {
         int mBlocks = (m + MC - 1) / MC;
         int workers = Environment.ProcessorCount;
         double flops = 2.0 * m * n * k;
@@ -202,23 +246,24 @@ public static unsafe class Gemm
         if (parallel && mBlocks < 4 * workers) nBlocks = Math.Min(panels, (4 * workers + mBlocks - 1) / mBlocks);
         int panelsPerBlock = (panels + nBlocks - 1) / nBlocks;
         nBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
+        return new WorkSplit(parallel, mBlocks * nBlocks, nBlocks, panelsPerBlock, parallel ? Math.Min(workers, panels) : 1);
+    }
 
-        var job = new Job
+    /// <summary>
+    /// Packs B (all pack workers; null: B is packed already), then computes every work item: in parallel, or in order on
+    /// this thread.
+    /// </summary>
+    private static void RunSplit(WorkSplit split, Action<int>? packB, Action<int> compute)
+    {
+        if (split.Parallel)
         {
-            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, B16 = b16, RsB = rsB, CsB = csB, Bp = bp,
-            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = panelsPerBlock, NBlocks = nBlocks,
-            Wide = Vector512.IsHardwareAccelerated && !ForceVector256,
-            PackWorkers = parallel ? Math.Min(workers, panels) : 1,
-        };
-        if (parallel)
-        {
-            Parallel.For(0, job.PackWorkers, KernelParallelism.Options, job.PackB);
-            Parallel.For(0, mBlocks * nBlocks, KernelParallelism.Options, job.Compute);
+            if (packB != null) Parallel.For(0, split.PackWorkers, KernelParallelism.Options, packB);
+            Parallel.For(0, split.Items, KernelParallelism.Options, compute);
         }
         else
         {
-            job.PackB(0);
-            for (int w = 0; w < mBlocks * nBlocks; w++) job.Compute(w);
+            packB?.Invoke(0);
+            for (int w = 0; w < split.Items; w++) compute(w);
         }
     }
 
@@ -226,8 +271,8 @@ public static unsafe class Gemm
     {
         public int M, N, K, RsA, CsA, RsB, CsB, Panels, PanelsPerBlock, NBlocks, PackWorkers;
         public float* A, B, Bp, C, Bias;
-        public ushort* B16;
-        public bool Accumulate, Wide;
+        public PackedBf16Matrix? W;
+        public bool Accumulate, Wide, Transposed;
 
         /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B.</summary>
         public void PackB(int worker)
@@ -278,33 +323,43 @@ public static unsafe class Gemm
             }
         }
 
-        /// <summary>As <see cref="PackBPanel"/> from bf16 words: each widened to fp32 by a 16-bit shift into the high half.</summary>
+        /// <summary>As <see cref="PackBPanel"/> from the bf16 weight, each value widened to fp32 (exact: a 16-bit shift).</summary>
         private void PackBPanelBf16(int jp)
         {
             int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
+            var w = W!;
             float* dst = Bp + (long)jp * k * NR;
-            if (CsB == 1 && cols == NR)
+            uint* words = w.Words;
+            if (!Transposed)
             {
+                // B = W: this panel is W's panel jp (the same 48 columns, zero-padded), rows 2p and 2p+1 the halves of word row p.
+                // Vector256: this is also the path of CPUs without AVX-512.
+                uint* src = words + (long)jp * w.RowPairs * PackedBf16Matrix.PanelWidth;
+                var high = Vector256.Create(0xFFFF0000u);
                 for (int p = 0; p < k; p++)
                 {
-                    ushort* src = B16 + (long)p * RsB + j0;
+                    uint* s = src + (p / 2) * NR;
                     float* d = dst + p * NR;
-                    for (int s = 0; s < NR; s += 16)
+                    for (int o = 0; o < NR; o += 8)
                     {
-                        var (lo, hi) = Vector256.Widen(Vector256.Load(src + s));
-                        Vector256.Store(Vector256.ShiftLeft(lo, 16).AsSingle(), d + s);
-                        Vector256.Store(Vector256.ShiftLeft(hi, 16).AsSingle(), d + s + 8);
+                        var v = Vector256.Load(s + o);
+                        Vector256.Store(((p & 1) == 0 ? v << 16 : v & high).AsSingle(), d + o);
                     }
                 }
                 return;
             }
-            if (cols < NR)
-                new Span<float>(dst, k * NR).Clear();
+            // B = Wᵀ: column cc of this panel is row j0 + cc of W, whose values lie in one word half along each panel of W.
+            if (cols < NR) new Span<float>(dst, k * NR).Clear();
             for (int cc = 0; cc < cols; cc++)
             {
-                ushort* src = B16 + (long)(j0 + cc) * CsB;
-                float* d = dst + cc;
-                for (int p = 0; p < k; p++) d[p * NR] = BFloat16.ToFloat(src[(long)p * RsB]);
+                int row = j0 + cc, shift = 16 * (row & 1);
+                for (int q = 0; q < w.Panels; q++)
+                {
+                    uint* s = words + (long)q * w.RowPairs * NR + (row / 2) * NR;
+                    int p0 = q * NR, count = Math.Min(NR, k - p0);
+                    for (int o = 0; o < count; o++)
+                        dst[(long)(p0 + o) * NR + cc] = BitConverter.UInt32BitsToSingle((s[o] >> shift) << 16);
+                }
             }
         }
 

@@ -175,8 +175,7 @@ public static class EngineBenchmark
         foreach (var (n, k) in shapes)
         {
             var a = Random(rng, m * k); var w = Random(rng, k * n); var c = new float[m * n]; var dc = Random(rng, m * n); var da = new float[m * k];
-            var w16 = new ushort[w.Length];
-            Kernels.BFloat16.FromFloat(w, w16);
+            var w16 = Kernels.PackedBf16Matrix.Pack(w, k, n);
             gemmForward += Median(iterations, () => { if (bf16) Gemm.NNBf16(m, n, k, a, w16, c); else Gemm.NN(m, n, k, a, w, c); });
             // Prefix training needs only the input gradient dx = dy·Wᵀ (frozen weights).
             gemmBackward += Median(iterations, () => { if (bf16) Gemm.NTBf16(m, k, n, dc, w16, da); else Gemm.NT(m, k, n, dc, w, da); });
@@ -206,7 +205,14 @@ public static class EngineBenchmark
         log?.Invoke($"kernels: GEMM {m}x{f}x{d}, attention B={batch} T={seq} m={prefix}");
         var a = Random(rng, m * d); var w = Random(rng, d * f); var c = new float[m * f];
         double gemmGflop = 2.0 * m * f * d / 1e9;
-        rows.Add(new BenchRow($"GEMM NN {m}x{f}x{d}", Median(iterations, () => Gemm.NN(m, f, d, a, w, c)), gemmGflop, $"GEMM naive {m}x{f}x{d}"));
+        string nn = $"GEMM NN {m}x{f}x{d}";
+        rows.Add(new BenchRow(nn, Median(iterations, () => Gemm.NN(m, f, d, a, w, c)), gemmGflop, $"GEMM naive {m}x{f}x{d}"));
+        var w16 = Kernels.PackedBf16Matrix.Pack(w, d, f);
+        if (Gemm.IsBf16DotProductSupported)
+            rows.Add(new BenchRow($"{nn}, bf16 weights (vdpbf16ps)", Median(iterations, () =>
+                Gemm.NNBf16(m, f, d, a, w16, c, path: Bf16GemmPath.DotProduct)), gemmGflop, nn));
+        rows.Add(new BenchRow($"{nn}, bf16 weights widened", Median(iterations, () =>
+            Gemm.NNBf16(m, f, d, a, w16, c, path: Bf16GemmPath.Widening)), gemmGflop, nn));
         rows.Add(new BenchRow($"GEMM naive {m}x{f}x{d}", Median(Math.Min(iterations, 3), () => Gemm.NNNaive(m, f, d, a, w, c)), gemmGflop));
 
         var shape = new AttentionShape(batch, seq, spec.Heads, spec.HeadSize, prefix, spec.KvHeads);

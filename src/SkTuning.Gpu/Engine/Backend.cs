@@ -18,9 +18,20 @@ public abstract class Backend : IDisposable
     /// <summary>How frozen weight matrices are stored on this backend (<c>--weights</c>); fp32 unless the backend was made for bf16.</summary>
     public virtual WeightPrecision FrozenWeights => WeightPrecision.Fp32;
 
-    /// <summary>A new array holding <paramref name="host"/> rounded to bf16 (nearest even); only where <see cref="FrozenWeights"/> is bf16.</summary>
+    /// <summary>
+    /// A new array holding the weight matrix <paramref name="host"/> [rows, columns] ([in, out]) rounded to bf16 (nearest
+    /// even), in whatever layout the backend's bf16 GEMM reads; only where <see cref="FrozenWeights"/> is bf16.
+    /// </summary>
     /// <exception cref="NotSupportedException">This backend reads fp32 weights only.</exception>
-    public virtual DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host) =>
+    public virtual DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host, int rows, int columns) =>
+        throw new NotSupportedException($"the {Name} backend stores frozen weights in fp32 only");
+
+    /// <summary>
+    /// A new array holding <paramref name="host"/> rounded to bf16 (nearest even) in its own row-major order, for tables
+    /// read by row (the word embeddings); only where <see cref="FrozenWeights"/> is bf16.
+    /// </summary>
+    /// <exception cref="NotSupportedException">This backend reads fp32 weights only.</exception>
+    public virtual DeviceArray<ushort> UploadBf16Rows(ReadOnlySpan<float> host) =>
         throw new NotSupportedException($"the {Name} backend stores frozen weights in fp32 only");
 
     /// <summary>A zeroed float array.</summary>

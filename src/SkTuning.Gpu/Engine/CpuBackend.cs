@@ -12,6 +12,13 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override WeightPrecision FrozenWeights => frozenWeights;
 
+    /// <summary>
+    /// The code the bf16-weight GEMMs run (default <see cref="Bf16GemmPath.Auto"/>: the <c>vdpbf16ps</c> kernel where the CPU
+    /// has it); <see cref="Bf16GemmPath.Widening"/> computes in fp32 on the rounded weights (bit for bit the fp32 engine's
+    /// result on them; smooth in the activations, as a finite-difference check needs).
+    /// </summary>
+    internal Bf16GemmPath Bf16Path { get; set; }
+
     private sealed class HostArray<T>(int length) : DeviceArray<T>(length) where T : unmanaged
     {
         public readonly T[] Data = new T[length];
@@ -30,8 +37,23 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override DeviceArray<int> AllocateInts(int length) => new HostArray<int>(length).Metered(Memory);
 
+    /// <summary>A bf16 weight matrix in the GEMM kernel's panel layout; its length counts 16-bit words, padding included.</summary>
+    private sealed class HostBf16Matrix(PackedBf16Matrix matrix) : DeviceArray<ushort>(checked((int)(matrix.Bytes / 2)))
+    {
+        public readonly PackedBf16Matrix Matrix = matrix;
+        public override void Dispose() => Release();
+    }
+
     /// <inheritdoc />
-    public override DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host)
+    /// <remarks>Packed once here into the <c>vdpbf16ps</c> kernel's B panels (<see cref="PackedBf16Matrix"/>).</remarks>
+    public override DeviceArray<ushort> UploadBf16(ReadOnlySpan<float> host, int rows, int columns)
+    {
+        if (frozenWeights != WeightPrecision.Bf16) throw new InvalidOperationException("bf16 upload on a backend made for fp32 weights");
+        return new HostBf16Matrix(PackedBf16Matrix.Pack(host, rows, columns)).Metered(Memory);
+    }
+
+    /// <inheritdoc />
+    public override DeviceArray<ushort> UploadBf16Rows(ReadOnlySpan<float> host)
     {
         if (frozenWeights != WeightPrecision.Bf16) throw new InvalidOperationException("bf16 upload on a backend made for fp32 weights");
         var a = new HostArray<ushort>(host.Length);
@@ -43,11 +65,13 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     protected override void GemmBf16(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<ushort> b, DeviceView<float> c,
         DeviceView<float> bias, bool accumulate)
     {
-        var w = ((HostArray<ushort>)b.Array!).Data.AsSpan(b.Offset, b.Length);
+        var array = (HostBf16Matrix)b.Array!;
+        if (b.Offset != 0 || b.Length != array.Length) throw new ArgumentException("a bf16 weight is used whole, not as a slice");
+        var w = array.Matrix;
         switch (op)
         {
-            case GemmOp.NN: Kernels.Gemm.NNBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
-            case GemmOp.NT: Kernels.Gemm.NTBf16(m, n, k, S(a), w, S(c), S(bias), accumulate); break;
+            case GemmOp.NN: Kernels.Gemm.NNBf16(m, n, k, S(a), w, S(c), S(bias), accumulate, Bf16Path); break;
+            case GemmOp.NT: Kernels.Gemm.NTBf16(m, n, k, S(a), w, S(c), S(bias), accumulate, Bf16Path); break;
             default: throw new ArgumentException($"Gemm {op} with a bf16 weight: frozen weights take no gradient");
         }
     }

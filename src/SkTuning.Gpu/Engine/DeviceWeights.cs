@@ -36,6 +36,7 @@ internal sealed class DeviceWeights : IDisposable
     {
         bool bf16 = backend.FrozenWeights == WeightPrecision.Bf16;
         var (matrices, embeddings) = Roles(spec);
+        var shapes = EngineParameters.WeightTensors(spec).ToDictionary(x => x.Name, x => x.Shape);
         var fp32 = new Dictionary<string, DeviceArray<float>>();
         var half = new Dictionary<string, DeviceArray<ushort>>();
         var owned = new List<IDisposable>();
@@ -45,7 +46,9 @@ internal sealed class DeviceWeights : IDisposable
             long bytes;
             if (bf16 && (matrices.Contains(name) || name == EngineParameters.WordEmbeddings))
             {
-                var a = backend.UploadBf16(data);
+                var a = name == EngineParameters.WordEmbeddings
+                    ? backend.UploadBf16Rows(data)
+                    : backend.UploadBf16(data, shapes[name][0], shapes[name][1]);
                 (half[name], bytes) = (a, a.Length * 2L);
                 owned.Add(a);
             }

@@ -42,18 +42,18 @@ public class BFloat16GemmTests
     }
 
     /// <summary>
-    /// Against the fp64 reference on the bf16-rounded weights, with the fp32 GEMM's tolerance (widening is exact, so the
-    /// only error is fp32 accumulation), and bit-identical to the fp32 GEMM on the widened weights.
+    /// The widening path (<see cref="Bf16GemmPath.Widening"/>): against the fp64 reference on the bf16-rounded weights, with
+    /// the fp32 GEMM's tolerance (widening is exact, so the only error is fp32 accumulation), and bit-identical to the fp32
+    /// GEMM on the widened weights.
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesReferenceOnRoundedWeights(bool nt, int m, int n, int k, bool withBias, bool accumulate)
+    public void WideningMatchesReferenceOnRoundedWeights(bool nt, int m, int n, int k, bool withBias, bool accumulate)
     {
         var rng = new Random(m * 31 + n * 7 + k + (nt ? 1 : 0));
         var a = TestData.Random(rng, m * k);
         var w = TestData.Random(rng, k * n);
-        var w16 = new ushort[w.Length];
-        BFloat16.FromFloat(w, w16);
+        var w16 = nt ? PackedBf16Matrix.Pack(w, n, k) : PackedBf16Matrix.Pack(w, k, n);
         var wRounded = BFloat16.Round(w);
         var bias = withBias ? TestData.Random(rng, n) : [];
         var c = accumulate ? TestData.Random(rng, m * n) : TestData.Poisoned(m * n);
@@ -62,13 +62,13 @@ public class BFloat16GemmTests
         if (nt)
         {
             Gemm.NTReference(m, n, k, TestData.ToDouble(a), TestData.ToDouble(wRounded), expected, withBias ? TestData.ToDouble(bias) : null, accumulate);
-            Gemm.NTBf16(m, n, k, a, w16, c, bias, accumulate);
+            Gemm.NTBf16(m, n, k, a, w16, c, bias, accumulate, Bf16GemmPath.Widening);
             Gemm.NT(m, n, k, a, wRounded, viaFp32, bias, accumulate);
         }
         else
         {
             Gemm.NNReference(m, n, k, TestData.ToDouble(a), TestData.ToDouble(wRounded), expected, withBias ? TestData.ToDouble(bias) : null, accumulate);
-            Gemm.NNBf16(m, n, k, a, w16, c, bias, accumulate);
+            Gemm.NNBf16(m, n, k, a, w16, c, bias, accumulate, Bf16GemmPath.Widening);
             Gemm.NN(m, n, k, a, wRounded, viaFp32, bias, accumulate);
         }
         double err = TestData.MaxRelError(c, expected);
@@ -79,9 +79,24 @@ public class BFloat16GemmTests
     [Fact]
     public void BadSizesThrowNamingTheSizes()
     {
-        var ex = Assert.Throws<ArgumentException>(() => Gemm.NNBf16(8, 4, 16, new float[128], new ushort[63], new float[32]));
-        Assert.Contains("Gemm.NNBf16: b has 63 elements, expected k*n = 64", ex.Message);
-        ex = Assert.Throws<ArgumentException>(() => Gemm.NTBf16(8, 4, 16, new float[128], new ushort[64], new float[31]));
-        Assert.Contains("c has 31 elements", ex.Message);
+        var w = PackedBf16Matrix.Pack(new float[64], 16, 4);
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.NNBf16(8, 4, 15, new float[120], w, new float[32]));
+        Assert.Contains("Gemm.NNBf16: the weight is [16, 4], expected [15, 4]", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => Gemm.NTBf16(8, 16, 4, new float[32], w, new float[127]));
+        Assert.Contains("c has 127 elements", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => PackedBf16Matrix.Pack(new float[63], 16, 4));
+        Assert.Contains("63 values, expected rows*columns = 64", ex.Message);
+    }
+
+    /// <summary>The packed layout keeps every value (rounded), whatever the padding: K odd, N not a multiple of 48.</summary>
+    [Fact]
+    public void PackedMatrixHoldsTheRoundedValues()
+    {
+        var w = TestData.Random(new Random(4), 7 * 50);
+        var packed = PackedBf16Matrix.Pack(w, 7, 50);
+        var rounded = BFloat16.Round(w);
+        for (int r = 0; r < 7; r++)
+            for (int c = 0; c < 50; c++) Assert.Equal(rounded[r * 50 + c], packed[r, c]);
+        Assert.Equal(2 * 4 * 96 * 2L, packed.Bytes); // two 48-column panels of 4 row pairs, 4 bytes per pair
     }
 }
