@@ -94,7 +94,8 @@ public class GemmGpuTierTests(SimulatorFixture sim) : IClassFixture<SimulatorFix
         using var a = sim.Device.Accelerator.Allocate1D<float>(8 * 16 + 1);
         using var b = sim.Device.Accelerator.Allocate1D<float>(16 * 8);
         using var c = sim.Device.Accelerator.Allocate1D<float>(8 * 8);
-        Assert.Equal((GemmTier.Vectorized128, 1), GemmGpu.Plan(sim.Device, 8, 8, 16, false, false, a.View.SubView(0, 128), b.View, c.View));
+        Assert.Equal((GemmTier.Vectorized128, 1),
+            GemmGpu.Plan(sim.Device, 8, 8, 16, false, false, a.View.SubView(0, 128), b.View, c.View, GemmTier.Vectorized128));
         // A view starting one float into its buffer is not 16-byte aligned.
         Assert.Equal(GemmTier.Tiled64, GemmGpu.Plan(sim.Device, 8, 8, 16, false, false, a.View.SubView(1, 128), b.View, c.View).Tier);
         var ex = Assert.Throws<ArgumentException>(() =>
