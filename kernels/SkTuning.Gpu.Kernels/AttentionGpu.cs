@@ -51,7 +51,7 @@ public readonly struct AttentionGpuParams
 /// <remarks>
 /// <para>Forward: one fused kernel, one group of <see cref="GroupSize"/> threads per (query tile of
 /// <see cref="TileQ"/> queries, query head, example); query head h reads key/value head h / (H/KV). The tile's queries are staged in shared memory, its scores
-/// [TileQ, m+T] live in shared memory, one thread per row does the softmax (writing P; the keys' additive bias is the
+/// [TileQ, m+T] live in shared memory, one warp per row does the softmax (lanes over keys, shuffle reductions) (writing P; the keys' additive bias is the
 /// padding mask plus, with ALiBi, slope_h·key position), then the group computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
 /// <para>Backward, four launches, all deterministic (no atomics):
 /// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
@@ -182,6 +182,13 @@ public static class AttentionGpu
         return padding + slopes[h] * (j < p.Prefix ? j : keyPositions[b * p.Tokens + t]);
     }
 
+    /// <summary>In a kernel: the maximum of <paramref name="value"/> over the warp, in every lane (butterfly shuffles).</summary>
+    private static float WarpMax(float value)
+    {
+        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2) value = XMath.Max(value, Warp.ShuffleXor(value, offset));
+        return value;
+    }
+
     /// <summary>Fused forward: grid (query tiles, H, B), <see cref="GroupSize"/> threads per group.</summary>
     internal static void ForwardKernel(ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
         ArrayView<float> mask, ArrayView<float> slopes, ArrayView<int> keyPositions, ArrayView<float> output, ArrayView<float> probs,
@@ -219,24 +226,30 @@ public static class AttentionGpu
         }
         Group.Barrier();
 
-        if (tid < rows)
+        // Softmax, one warp per query row (rows r = warp, warp + warps, …): lanes stride over the keys, max and sum reduce
+        // with butterfly shuffles (fixed order, every lane gets the result).
+        int lane = Warp.LaneIdx, warps = n / Warp.WarpSize;
+        for (int r = Warp.WarpIdx; r < rows; r += warps)
         {
-            int i = i0 + tid, allowed = p.Causal != 0 ? m + i + 1 : S, s0 = tid * MaxKeys;
+            int i = i0 + r, allowed = p.Causal != 0 ? m + i + 1 : S, s0 = r * MaxKeys;
             // Shift by max(bias) + max(score + bias − max(bias)): large mask terms never swamp real scores.
             float maxBias = float.NegativeInfinity;
-            for (int j = 0; j < allowed; j++) maxBias = XMath.Max(maxBias, Bias(mask, slopes, keyPositions, b, h, j, p));
+            for (int j = lane; j < allowed; j += Warp.WarpSize) maxBias = XMath.Max(maxBias, Bias(mask, slopes, keyPositions, b, h, j, p));
+            maxBias = WarpMax(maxBias);
             float c = float.NegativeInfinity;
-            for (int j = 0; j < allowed; j++) c = XMath.Max(c, scores[s0 + j] + (Bias(mask, slopes, keyPositions, b, h, j, p) - maxBias));
+            for (int j = lane; j < allowed; j += Warp.WarpSize)
+                c = XMath.Max(c, scores[s0 + j] + (Bias(mask, slopes, keyPositions, b, h, j, p) - maxBias));
+            c = WarpMax(c);
             float sum = 0f;
-            for (int j = 0; j < allowed; j++)
+            for (int j = lane; j < allowed; j += Warp.WarpSize)
             {
                 float e = XMath.Exp(scores[s0 + j] - c + (Bias(mask, slopes, keyPositions, b, h, j, p) - maxBias));
                 scores[s0 + j] = e;
                 sum += e;
             }
-            float inv = 1f / sum;
+            float inv = 1f / WarpRows.Sum(sum);
             int prow = ((b * p.Heads + h) * T + i) * S;
-            for (int j = 0; j < S; j++)
+            for (int j = lane; j < S; j += Warp.WarpSize)
             {
                 float pj = j < allowed ? scores[s0 + j] * inv : 0f;
                 scores[s0 + j] = pj;
@@ -298,12 +311,15 @@ public static class AttentionGpu
         }
         Group.Barrier();
 
-        if (tid < rows)
+        // dS = P∘(dP − rowsum(P∘dP)), one warp per query row as in the forward softmax.
+        int lane = Warp.LaneIdx, warps = n / Warp.WarpSize;
+        for (int r = Warp.WarpIdx; r < rows; r += warps)
         {
-            int s0 = tid * MaxKeys, prow = prow0 + tid * S;
+            int s0 = r * MaxKeys, prow = prow0 + r * S;
             float D = 0f;
-            for (int j = 0; j < S; j++) D += probs[prow + j] * dS[s0 + j];
-            for (int j = 0; j < S; j++)
+            for (int j = lane; j < S; j += Warp.WarpSize) D += probs[prow + j] * dS[s0 + j];
+            D = WarpRows.Sum(D);
+            for (int j = lane; j < S; j += Warp.WarpSize)
             {
                 float ds = probs[prow + j] * (dS[s0 + j] - D);
                 dS[s0 + j] = ds;

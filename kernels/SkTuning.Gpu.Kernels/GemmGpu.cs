@@ -15,9 +15,24 @@ namespace SkTuning.Gpu.Kernels;
 /// <param name="HasBias">1: add bias[N] to every row.</param>
 public readonly record struct GemmParams(int M, int N, int K, int TransA, int TransB, int Accumulate, int HasBias);
 
+/// <summary>Which GEMM kernel a launch uses (see <see cref="GemmGpu.Plan"/>).</summary>
+public enum GemmTier
+{
+    /// <summary>Pick by shape and alignment (<see cref="GemmGpu.Plan"/>).</summary>
+    Auto,
+    /// <summary>The first tier and reference: 64×64×16 tiles, 4×4 per thread, scalar loads, one shared buffer; any shape.</summary>
+    Tiled64,
+    /// <summary>128×128×8 tiles, 8×8 per thread, float4 loads, double-buffered shared tiles (needs aligned, multiple-of-4 rows).</summary>
+    Vectorized128,
+    /// <summary><see cref="Vectorized128"/> over K chunks into a workspace, then a deterministic in-order reduction.</summary>
+    SplitK,
+}
+
 /// <summary>
-/// ILGPU version of <see cref="Gemm"/>: one explicitly grouped, shared-memory tiled kernel serves NN, NT and TN
-/// (the transposes are handled in the tile loads). Each group of 16×16 threads computes a 64×64 tile of C,
+/// ILGPU GEMM in two tiers, kept side by side (llm.c style) so each is tested against the same fp64 reference:
+/// <see cref="GemmTier.Tiled64"/> (below) and <see cref="GemmGpuVectorized"/>. Both serve NN, NT and TN (the transposes
+/// are handled in the tile loads), bias and accumulate.
+/// The first tier: each group of 16×16 threads computes a 64×64 tile of C,
 /// stepping through K 16 at a time; each thread accumulates a 4×4 micro-tile in registers (rows ty+16i,
 /// columns tx+16j, so loads and stores of C coalesce).
 /// </summary>
@@ -26,6 +41,8 @@ public static class GemmGpu
     private const int BM = 64, BN = 64, BK = 16, TX = 16, TY = 16, Threads = TX * TY;
     // Shared tiles are stored k-major with one float of padding per row to avoid bank conflicts on the transposing stores.
     private const int LDS = 65;
+    /// <summary>Smallest K chunk of a split: below it the partial planes cost more traffic than the split gains.</summary>
+    private const int MinSplitDepth = 256;
 
     /// <summary>The kernel method, for PTX compilation checks.</summary>
     internal static MethodInfo KernelMethod =>
@@ -33,31 +50,107 @@ public static class GemmGpu
 
     /// <summary>C[M,N] = A[M,K]·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false) =>
-        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n");
+        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto) =>
+        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n", tier);
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NT(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false) =>
-        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k");
+        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto) =>
+        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k", tier);
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void TN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false) =>
-        Launch("GemmGpu.TN", device, m, n, k, a, b, c, bias, accumulate, 1, 0, "k*m", "k*n");
+        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto) =>
+        Launch("GemmGpu.TN", device, m, n, k, a, b, c, bias, accumulate, 1, 0, "k*m", "k*n", tier);
+
+    /// <summary>
+    /// Split-K with exactly <paramref name="splits"/> K chunks (tests: the in-order reduction over more than two planes);
+    /// <paramref name="transA"/>/<paramref name="transB"/> select TN/NT as in <see cref="Plan"/>.
+    /// </summary>
+    internal static void SplitK(GpuDevice device, int m, int n, int k, bool transA, bool transB, ArrayView<float> a,
+        ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, bool accumulate, int splits) =>
+        Launch("GemmGpu.SplitK", device, m, n, k, a, b, c, bias, accumulate, transA ? 1 : 0, transB ? 1 : 0,
+            transA ? "k*m" : "m*k", transB ? "n*k" : "k*n", GemmTier.SplitK, splits);
+
+    /// <summary>
+    /// The kernel a launch of this shape uses, and its K splits. <see cref="GemmTier.Auto"/>: the vectorised tier when the
+    /// operands allow float4 access (16-byte aligned views; A's, B's and C's contiguous dimensions multiples of 4; K &gt; 0)
+    /// and its 128×128 tiles fill the SMs; split-K when they do not but K is deep (dW = Xᵀ·dY with N = 384: ⌈SMs/tiles⌉
+    /// splits of at least 256); else the 64×64 tier (4× the groups of the vectorised tier for small outputs).
+    /// A forced tier is checked: <see cref="GemmTier.Vectorized128"/> and <see cref="GemmTier.SplitK"/> throw when the
+    /// operands do not allow them.
+    /// </summary>
+    /// <exception cref="ArgumentException">A forced tier the operands do not allow.</exception>
+    public static (GemmTier Tier, int Splits) Plan(GpuDevice device, int m, int n, int k, bool transA, bool transB,
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmTier tier = GemmTier.Auto) =>
+        PlanFor(device.Accelerator.NumMultiprocessors, m, n, k, transA, transB,
+            Float4.IsAligned(a) && Float4.IsAligned(b) && Float4.IsAligned(c), tier);
+
+    /// <summary><see cref="Plan"/> for a device of <paramref name="multiprocessors"/> SMs.</summary>
+    internal static (GemmTier Tier, int Splits) PlanFor(int multiprocessors, int m, int n, int k, bool transA, bool transB,
+        bool viewsAligned, GemmTier tier)
+    {
+        string? why = k == 0 ? "K = 0"
+            : (transA ? m : k) % 4 != 0 ? $"A's rows ({(transA ? "m" : "k")} = {(transA ? m : k)}) are not a multiple of 4 floats"
+            : (transB ? k : n) % 4 != 0 ? $"B's rows ({(transB ? "k" : "n")} = {(transB ? k : n)}) are not a multiple of 4 floats"
+            : n % 4 != 0 ? $"C's rows (n = {n}) are not a multiple of 4 floats"
+            : !viewsAligned ? "an operand view is not 16-byte aligned"
+            : null;
+        int maxSplits = (k + GemmGpuVectorized.BK - 1) / GemmGpuVectorized.BK;
+        int tiles = Math.Max(1, VectorizedTiles(m, n));
+        int autoSplits = Math.Min((multiprocessors + tiles - 1) / tiles, k / MinSplitDepth);
+        switch (tier)
+        {
+            case GemmTier.Tiled64: return (tier, 1);
+            case GemmTier.Vectorized128 when why is null: return (tier, 1);
+            case GemmTier.SplitK when why is null && maxSplits >= 2: return (tier, Math.Clamp(autoSplits, 2, maxSplits));
+            case GemmTier.Vectorized128:
+            case GemmTier.SplitK:
+                throw new ArgumentException($"GemmGpu: tier {tier} cannot run {m}x{n}x{k}: {why ?? "K has fewer than 2 tiles of 8"}");
+        }
+        if (why is not null) return (GemmTier.Tiled64, 1);
+        if (tiles >= multiprocessors) return (GemmTier.Vectorized128, 1);
+        return autoSplits >= 2 ? (GemmTier.SplitK, autoSplits) : (GemmTier.Tiled64, 1);
+    }
+
+    private static int VectorizedTiles(int m, int n) =>
+        ((m + GemmGpuVectorized.BM - 1) / GemmGpuVectorized.BM) * ((n + GemmGpuVectorized.BN - 1) / GemmGpuVectorized.BN);
 
     private static void Launch(string op, GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b,
-        ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape)
+        ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape, GemmTier tier,
+        int forcedSplits = 0)
     {
         Gemm.Check(op, m, n, k, Len(a), Len(b), Len(c), Len(bias), aShape, bShape);
         if (m == 0 || n == 0) return;
-        var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
-            acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
+        var (chosen, splits) = Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier);
+        if (chosen == GemmTier.SplitK && forcedSplits > 0) splits = forcedSplits;
         bool hasBias = bias.Length > 0;
-        var config = new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY));
-        // Without bias the kernel never reads the bias view; pass C so the launch gets a valid buffer.
-        kernel(config, new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0),
-            a, b, c, hasBias ? bias : c);
+        var p = new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0);
+        // Without bias the kernels never read the bias view; pass C so the launch gets a valid buffer.
+        var biasOrC = hasBias ? bias : c;
+        if (chosen == GemmTier.Tiled64)
+        {
+            var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
+                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
+            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC);
+            return;
+        }
+        var vectorized = device.Kernel("Gemm.Vectorized128x128x8", acc =>
+            acc.LoadStreamKernel<GemmParams, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.Kernel));
+        int bk = GemmGpuVectorized.BK, chunk = ((k + splits - 1) / splits + bk - 1) / bk * bk;
+        splits = (k + chunk - 1) / chunk;
+        var grid = new Index3D((n + GemmGpuVectorized.BN - 1) / GemmGpuVectorized.BN, (m + GemmGpuVectorized.BM - 1) / GemmGpuVectorized.BM, splits);
+        var config = new KernelConfig(grid, new Index3D(GemmGpuVectorized.Threads, 1, 1));
+        if (splits == 1)
+        {
+            vectorized(config, p, k, a, b, c, biasOrC);
+            return;
+        }
+        var partials = device.Workspace("Gemm.SplitK", (long)splits * m * n);
+        vectorized(config, p with { Accumulate = 0, HasBias = 0 }, chunk, a, b, partials, biasOrC);
+        var reduce = device.Kernel("Gemm.SplitKReduce", acc => acc.LoadAutoGroupedStreamKernel<Index1D, GemmParams, int,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.SplitReduceKernel));
+        reduce(m * n / 4, p, splits, partials, c, biasOrC);
     }
 
     private static int Len(ArrayView<float> v) => v.Length > int.MaxValue ? int.MaxValue : (int)v.Length;

@@ -103,6 +103,28 @@ public sealed class GpuDevice : IDisposable
         return (TDelegate)_kernels.GetOrAdd(key, _ => load(Accelerator));
     }
 
+    private readonly object _workspaceLock = new();
+    private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> _workspaces = new();
+    private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _retiredWorkspaces = new();
+
+    /// <summary>
+    /// A device scratch buffer of at least <paramref name="length"/> floats under <paramref name="key"/> (split-K partial
+    /// products, column-sum partials), allocated once and reused by every later launch: launches run in stream order, so
+    /// one launcher's consecutive uses cannot overlap. Contents are undefined. A buffer outgrown is kept until
+    /// <see cref="Dispose"/> (a launch still in flight may read it), so growing never waits for the device.
+    /// </summary>
+    public ArrayView<float> Workspace(string key, long length)
+    {
+        lock (_workspaceLock)
+        {
+            if (_workspaces.TryGetValue(key, out var buffer) && buffer.Length >= length) return buffer.View.SubView(0, length);
+            if (buffer is not null) _retiredWorkspaces.Add(buffer);
+            buffer = Accelerator.Allocate1D<float>(Math.Max(length, 1));
+            _workspaces[key] = buffer;
+            return buffer.View.SubView(0, length);
+        }
+    }
+
     /// <summary>Waits for every launched kernel to finish.</summary>
     public void Synchronize()
     {
@@ -113,6 +135,8 @@ public sealed class GpuDevice : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        foreach (var buffer in _workspaces.Values) buffer.Dispose();
+        foreach (var buffer in _retiredWorkspaces) buffer.Dispose();
         Accelerator.Dispose();
         _context.Dispose();
     }

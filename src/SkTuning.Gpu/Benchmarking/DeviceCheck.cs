@@ -200,6 +200,8 @@ public static class DeviceCheck
             double gemm = EngineBenchmark.Median(iterations, () => { gpu.Gemm(GemmOp.NN, rows, F, d, a.All, b.All, c.All); gpu.Synchronize(); });
             emit(new DeviceCheckLine($"gemm NN {rows}x{F}x{d} ({gpu.Name})", gemm, null, Rate(2.0 * rows * F * d / 1e9, gemm)));
         }
+        GemmTierCheck.Timings(gpu.Device, KernelShapes.MiniLm with { Batch = tokens.Batch, Tokens = tokens.SeqLen, Hidden = d, FfnSize = F },
+            iterations, emit);
         var timed = TrainingStepTime(gpu, weights, tokens, m, iterations);
         emit(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
         emit(DeviceCheckLine.Info("device traffic per training step", StepTraffic(gpu, weights, tokens, m).ToString()));

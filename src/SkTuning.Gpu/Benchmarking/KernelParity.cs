@@ -233,6 +233,9 @@ public static class KernelParity
                 return [.. sc.Down(dq), .. sc.Down(dk), .. sc.Down(dv)];
             });
         }
+
+        // The gemm lines above use the tier the planner picks; each tier on its own, at the step's GEMM shapes:
+        if (device is GpuBackend gpu) GemmTierCheck.Parity(gpu.Device, s, emit);
     }
 
     /// <summary>Runs <paramref name="run"/> on both backends and compares; an exception becomes a failing line with its message.</summary>

@@ -18,7 +18,8 @@ public class DeviceCheckCommandTests
     [
         "backend", "kernel gemm NN", "kernel layernorm backward", "kernel attention GQA", "kernel adamw",
         "engine forward with prefix", "engine backward to the prompt", "SK-Prefix step: loss", "onnxruntime forward",
-        "full SK-Prefix training step",
+        "full SK-Prefix training step", "tier Tiled64 + bias", "tier Vectorized128 + bias", "tier SplitK + bias",
+        "% of the H200 fp32 peak",
     ];
 
     private static CliProcess.Result RunScript(string outDir, params string[] args)

@@ -275,7 +275,11 @@ public class AttentionTests
     {
         using var ptx = new PtxCompiler();
         foreach (var name in new[] { nameof(AttentionGpu.ForwardKernel), nameof(AttentionGpu.BackwardQueryKernel) })
-            Assert.Contains(".entry", ptx.CompileExplicitlyGrouped(KernelMethod(name)));
+        {
+            var text = ptx.CompileExplicitlyGrouped(KernelMethod(name));
+            Assert.Contains(".entry", text);
+            Assert.Contains("shfl.sync.bfly", text); // the warp-per-row softmax and row sums
+        }
         foreach (var name in new[] { nameof(AttentionGpu.BackwardKeyKernel), nameof(AttentionGpu.PrefixReduceKernel) })
             Assert.Contains(".entry", ptx.CompileImplicitlyGrouped(KernelMethod(name)));
     }
@@ -294,6 +298,19 @@ public class AttentionTests
         var s = new AttentionShape(Batch: 2, Tokens: 5, Heads: heads, HeadDim: 4, PrefixLength: m, KvHeads: kvHeads);
         var x = MakeInputs(31 + m + kvHeads, s);
         GpuSimulatorMatchesReference(x, s, causal, MaskValue);
+    }
+
+    /// <summary>
+    /// 24 + 9 = 33 keys: one lane of the softmax warp takes two keys (causal: on the last row only); 9 queries: two query
+    /// tiles, the second of one row, the first of 8 rows shared by the group's warps in turn.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GpuSoftmaxWarpsCoverMoreKeysThanLanes(bool causal)
+    {
+        var s = new AttentionShape(Batch: 1, Tokens: 9, Heads: 2, HeadDim: 4, PrefixLength: 24, KvHeads: 1);
+        GpuSimulatorMatchesReference(MakeInputs(77, s), s, causal, MaskValue);
     }
 
     /// <summary>ILGPU forward and backward on the CPU simulator (poisoned outputs and scratch) against the fp64 reference.</summary>

@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using SkTuning.Gpu.Kernels;
 using SkTuning.Gpu.Tests.Support;
 using static SkTuning.Gpu.Tests.Kernels.OpsTest;
@@ -38,12 +39,14 @@ public class BiasTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
         Close(Delta(g, g0), gr);
     }
 
-    [Fact]
-    public void SimulatorMatchesReference()
+    /// <summary>7 rows: one block, summed straight into dBias; 70 rows: three blocks (the last partial) and the second stage.</summary>
+    [Theory]
+    [InlineData(7, 5)]
+    [InlineData(70, 6)]
+    public void SimulatorMatchesReference(int rows, int d)
     {
         var dev = sim.Device;
-        var rng = new Random(3);
-        int rows = 7, d = 5;
+        var rng = new Random(rows);
         float[] x = TestData.Random(rng, rows * d), bias = TestData.Random(rng, d), dy = TestData.Random(rng, rows * d), g0 = TestData.Random(rng, d);
         using var by = Up(dev, x); using var bb = Up(dev, bias); using var bdy = Up(dev, dy); using var bg = Up(dev, g0);
         Bias.Forward(dev, by.View, bb.View, rows, d);
@@ -55,7 +58,22 @@ public class BiasTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
     }
 
     [Fact]
-    public void KernelsCompileToPtx() => CompilesToPtx(typeof(Bias), "ForwardKernel", "BackwardKernel");
+    public void ColumnSumsRepeatBitForBit()
+    {
+        var dev = sim.Device;
+        var rng = new Random(4);
+        int rows = 100, d = 3;
+        float[] dy = TestData.Random(rng, rows * d), g0 = TestData.Random(rng, d);
+        using var bdy = Up(dev, dy); using var bg = Up(dev, g0);
+        Bias.Backward(dev, bdy.View, bg.View, rows, d);
+        var first = Down(dev, bg);
+        bg.CopyFromCPU(g0);
+        Bias.Backward(dev, bdy.View, bg.View, rows, d);
+        Assert.Equal(first, Down(dev, bg));
+    }
+
+    [Fact]
+    public void KernelsCompileToPtx() => CompilesToPtx(typeof(Bias), "ForwardKernel", "ColumnSumsKernel", "ReducePartialsKernel");
 
     [Fact]
     public void BadSizesThrow()

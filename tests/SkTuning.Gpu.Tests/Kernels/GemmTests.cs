@@ -28,7 +28,7 @@ public class GemmTests
     };
 
     /// <summary>Fresh random A, B (in the form's storage layout), bias, C0 (random when accumulating, else NaN) and the fp64 expectation.</summary>
-    private static (float[] a, float[] b, float[] bias, float[] c, double[] expected) Case(Form f, int m, int n, int k,
+    internal static (float[] a, float[] b, float[] bias, float[] c, double[] expected) Case(Form f, int m, int n, int k,
         bool withBias, bool accumulate, int seed)
     {
         var rng = new Random(seed);
@@ -151,7 +151,7 @@ public class GemmTests
     }
 
     [Fact]
-    public void GpuKernelsMatchReferenceOnSimulator()
+    public void FirstTierMatchesReferenceOnSimulator()
     {
         using var device = GpuDevice.CreateCpuSimulator();
         // Tiny sizes: the simulator runs barriers very slowly. 70 rows span two 64-row tiles.
@@ -171,9 +171,9 @@ public class GemmTests
             var biasView = withBias ? dbias.View : default;
             switch (f)
             {
-                case Form.NN: GemmGpu.NN(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate); break;
-                case Form.NT: GemmGpu.NT(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate); break;
-                default: GemmGpu.TN(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate); break;
+                case Form.NN: GemmGpu.NN(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate, GemmTier.Tiled64); break;
+                case Form.NT: GemmGpu.NT(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate, GemmTier.Tiled64); break;
+                default: GemmGpu.TN(device, m, n, k, da.View, db.View, dc.View, biasView, accumulate, GemmTier.Tiled64); break;
             }
             device.Synchronize();
             var got = dc.GetAsArray1D();

@@ -1,0 +1,171 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using SkTuning.Gpu.Kernels.Gpu;
+
+namespace SkTuning.Gpu.Kernels;
+
+/// <summary>
+/// The second GEMM tier (<see cref="GemmTier.Vectorized128"/>, <see cref="GemmTier.SplitK"/>): a group of 256 threads
+/// computes a 128×128 tile of C stepping through K 8 at a time, each thread an 8×8 micro-tile (rows ty·4+r and 64+ty·4+r,
+/// columns tx·4+j and 64+tx·4+j, so every shared read and C write is a float4 and a quarter-warp's float4s are contiguous).
+/// Operands are read from global memory as float4 (<see cref="Float4"/>: <c>ld.global.v4.f32</c>); the shared tiles are
+/// double-buffered: while the group multiplies tile k out of one stage, each thread holds its float4 of tile k+1 in
+/// registers and writes it into the other stage afterwards, so one barrier per tile suffices and the global loads' latency
+/// hides behind 8×64 FMAs. Edge tiles load zeros; a float4 is wholly inside or outside because the contiguous dimensions are
+/// multiples of 4 (<see cref="GemmGpu.Plan"/> checks it). Split-K: grid.z splits K into chunks, each writes its partial
+/// product to a workspace plane, and <see cref="SplitReduceKernel"/> adds the planes in order z = 0, 1, … (no atomics:
+/// results are identical run to run).
+/// </summary>
+internal static class GemmGpuVectorized
+{
+    /// <summary>Tile rows, columns and depth; threads per group.</summary>
+    internal const int BM = 128, BN = 128, BK = 8, Threads = 256;
+    /// <summary>
+    /// Shared row length in floats: 4 floats of padding make the transposing scalar stores of k-contiguous operands hit 32
+    /// distinct banks and keep rows 16-byte aligned for the float4 reads.
+    /// </summary>
+    internal const int LDS = BM + 4, LDS4 = LDS / 4;
+
+    /// <summary>Grid (⌈N/128⌉, ⌈M/128⌉, splits), 256 threads; split z covers K range [z·kChunk, (z+1)·kChunk) and writes plane z of c.</summary>
+    internal static void Kernel(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    {
+        var As = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
+        var Bs = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
+        var a4 = a.Cast<Float4>();
+        var b4 = b.Cast<Float4>();
+        var c4 = c.Cast<Float4>();
+        int t = Group.IdxX, tx = t % 16, ty = t / 16;
+        int row0 = Grid.IdxY * BM, col0 = Grid.IdxX * BN;
+        int kBegin = Grid.IdxZ * kChunk, kEnd = XMath.Min(p.K, kBegin + kChunk);
+        int tiles = (kEnd - kBegin + BK - 1) / BK;
+
+        Float4 ra = LoadA(p, a4, row0, kBegin, kEnd, t), rb = LoadB(p, b4, col0, kBegin, kEnd, t);
+        StoreTile(As, 0, p.TransA == 0, ra, t);
+        StoreTile(Bs, 0, p.TransB != 0, rb, t);
+        Group.Barrier();
+
+        Float4 acc0L = default, acc0R = default, acc1L = default, acc1R = default, acc2L = default, acc2R = default, acc3L = default, acc3R = default;
+        Float4 acc4L = default, acc4R = default, acc5L = default, acc5R = default, acc6L = default, acc6R = default, acc7L = default, acc7R = default;
+        for (int tile = 0; tile < tiles; tile++)
+        {
+            int stage = tile & 1;
+            bool more = tile + 1 < tiles;
+            if (more)
+            {
+                int k0 = kBegin + (tile + 1) * BK;
+                ra = LoadA(p, a4, row0, k0, kEnd, t);
+                rb = LoadB(p, b4, col0, k0, kEnd, t);
+            }
+            int s0 = stage * BK * LDS4;
+            for (int kk = 0; kk < BK; kk++)
+            {
+                int o = s0 + kk * LDS4;
+                Float4 a0 = As[o + ty], a1 = As[o + 16 + ty], b0 = Bs[o + tx], b1 = Bs[o + 16 + tx];
+                acc0L = Float4.MultiplyAdd(acc0L, a0.X, b0); acc0R = Float4.MultiplyAdd(acc0R, a0.X, b1);
+                acc1L = Float4.MultiplyAdd(acc1L, a0.Y, b0); acc1R = Float4.MultiplyAdd(acc1R, a0.Y, b1);
+                acc2L = Float4.MultiplyAdd(acc2L, a0.Z, b0); acc2R = Float4.MultiplyAdd(acc2R, a0.Z, b1);
+                acc3L = Float4.MultiplyAdd(acc3L, a0.W, b0); acc3R = Float4.MultiplyAdd(acc3R, a0.W, b1);
+                acc4L = Float4.MultiplyAdd(acc4L, a1.X, b0); acc4R = Float4.MultiplyAdd(acc4R, a1.X, b1);
+                acc5L = Float4.MultiplyAdd(acc5L, a1.Y, b0); acc5R = Float4.MultiplyAdd(acc5R, a1.Y, b1);
+                acc6L = Float4.MultiplyAdd(acc6L, a1.Z, b0); acc6R = Float4.MultiplyAdd(acc6R, a1.Z, b1);
+                acc7L = Float4.MultiplyAdd(acc7L, a1.W, b0); acc7R = Float4.MultiplyAdd(acc7R, a1.W, b1);
+            }
+            if (more)
+            {
+                StoreTile(As, stage ^ 1, p.TransA == 0, ra, t);
+                StoreTile(Bs, stage ^ 1, p.TransB != 0, rb, t);
+            }
+            Group.Barrier();
+        }
+
+        long cBase = (long)Grid.IdxZ * p.M * p.N;
+        int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
+        Store(p, c4, bias, cBase, i0 + 0, j0, acc0L, acc0R);
+        Store(p, c4, bias, cBase, i0 + 1, j0, acc1L, acc1R);
+        Store(p, c4, bias, cBase, i0 + 2, j0, acc2L, acc2R);
+        Store(p, c4, bias, cBase, i0 + 3, j0, acc3L, acc3R);
+        Store(p, c4, bias, cBase, i0 + 64, j0, acc4L, acc4R);
+        Store(p, c4, bias, cBase, i0 + 65, j0, acc5L, acc5R);
+        Store(p, c4, bias, cBase, i0 + 66, j0, acc6L, acc6R);
+        Store(p, c4, bias, cBase, i0 + 67, j0, acc7L, acc7R);
+    }
+
+    /// <summary>This thread's float4 of the A tile at k0: NN reads 4 k's of row t/2, TN 4 rows of k-row t/32 (zeros outside).</summary>
+    private static Float4 LoadA(GemmParams p, ArrayView<Float4> a4, int row0, int k0, int kEnd, int t)
+    {
+        if (p.TransA == 0)
+        {
+            int gi = row0 + (t >> 1), gk = k0 + (t & 1) * 4;
+            return gi < p.M && gk < kEnd ? a4[((long)gi * p.K + gk) >> 2] : default;
+        }
+        int gk2 = k0 + (t >> 5), gi2 = row0 + (t & 31) * 4;
+        return gk2 < kEnd && gi2 < p.M ? a4[((long)gk2 * p.M + gi2) >> 2] : default;
+    }
+
+    /// <summary>This thread's float4 of the B tile at k0: NN reads 4 columns of k-row t/32, NT 4 k's of row t/2 (zeros outside).</summary>
+    private static Float4 LoadB(GemmParams p, ArrayView<Float4> b4, int col0, int k0, int kEnd, int t)
+    {
+        if (p.TransB == 0)
+        {
+            int gk = k0 + (t >> 5), gj = col0 + (t & 31) * 4;
+            return gk < kEnd && gj < p.N ? b4[((long)gk * p.N + gj) >> 2] : default;
+        }
+        int gj2 = col0 + (t >> 1), gk2 = k0 + (t & 1) * 4;
+        return gj2 < p.N && gk2 < kEnd ? b4[((long)gj2 * p.K + gk2) >> 2] : default;
+    }
+
+    /// <summary>
+    /// Writes a thread's float4 into a k-major shared stage: k-contiguous operands (A in NN, B in NT) are transposed with
+    /// four scalar stores, the others go in as one float4.
+    /// </summary>
+    private static void StoreTile(ArrayView<Float4> tile, int stage, bool kContiguous, Float4 v, int t)
+    {
+        int s0 = stage * BK * LDS4;
+        if (kContiguous)
+        {
+            var f = tile.Cast<float>();
+            int r = t >> 1, o = s0 * 4 + (t & 1) * 4 * LDS + r;
+            f[o] = v.X;
+            f[o + LDS] = v.Y;
+            f[o + 2 * LDS] = v.Z;
+            f[o + 3 * LDS] = v.W;
+        }
+        else
+        {
+            tile[s0 + (t >> 5) * LDS4 + (t & 31)] = v;
+        }
+    }
+
+    /// <summary>Row i of the micro-tile: columns j0..j0+3 and j0+64..j0+67 of plane cBase (bias and accumulate as asked).</summary>
+    private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long cBase, int i, int j0, Float4 left, Float4 right)
+    {
+        if (i >= p.M) return;
+        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0, left);
+        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0 + 64, right);
+    }
+
+    private static void StoreFloat4(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long rowBase, int j, Float4 v)
+    {
+        if (j >= p.N) return;
+        if (p.HasBias != 0) v = Float4.Add(v, Float4.Load(bias, j));
+        long o = (rowBase + j) >> 2;
+        c4[o] = p.Accumulate != 0 ? Float4.Add(c4[o], v) : v;
+    }
+
+    /// <summary>
+    /// Split-K second pass, one thread per float4 of C: sums the <paramref name="splits"/> partial planes in order, adds
+    /// the bias, and writes or accumulates into C.
+    /// </summary>
+    internal static void SplitReduceKernel(Index1D i, GemmParams p, int splits, ArrayView<float> partials, ArrayView<float> c,
+        ArrayView<float> bias)
+    {
+        var p4 = partials.Cast<Float4>();
+        var c4 = c.Cast<Float4>();
+        long plane = (long)p.M * p.N / 4;
+        Float4 s = p4[i];
+        for (int z = 1; z < splits; z++) s = Float4.Add(s, p4[z * plane + i]);
+        if (p.HasBias != 0) s = Float4.Add(s, Float4.Load(bias, 4L * i % p.N));
+        c4[i] = p.Accumulate != 0 ? Float4.Add(c4[i], s) : s;
+    }
+}
