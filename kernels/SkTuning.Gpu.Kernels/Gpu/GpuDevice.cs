@@ -89,9 +89,16 @@ public sealed class GpuDevice : IDisposable
     }
 
     private long _launches, _synchronizations;
+    private readonly ConcurrentDictionary<string, long> _launchesByKernel = new();
 
     /// <summary>Kernel launches so far (every wrapper fetches its kernel here once per launch).</summary>
     public long Launches => Interlocked.Read(ref _launches);
+
+    /// <summary>
+    /// Launches so far per kernel key (a diagnostic: which kernels a step launches how often); a copy, so two readings
+    /// can be subtracted.
+    /// </summary>
+    public IReadOnlyDictionary<string, long> LaunchesByKernel => new Dictionary<string, long>(_launchesByKernel);
 
     /// <summary>Host waits for the device so far (<see cref="Synchronize"/>: explicit, or before a read-back).</summary>
     public long Synchronizations => Interlocked.Read(ref _synchronizations);
@@ -100,6 +107,7 @@ public sealed class GpuDevice : IDisposable
     public TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load) where TDelegate : Delegate
     {
         Interlocked.Increment(ref _launches);
+        _launchesByKernel.AddOrUpdate(key, 1, static (_, n) => n + 1);
         return (TDelegate)_kernels.GetOrAdd(key, _ => load(Accelerator));
     }
 

@@ -36,7 +36,8 @@ public sealed class GpuBackend : Backend
     /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads and host
     /// waits (every read-back waits). Subtract two readings for one step's counts.
     /// </summary>
-    public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations);
+    public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations,
+        _device.LaunchesByKernel);
 
     private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
     {
@@ -312,12 +313,31 @@ public sealed class GpuBackend : Backend
 /// <param name="MemoryOperations">Device memsets and device-to-device copies.</param>
 /// <param name="Uploads">Host-to-device copies.</param>
 /// <param name="Synchronizations">Host waits for the device (explicit, or before a read-back).</param>
-public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations)
+/// <param name="LaunchesByKernel">The launches per kernel key (null when not taken).</param>
+public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations,
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null)
 {
-    /// <summary>The counts between two readings.</summary>
-    public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before) =>
-        new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
-            after.Synchronizations - before.Synchronizations);
+    /// <summary>The counts between two readings (kernels not launched in between left out of the histogram).</summary>
+    public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before)
+    {
+        Dictionary<string, long>? byKernel = null;
+        if (after.LaunchesByKernel is { } a)
+        {
+            byKernel = [];
+            foreach (var (key, n) in a)
+            {
+                long d = n - (before.LaunchesByKernel?.GetValueOrDefault(key) ?? 0);
+                if (d != 0) byKernel[key] = d;
+            }
+        }
+        return new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
+            after.Synchronizations - before.Synchronizations, byKernel);
+    }
+
+    /// <summary>The launch histogram, most launched kernel first (ties by name): "key count" per entry.</summary>
+    public IEnumerable<(string Kernel, long Count)> Histogram() =>
+        (LaunchesByKernel ?? new Dictionary<string, long>()).OrderByDescending(e => e.Value).ThenBy(e => e.Key, StringComparer.Ordinal)
+            .Select(e => (e.Key, e.Value));
 
     /// <inheritdoc />
     public override string ToString() => $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads, {Synchronizations} host waits";
