@@ -93,9 +93,28 @@ public abstract class Backend : IDisposable
         DeviceView<float> bias, bool accumulate) =>
         throw new NotSupportedException($"the {Name} backend has no bf16-weight GEMM");
 
+    /// <summary>
+    /// y[g] = dropout(x·W_g + b_g) for g = 0..groups−1 (<see cref="Kernels.GroupedLinear"/>): x [rows, in], y [groups, rows, out],
+    /// each map packed [(in + 1), out] (weight rows, then the bias) at stride (in + 1)·out in <paramref name="weights"/>; element i
+    /// of y keeps with the dropout mask at (seed, offset + i) (p = 0: no dropout). One launch on the GPU for all maps.
+    /// </summary>
+    public abstract void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset);
+
+    /// <summary>Backward of <see cref="GroupedLinearForward"/>: dWeights[g] += [x, 1]ᵀ·(dy[g]·mask/(1 − p)) (weights and biases).</summary>
+    public abstract void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset);
+
     /// <summary>LayerNorm over the last dimension, saving mean and reciprocal std per row.</summary>
     public abstract void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon);
+
+    /// <summary>
+    /// sum = x + residual (sum may alias x), then <see cref="LayerNormForward"/> of sum (<see cref="Kernels.ResidualLayerNorm"/>):
+    /// one launch on the GPU. Its backward is <see cref="LayerNormBackward"/> on sum.
+    /// </summary>
+    public abstract void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon);
 
     /// <summary>dx += LayerNorm'ᵀ·dy (γ/β gradients skipped when their views are empty).</summary>
     public abstract void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,

@@ -120,9 +120,24 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     }
 
     /// <inheritdoc />
+    public override void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Forward(S(x), S(weights), S(y), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
+    public override void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Backward(S(x), S(dy), S(dWeights), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
     public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
         LayerNorm.Forward(S(x), S(gamma), S(beta), S(y), S(mean), S(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        ResidualLayerNorm.Forward(S(x), S(residual), S(sum), S(gamma), S(beta), S(y), S(mean), S(rstd), rows, dim, epsilon);
 
     /// <inheritdoc />
     public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,

@@ -159,9 +159,24 @@ public sealed class GpuBackend : Backend
     }
 
     /// <inheritdoc />
+    public override void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Forward(_device, V(x), V(weights), V(y), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
+    public override void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Backward(_device, V(x), V(dy), V(dWeights), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
     public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
         LayerNorm.Forward(_device, V(x), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        ResidualLayerNorm.Forward(_device, V(x), V(residual), V(sum), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
 
     /// <inheritdoc />
     public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,

@@ -151,8 +151,8 @@ public sealed class TaskHead : IDisposable
     {
         int d = Dim, B = batch.Batch, S = skip + batch.SeqLen;
         var dropped = _dropped.Slice(0, rows * d);
-        _backend.Gemm(GemmOp.TN, d, Classes, rows, dropped, dLogits, p.Gradient(p["head.weight"]), accumulate: true);
-        _backend.BiasBackward(dLogits, p.Gradient(p["head.bias"]), rows, Classes);
+        // head.weight [d, C] and head.bias [C] lie packed: their gradients in one launch.
+        _backend.GroupedLinearBackward(dropped, dLogits, p.Gradients.Slice(p["head.weight"].Offset, (d + 1) * Classes), 1, rows, d, Classes, 0f, 0, 0);
         var dDropped = _dDropped.Slice(0, rows * d);
         _backend.Gemm(GemmOp.NT, rows, d, Classes, dLogits, p.Value(p["head.weight"]), dDropped);
         // Token classification writes straight into dHidden; sequence heads go through the pooling backward.
