@@ -69,7 +69,7 @@ public sealed class GpuDevice : IDisposable
     public static GpuDevice CreateCuda()
     {
         CudaDriverLibrary.Register();
-        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(CudaOptimizationLevel));
+        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Profiling().Optimize(CudaOptimizationLevel));
         if (context.GetCudaDevices().Count == 0)
         {
             context.Dispose();
@@ -84,7 +84,7 @@ public sealed class GpuDevice : IDisposable
     /// </summary>
     public static GpuDevice CreateCpuSimulator()
     {
-        var context = Context.Create(b => b.CPU().EnableAlgorithms().Optimize(OptimizationLevel.O1));
+        var context = Context.Create(b => b.CPU().EnableAlgorithms().Profiling().Optimize(OptimizationLevel.O1));
         return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Auto));
     }
 

@@ -48,6 +48,15 @@ public abstract class Backend : IDisposable
     public virtual void Synchronize() { }
 
     /// <summary>
+    /// A training step's uploads begin: until <see cref="EndStep"/> they may be staged in page-locked memory and copied
+    /// asynchronously (GPU; no-op on the CPU). Every upload's source may be reused as soon as the call returns.
+    /// </summary>
+    public virtual void BeginStep() { }
+
+    /// <summary>The step's work is enqueued (see <see cref="BeginStep"/>).</summary>
+    public virtual void EndStep() { }
+
+    /// <summary>
     /// out[r] = wte[ids[r]] + wpe[positions[r]] + wtt[types[r]], [B·T, d]. An empty wpe means no position table (RoPE models),
     /// an empty wtt no token types (GPT-2); an empty types with a type table means type 0.
     /// </summary>

@@ -16,13 +16,18 @@ public sealed class GpuBackend : Backend
     private readonly bool _ownsDevice;
     private MemoryBuffer1D<float, Stride1D.Dense>? _attentionScratch, _lossScratch;
     private MemoryBuffer1D<double, Stride1D.Dense>? _normPartials;
+    private readonly StagingRing _staging;
 
     /// <summary>Wraps a device (disposed with the backend when <paramref name="ownsDevice"/>).</summary>
     public GpuBackend(GpuDevice device, bool ownsDevice = true)
     {
         _device = device;
         _ownsDevice = ownsDevice;
+        _staging = new StagingRing(device.Accelerator);
     }
+
+    /// <summary>Whether a step's uploads are staged in page-locked memory and copied asynchronously (else each one synchronises).</summary>
+    public bool StagesUploads => _staging.Supported;
 
     /// <inheritdoc />
     public override string Name => _device.IsCuda ? "cuda" : "ilgpu-cpu";
@@ -30,14 +35,15 @@ public sealed class GpuBackend : Backend
     /// <summary>The device kernels run on.</summary>
     public GpuDevice Device => _device;
 
-    private long _uploads, _memoryOperations;
+    private long _uploads, _synchronousUploads, _memoryOperations;
 
     /// <summary>
-    /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads and host
-    /// waits (every read-back waits). Subtract two readings for one step's counts.
+    /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads (and how many
+    /// of them were synchronous: not staged), host waits (every read-back waits) and waits for a staging slot. Subtract two
+    /// readings for one step's counts.
     /// </summary>
     public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations,
-        _device.LaunchesByKernel);
+        _device.LaunchesByKernel, Interlocked.Read(ref _synchronousUploads), _staging.Waits);
 
     private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
     {
@@ -77,7 +83,7 @@ public sealed class GpuBackend : Backend
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} values into a view of {target.Length}");
         if (source.Length == 0) return;
         Interlocked.Increment(ref _uploads);
-        V(target).CopyFromCPU(source);
+        Stage(source, V(target));
     }
 
     /// <inheritdoc />
@@ -86,8 +92,21 @@ public sealed class GpuBackend : Backend
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} ints into a view of {target.Length}");
         if (source.Length == 0) return;
         Interlocked.Increment(ref _uploads);
-        V(target).CopyFromCPU(source);
+        Stage(source, V(target));
     }
+
+    private void Stage<T>(ReadOnlySpan<T> source, ArrayView<T> target) where T : unmanaged
+    {
+        if (_staging.TryUpload(source, target)) return;
+        Interlocked.Increment(ref _synchronousUploads);
+        target.CopyFromCPU(source);   // from pageable memory: waits for the stream
+    }
+
+    /// <inheritdoc />
+    public override void BeginStep() => _staging.Begin();
+
+    /// <inheritdoc />
+    public override void EndStep() => _staging.End();
 
     /// <inheritdoc />
     public override void Download(DeviceView<float> source, Span<float> target)
@@ -319,6 +338,7 @@ public sealed class GpuBackend : Backend
         _attentionScratch?.Dispose();
         _lossScratch?.Dispose();
         _normPartials?.Dispose();
+        _staging.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }
@@ -329,8 +349,10 @@ public sealed class GpuBackend : Backend
 /// <param name="Uploads">Host-to-device copies.</param>
 /// <param name="Synchronizations">Host waits for the device (explicit, or before a read-back).</param>
 /// <param name="LaunchesByKernel">The launches per kernel key (null when not taken).</param>
+/// <param name="SynchronousUploads">Uploads copied from pageable memory (each waits for the stream): those not staged.</param>
+/// <param name="StagingWaits">Times a step waited for the device to release its page-locked staging slot.</param>
 public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations,
-    IReadOnlyDictionary<string, long>? LaunchesByKernel = null)
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, long SynchronousUploads = 0, long StagingWaits = 0)
 {
     /// <summary>The counts between two readings (kernels not launched in between left out of the histogram).</summary>
     public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before)
@@ -346,7 +368,8 @@ public readonly record struct DeviceTraffic(long Launches, long MemoryOperations
             }
         }
         return new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
-            after.Synchronizations - before.Synchronizations, byKernel);
+            after.Synchronizations - before.Synchronizations, byKernel, after.SynchronousUploads - before.SynchronousUploads,
+            after.StagingWaits - before.StagingWaits);
     }
 
     /// <summary>The launch histogram, most launched kernel first (ties by name): "key count" per entry.</summary>
@@ -355,5 +378,7 @@ public readonly record struct DeviceTraffic(long Launches, long MemoryOperations
             .Select(e => (e.Key, e.Value));
 
     /// <inheritdoc />
-    public override string ToString() => $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads, {Synchronizations} host waits";
+    public override string ToString() =>
+        $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads ({SynchronousUploads} synchronous), {Synchronizations} host waits, " +
+        $"{StagingWaits} staging waits";
 }

@@ -34,6 +34,7 @@ public class DeviceTrafficTests(ITestOutputHelper output)
         Assert.True(t.MemoryOperations is > 0 and <= 18, t.ToString());
         Assert.True(t.Uploads is > 0 and <= 7, t.ToString());
         Assert.Equal(0, t.Synchronizations);
+        Assert.Equal(0, t.SynchronousUploads);   // staged in page-locked memory, copied asynchronously
         Assert.Equal(t.Launches, t.Histogram().Sum(e => e.Count));
     }
 
@@ -44,6 +45,44 @@ public class DeviceTrafficTests(ITestOutputHelper output)
         var t = Step(6);
         Assert.True(t.Launches <= 172, t.ToString());
         Assert.Equal(0, t.Synchronizations);
+        Assert.Equal(0, t.SynchronousUploads);
         Assert.Equal(t.Launches, t.Histogram().Sum(e => e.Count));
+    }
+
+    [Fact]
+    public void StagedUploadsArriveAndTheRingAlternatesItsTwoSlots()
+    {
+        using var gpu = new GpuBackend(GpuDevice.CreateCpuSimulator());
+        Assert.True(gpu.StagesUploads);   // ILGPU's CPU accelerator page-locks too
+        using var target = gpu.AllocateInts(5);
+        using var floats = gpu.Allocate(3);
+        var outside = gpu.Traffic;
+        gpu.Upload(new[] { 9, 9, 9, 9, 9 }, target.All);   // outside a step: synchronous, as before
+        Assert.Equal(1, (gpu.Traffic - outside).SynchronousUploads);
+        for (int step = 0; step < 4; step++)
+        {
+            var before = gpu.Traffic;
+            gpu.BeginStep();
+            var ids = Enumerable.Range(step, 5).ToArray();
+            gpu.Upload(ids, target.All);
+            Array.Fill(ids, -1);   // the source is free as soon as Upload returns
+            gpu.Upload(new[] { step, 1f, 2f }, floats.All);
+            gpu.EndStep();
+            var t = gpu.Traffic - before;
+            Assert.Equal(2, t.Uploads);
+            Assert.Equal(0, t.SynchronousUploads);
+            Assert.Equal(step >= 2 ? 1 : 0, t.StagingWaits);   // a slot is waited for when it comes round again
+            Assert.Equal(new[] { (float)step, 1f, 2f }, gpu.ToHost(floats.All));
+            Assert.Equal(Enumerable.Range(step, 5).Select(i => (float)i), Gather(gpu, target));
+        }
+    }
+
+    /// <summary>The ints as floats, read through an embedding lookup in the table 0, 1, 2, … (the backend downloads floats only).</summary>
+    private static float[] Gather(GpuBackend gpu, DeviceArray<int> ids)
+    {
+        using var table = gpu.UploadNew(Enumerable.Range(0, 16).Select(i => (float)i).ToArray());
+        using var output = gpu.Allocate(ids.Length);
+        gpu.EmbeddingForward(ids.All, default, ids.All, table.All, default, default, output.All, 1, ids.Length, 1);
+        return gpu.ToHost(output.All);
     }
 }
