@@ -13,7 +13,8 @@ namespace SkTuning.Gpu.Kernels;
 /// <param name="TransB">0: B stored [K,N]; 1: B stored [N,K] (NT).</param>
 /// <param name="Accumulate">1: C += product; 0: C = product.</param>
 /// <param name="HasBias">1: add bias[N] to every row.</param>
-public readonly record struct GemmParams(int M, int N, int K, int TransA, int TransB, int Accumulate, int HasBias);
+/// <param name="Epilogue">A <see cref="GemmEpilogue"/> applied to each element before it is stored.</param>
+public readonly record struct GemmParams(int M, int N, int K, int TransA, int TransB, int Accumulate, int HasBias, int Epilogue = 0);
 
 /// <summary>
 /// ILGPU version of <see cref="Gemm"/>: one explicitly grouped, shared-memory tiled kernel serves NN, NT and TN
@@ -33,13 +34,13 @@ public static class GemmGpu
 
     /// <summary>C[M,N] = A[M,K]·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false) =>
-        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n");
+        ArrayView<float> bias = default, bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default) =>
+        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n", epilogue, aux);
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NT(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false) =>
-        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k");
+        ArrayView<float> bias = default, bool accumulate = false, GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default) =>
+        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k", epilogue, aux);
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void TN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
@@ -47,22 +48,24 @@ public static class GemmGpu
         Launch("GemmGpu.TN", device, m, n, k, a, b, c, bias, accumulate, 1, 0, "k*m", "k*n");
 
     private static void Launch(string op, GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b,
-        ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape)
+        ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape,
+        GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default)
     {
         Gemm.Check(op, m, n, k, Len(a), Len(b), Len(c), Len(bias), aShape, bShape);
+        Gemm.CheckEpilogue(op, m, n, epilogue, Len(aux), accumulate);
         if (m == 0 || n == 0) return;
         var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
-            acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
+            acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
         bool hasBias = bias.Length > 0;
         var config = new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY));
-        // Without bias the kernel never reads the bias view; pass C so the launch gets a valid buffer.
-        kernel(config, new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0),
-            a, b, c, hasBias ? bias : c);
+        // Without bias (or epilogue operand) the kernel never reads that view; pass C so the launch gets a valid buffer.
+        kernel(config, new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0, (int)epilogue),
+            a, b, c, hasBias ? bias : c, epilogue == GemmEpilogue.None ? c : aux);
     }
 
     private static int Len(ArrayView<float> v) => v.Length > int.MaxValue ? int.MaxValue : (int)v.Length;
 
-    private static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    private static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux)
     {
         var As = SharedMemory.Allocate<float>(BK * LDS);
         var Bs = SharedMemory.Allocate<float>(BK * LDS);
@@ -112,17 +115,23 @@ public static class GemmGpu
         }
 
         int i0 = row0 + ty, j0 = col0 + tx;
-        Store(p, c, bias, i0, j0, c00); Store(p, c, bias, i0, j0 + 16, c01); Store(p, c, bias, i0, j0 + 32, c02); Store(p, c, bias, i0, j0 + 48, c03);
-        Store(p, c, bias, i0 + 16, j0, c10); Store(p, c, bias, i0 + 16, j0 + 16, c11); Store(p, c, bias, i0 + 16, j0 + 32, c12); Store(p, c, bias, i0 + 16, j0 + 48, c13);
-        Store(p, c, bias, i0 + 32, j0, c20); Store(p, c, bias, i0 + 32, j0 + 16, c21); Store(p, c, bias, i0 + 32, j0 + 32, c22); Store(p, c, bias, i0 + 32, j0 + 48, c23);
-        Store(p, c, bias, i0 + 48, j0, c30); Store(p, c, bias, i0 + 48, j0 + 16, c31); Store(p, c, bias, i0 + 48, j0 + 32, c32); Store(p, c, bias, i0 + 48, j0 + 48, c33);
+        Store(p, c, bias, aux, i0, j0, c00); Store(p, c, bias, aux, i0, j0 + 16, c01); Store(p, c, bias, aux, i0, j0 + 32, c02); Store(p, c, bias, aux, i0, j0 + 48, c03);
+        Store(p, c, bias, aux, i0 + 16, j0, c10); Store(p, c, bias, aux, i0 + 16, j0 + 16, c11); Store(p, c, bias, aux, i0 + 16, j0 + 32, c12); Store(p, c, bias, aux, i0 + 16, j0 + 48, c13);
+        Store(p, c, bias, aux, i0 + 32, j0, c20); Store(p, c, bias, aux, i0 + 32, j0 + 16, c21); Store(p, c, bias, aux, i0 + 32, j0 + 32, c22); Store(p, c, bias, aux, i0 + 32, j0 + 48, c23);
+        Store(p, c, bias, aux, i0 + 48, j0, c30); Store(p, c, bias, aux, i0 + 48, j0 + 16, c31); Store(p, c, bias, aux, i0 + 48, j0 + 32, c32); Store(p, c, bias, aux, i0 + 48, j0 + 48, c33);
     }
 
-    private static void Store(GemmParams p, ArrayView<float> c, ArrayView<float> bias, int i, int j, float v)
+    private static void Store(GemmParams p, ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, int i, int j, float v)
     {
         if (i >= p.M || j >= p.N) return;
         if (p.HasBias != 0) v += bias[j];
         long o = (long)i * p.N + j;
+        if (p.Epilogue == (int)GemmEpilogue.Gelu)
+        {
+            aux[o] = v;
+            v = Gelu.Value(v);
+        }
+        else if (p.Epilogue == (int)GemmEpilogue.GeluSlope) v *= Gelu.Derivative(aux[o]);
         c[o] = p.Accumulate != 0 ? c[o] + v : v;
     }
 }

@@ -97,6 +97,30 @@ public abstract class Backend : IDisposable
         else Gemm(op, m, n, k, a, b.Fp32, c, bias, accumulate);
     }
 
+    /// <summary>
+    /// The FFN's input projection with its GELU (erf): pre = x·W + bias [m, n], act = GELU(pre). The GPU does it in one
+    /// launch (the GEMM's <see cref="GemmEpilogue.Gelu"/> epilogue); here, the GEMM and the activation.
+    /// </summary>
+    public virtual void GemmGeluForward(int m, int n, int k, DeviceView<float> x, WeightMatrix w, DeviceView<float> bias, DeviceView<float> pre,
+        DeviceView<float> act)
+    {
+        Gemm(GemmOp.NN, m, n, k, x, w, pre, bias);
+        GeluForward(pre, act);
+    }
+
+    /// <summary>
+    /// Backward through the activation of <see cref="GemmGeluForward"/>'s FFN, from the next projection's output gradient:
+    /// dPre = GELU'(pre)·(dy·Wᵀ) [m, n], W [n, k] (overwritten, not accumulated). The GPU does it in one launch (the GEMM's
+    /// <see cref="GemmEpilogue.GeluSlope"/> epilogue); here, the GEMM into <paramref name="scratch"/> [m, n] and the GELU backward.
+    /// </summary>
+    public virtual void GemmGeluBackward(int m, int n, int k, DeviceView<float> dy, WeightMatrix w, DeviceView<float> pre, DeviceView<float> dPre,
+        DeviceView<float> scratch)
+    {
+        Gemm(GemmOp.NT, m, n, k, dy, w, scratch);
+        Zero(dPre);
+        GeluBackward(scratch, pre, dPre);
+    }
+
     /// <summary>The bf16-weight GEMM behind <see cref="Gemm(GemmOp, int, int, int, DeviceView{float}, WeightMatrix, DeviceView{float}, DeviceView{float}, bool)"/>.</summary>
     protected virtual void GemmBf16(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<ushort> b, DeviceView<float> c,
         DeviceView<float> bias, bool accumulate) =>

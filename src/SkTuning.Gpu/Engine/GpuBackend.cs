@@ -188,6 +188,16 @@ public sealed class GpuBackend : Backend
         GroupedLinear.Backward(_device, V(x), V(dy), V(dWeights), groups, rows, inWidth, outWidth, dropout, seed, offset);
 
     /// <inheritdoc />
+    public override void GemmGeluForward(int m, int n, int k, DeviceView<float> x, WeightMatrix w, DeviceView<float> bias, DeviceView<float> pre,
+        DeviceView<float> act) =>
+        GemmGpu.NN(_device, m, n, k, V(x), V(w.Fp32), V(act), V(bias), epilogue: GemmEpilogue.Gelu, aux: V(pre));
+
+    /// <inheritdoc />
+    public override void GemmGeluBackward(int m, int n, int k, DeviceView<float> dy, WeightMatrix w, DeviceView<float> pre, DeviceView<float> dPre,
+        DeviceView<float> scratch) =>
+        GemmGpu.NT(_device, m, n, k, V(dy), V(w.Fp32), V(dPre), epilogue: GemmEpilogue.GeluSlope, aux: V(pre));
+
+    /// <inheritdoc />
     public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
         LayerNorm.Forward(_device, V(x), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
