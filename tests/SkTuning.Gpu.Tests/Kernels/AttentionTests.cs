@@ -276,7 +276,7 @@ public class AttentionTests
         using var ptx = new PtxCompiler();
         foreach (var name in new[] { nameof(AttentionGpu.ForwardKernel), nameof(AttentionGpu.BackwardQueryKernel) })
             Assert.Contains(".entry", ptx.CompileExplicitlyGrouped(KernelMethod(name)));
-        foreach (var name in new[] { nameof(AttentionGpu.BackwardKeyKernel), nameof(AttentionGpu.PrefixReduceKernel) })
+        foreach (var name in new[] { nameof(AttentionGpu.BackwardKeyKernel) })
             Assert.Contains(".entry", ptx.CompileImplicitlyGrouped(KernelMethod(name)));
     }
 
