@@ -241,6 +241,17 @@ public abstract class Backend : IDisposable
     /// <summary>output[b] = mean of x[b, skip + t] over t with mask[b, t] ≠ 0; x is [B, T, d], mask [B, T − skip].</summary>
     public abstract void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim);
 
+    /// <summary>
+    /// output = dropout(<see cref="MeanPoolForward"/>) [B, d], element b·d + c kept with the mask at (seed, b·d + c) (p = 0:
+    /// the pooling alone): a sequence head's input in one launch on the GPU (<see cref="Kernels.MeanPoolDropout"/>).
+    /// </summary>
+    public abstract void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed);
+
+    /// <summary>dX += backward of <see cref="MeanPoolDropoutForward"/>.</summary>
+    public abstract void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed);
+
     /// <summary>dX += backward of <see cref="MeanPoolForward"/>.</summary>
     public abstract void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim);
 

@@ -215,6 +215,16 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         MeanPooling.Forward(S(x), S(mask), S(output), batch, seqLen, skip, dim);
 
     /// <inheritdoc />
+    public override void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Forward(S(x), S(mask), S(output), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
+    public override void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Backward(S(dOutput), S(mask), S(dX), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
     public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>
         MeanPooling.Backward(S(dOutput), S(mask), S(dX), batch, seqLen, skip, dim);
 

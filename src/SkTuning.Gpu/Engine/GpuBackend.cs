@@ -299,6 +299,16 @@ public sealed class GpuBackend : Backend
         MeanPooling.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim);
 
     /// <inheritdoc />
+    public override void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
+    public override void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
     public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>
         MeanPooling.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim);
 
