@@ -70,6 +70,14 @@ public abstract class Backend : IDisposable
     public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
         DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim);
 
+    /// <summary>
+    /// <see cref="EmbeddingForward"/> into <paramref name="sum"/>, then <see cref="LayerNormForward"/> of it
+    /// (<see cref="Kernels.EmbeddingLayerNorm"/>): one launch on the GPU. Its backward is the LayerNorm's, then the embedding's.
+    /// </summary>
+    public abstract void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon);
+
     /// <summary>matrix[r, column0 + c] += scale·block[r, c]: adds a [rows, width] block into columns of a [rows, columns] matrix.</summary>
     public abstract void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale);
 

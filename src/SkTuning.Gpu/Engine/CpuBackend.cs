@@ -89,6 +89,13 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         Embedding.Backward(S(ids), S(types), S(positions), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon) =>
+        EmbeddingLayerNorm.Forward(S(ids), S(types), S(positions), S(wte), S(wpe), S(wtt), S(sum), S(gamma), S(beta), S(y), S(mean),
+            S(rstd), batch, seqLen, dim, epsilon);
+
+    /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
         ColumnBlock.Forward(S(block), S(matrix), rows, width, columns, column0, scale);
 

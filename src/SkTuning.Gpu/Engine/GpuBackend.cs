@@ -147,6 +147,13 @@ public sealed class GpuBackend : Backend
         Embedding.Backward(_device, V(ids), V(types), V(positions), V(dOutput), V(dWte), V(dWpe), V(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon) =>
+        EmbeddingLayerNorm.Forward(_device, V(ids), V(types), V(positions), V(wte), V(wpe), V(wtt), V(sum), V(gamma), V(beta), V(y), V(mean),
+            V(rstd), batch, seqLen, dim, epsilon);
+
+    /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
         ColumnBlock.Forward(_device, V(block), V(matrix), rows, width, columns, column0, scale);
 
@@ -316,9 +323,7 @@ public sealed class GpuBackend : Backend
     public override void SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes,
         DeviceView<float> loss)
     {
-        var rowLoss = LossScratch(rows);
-        Kernels.SoftmaxCrossEntropy.ForwardBackward(_device, V(logits), V(labels), rowLoss, V(dLogits), rows, classes, validCount);
-        DeviceSum.Mean(_device, rowLoss, V(loss), validCount);
+        Kernels.SoftmaxCrossEntropy.ForwardBackwardMean(_device, V(logits), V(labels), V(dLogits), V(loss), rows, classes, validCount);
     }
 
     /// <inheritdoc />
