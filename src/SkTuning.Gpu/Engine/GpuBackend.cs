@@ -348,7 +348,11 @@ public sealed class GpuBackend : Backend
     /// <inheritdoc />
     public override void GradientClip(DeviceView<float> gradient, float maxNorm, DeviceView<float> norm, DeviceView<float> clipScale)
     {
-        _normPartials ??= _device.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
+        if (_normPartials is null)
+        {
+            _normPartials = _device.Accelerator.Allocate1D<double>(GradientNorm.GpuWorkspace);
+            _normPartials.MemSetToZero();   // the arrival count starts at zero; every launch leaves it there
+        }
         GradientNorm.ClipScale(_device, V(gradient), _normPartials.View, V(norm), V(clipScale), maxNorm);
     }
 
