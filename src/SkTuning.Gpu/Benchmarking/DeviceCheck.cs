@@ -144,8 +144,11 @@ public static class DeviceCheck
                             minilm = FixtureModels.RandomBertWeights(o with { Layers = 6 });
                             stepTokens = EngineBenchmark.Inputs(minilm.Spec, B, T).Item1;
                         }
-                        foreach (var line in StepTrafficLines(StepTraffic(gpu, minilm, stepTokens, m), $"L={minilm.Spec.Layers} d={minilm.Spec.Hidden}"))
-                            Emit(line);
+                        var traffic = StepTraffic(gpu, minilm, stepTokens, m);
+                        foreach (var line in StepTrafficLines(traffic, $"L={minilm.Spec.Layers} d={minilm.Spec.Hidden}")) Emit(line);
+                        // Counts as check lines: a change that adds launches or host round-trips fails here as it does in the tests.
+                        Emit(new DeviceCheckLine("launches per SK-Prefix step", traffic.Launches, MaxStepLaunches));
+                        Emit(new DeviceCheckLine("host waits + synchronous uploads per SK-Prefix step", traffic.Synchronizations + traffic.SynchronousUploads, 0));
                         break;
                     case "onnxruntime":
                         Model();
@@ -215,6 +218,9 @@ public static class DeviceCheck
         var timed = TrainingStepTime(gpu, weights, tokens, m, iterations);
         emit(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
     }
+
+    /// <summary>The most kernel launches a MiniLM (6-layer) SK-Prefix training step may take (issue 13: ≤ 100).</summary>
+    public const int MaxStepLaunches = 100;
 
     /// <summary>The device traffic of one SK-Prefix step as check lines: the totals, then the launches per kernel.</summary>
     public static IEnumerable<DeviceCheckLine> StepTrafficLines(DeviceTraffic traffic, string model)

@@ -30,8 +30,9 @@ public class DeviceTrafficTests(ITestOutputHelper output)
         var t = Step(2);
         // 2026-12-01, 2 layers: 66 launches, 18 memsets/copies, 7 uploads, 2 host waits (the loss and the gradient norm).
         // 2026-12-02, sync-free: 68 launches (+ the loss and clip-scale reductions), 18 memsets/copies, 7 uploads, 0 host waits.
-        Assert.True(t.Launches is > 40 and <= 68, t.ToString());
-        Assert.True(t.MemoryOperations is > 0 and <= 18, t.ToString());
+        // 2026-12-01, fused (see the MiniLM case): 40 launches, 14 memsets/copies, 7 uploads staged asynchronously, 0 host waits.
+        Assert.True(t.Launches is > 20 and <= 40, t.ToString());
+        Assert.True(t.MemoryOperations is > 0 and <= 14, t.ToString());
         Assert.True(t.Uploads is > 0 and <= 7, t.ToString());
         Assert.Equal(0, t.Synchronizations);
         Assert.Equal(0, t.SynchronousUploads);   // staged in page-locked memory, copied asynchronously
@@ -43,7 +44,10 @@ public class DeviceTrafficTests(ITestOutputHelper output)
     {
         // MiniLM's 6 layers at narrow widths: the launches depend on the layer count, not on the widths.
         var t = Step(6);
-        Assert.True(t.Launches <= 172, t.ToString());
+        // 2026-12-01: 172 launches before fusing; after: 100 (adapter maps 38 -> 2, residual+LayerNorm, GELU in the FFN GEMMs,
+        // the prefix reduction in the attention key kernel, pooling+dropout, cross-entropy+mean, embedding+LayerNorm, norm+clip).
+        Assert.True(t.Launches <= DeviceCheck.MaxStepLaunches, t.ToString());
+        Assert.True(t.MemoryOperations <= 34, t.ToString());
         Assert.Equal(0, t.Synchronizations);
         Assert.Equal(0, t.SynchronousUploads);
         Assert.Equal(t.Launches, t.Histogram().Sum(e => e.Count));
