@@ -379,7 +379,7 @@ public sealed class GpuBackend : Backend
 /// <param name="Synchronizations">Host waits for the device (explicit, or before a read-back).</param>
 /// <param name="LaunchesByKernel">The launches per kernel key (null when not taken).</param>
 /// <param name="SynchronousUploads">Uploads copied from pageable memory (each waits for the stream): those not staged.</param>
-/// <param name="StagingWaits">Times a step waited for the device to release its page-locked staging slot.</param>
+/// <param name="StagingWaits">Times a step synchronised on the marker that releases its page-locked staging slot (two steps back).</param>
 public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations,
     IReadOnlyDictionary<string, long>? LaunchesByKernel = null, long SynchronousUploads = 0, long StagingWaits = 0)
 {

@@ -23,7 +23,10 @@ internal sealed class StagingRing(Accelerator accelerator) : IDisposable
     /// <summary>False once page-locked memory or a stream marker was refused: uploads are then synchronous.</summary>
     public bool Supported { get; private set; } = true;
 
-    /// <summary>Times a step waited for the device to release its slot (the device was two steps behind).</summary>
+    /// <summary>
+    /// Times a step synchronised on the marker of the step that last used its slot (two steps back): a real wait only when
+    /// the device is still two steps behind, else the marker has already passed.
+    /// </summary>
     public long Waits { get; private set; }
 
     /// <summary>Opens the next slot for a step's uploads, waiting first for the step that used it last.</summary>
