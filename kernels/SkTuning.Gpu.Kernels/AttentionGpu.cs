@@ -53,14 +53,14 @@ public readonly struct AttentionGpuParams
 /// <see cref="TileQ"/> queries, query head, example); query head h reads key/value head h / (H/KV). The tile's queries are staged in shared memory, its scores
 /// [TileQ, m+T] live in shared memory, one warp per row does the softmax (lanes over keys, shuffle reductions) (writing P; the keys' additive bias is the
 /// padding mask plus, with ALiBi, slope_h·key position), then the group computes P·V. Limits: dh ≤ <see cref="MaxHeadDim"/>, m+T ≤ <see cref="MaxKeys"/> (36 KB shared memory).</para>
-/// <para>Backward, four launches, all deterministic (no atomics):
+/// <para>Backward, two launches, deterministic (atomics only count arrivals and read the partials back; sums keep a fixed order):
 /// (1) query kernel, grouped like the forward: dP = dO·Vᵀ in shared memory, dS = P∘(dP − rowsum(P∘dP))
 /// written to a scratch buffer, dQ += scale·dS·K;
 /// (2) key kernel, one thread per (b, key, key/value column): dK_j += scale·Σ_h Σ_i dS_ij q_i, dV_j += Σ_h Σ_i P_ij dO_i
 /// over the group's query heads h, accumulated into dqkv for token keys and written to per-example partials [B, m, dkv]
-/// for prefix keys;
-/// (3) prefix reduction, one thread per (j, column) of [m, dkv]: adds the partials in order b = 0..B−1
-/// (the two-pass batch reduction of the shared prefix gradient).</para>
+/// for prefix keys; the last of the B threads of a prefix element to arrive (an atomic count per element, zeroed by the
+/// query kernel) adds the partials in order b = 0..B−1 into the prefix gradient — the batch reduction of the shared
+/// prefix without a launch of its own.</para>
 /// </remarks>
 public static class AttentionGpu
 {
@@ -73,9 +73,9 @@ public static class AttentionGpu
     /// <summary>Largest dh the grouped kernels accept.</summary>
     public const int MaxHeadDim = 128;
 
-    /// <summary>Floats of scratch <see cref="Backward"/> needs: dS [B,H,T,m+T] plus prefix partials 2·[B,m,dkv].</summary>
+    /// <summary>Floats of scratch <see cref="Backward"/> needs: dS [B,H,T,m+T], prefix partials 2·[B,m,dkv], arrival counts [m,dkv].</summary>
     public static int BackwardScratchLength(AttentionShape shape) =>
-        shape.ProbsLength + 2 * shape.Batch * shape.PrefixElements;
+        shape.ProbsLength + (2 * shape.Batch + 1) * shape.PrefixElements;
 
     /// <summary>
     /// Forward on the device: overwrites <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T].
@@ -148,15 +148,8 @@ public static class AttentionGpu
         query(GroupedConfig(shape), dOut, qkv, prefixK, prefixV, probs, dQkv, scratch, p);
 
         var key = device.Kernel("attention.backward.key", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(BackwardKeyKernel));
-        key(shape.Batch * shape.Keys * shape.KvModel, dOut, qkv, probs, dQkv, scratch, p);
-
-        if (shape.PrefixLength > 0)
-        {
-            var reduce = device.Kernel("attention.backward.prefix", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, AttentionGpuParams>(PrefixReduceKernel));
-            reduce(shape.PrefixElements, scratch, dPrefixK, dPrefixV, p);
-        }
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(BackwardKeyKernel));
+        key(shape.Batch * shape.Keys * shape.KvModel, dOut, qkv, probs, dQkv, scratch, dPrefixK, dPrefixV, p);
     }
 
     private static KernelConfig GroupedConfig(AttentionShape s) =>
@@ -283,6 +276,10 @@ public static class AttentionGpu
         int rows = XMath.Min(TileQ, T - i0);
         int prow0 = ((b * p.Heads + h) * T + i0) * S;
 
+        // The key kernel counts arrivals per prefix element from zero: this launch runs entirely before it.
+        int thread = ((b * p.Heads + h) * Grid.DimX + Grid.IdxX) * n + tid, counts = p.Batch * p.Heads * T * S + 2 * p.Batch * m * dkv;
+        for (int e = thread; e < m * dkv; e += Grid.DimX * p.Heads * p.Batch * n) scratch[counts + e] = 0f;
+
         for (int e = tid; e < rows * dh; e += n)
         {
             int r = e / dh, k = e - r * dh;
@@ -347,7 +344,7 @@ public static class AttentionGpu
     /// to the partials in scratch (after dS).
     /// </summary>
     internal static void BackwardKeyKernel(Index1D index, ArrayView<float> dOut, ArrayView<float> qkv, ArrayView<float> probs,
-        ArrayView<float> dQkv, ArrayView<float> scratch, AttentionGpuParams p)
+        ArrayView<float> dQkv, ArrayView<float> scratch, ArrayView<float> dPrefixK, ArrayView<float> dPrefixV, AttentionGpuParams p)
     {
         int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, dkv = p.KvHeads * dh, row = d + 2 * dkv, S = m + T;
         int G = p.Heads / p.KvHeads;
@@ -371,25 +368,20 @@ public static class AttentionGpu
         }
         else
         {
-            int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * dkv;
-            scratch[dsLength + (b * m + j) * dkv + c] = p.Scale * accK;
-            scratch[dsLength + partial + (b * m + j) * dkv + c] = accV;
+            int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * dkv, e = j * dkv + c;
+            scratch[dsLength + b * m * dkv + e] = p.Scale * accK;
+            scratch[dsLength + partial + b * m * dkv + e] = accV;
+            MemoryFence.DeviceLevel();   // the partials are visible before the arrival is
+            if (Atomic.Add(ref scratch[dsLength + 2 * partial + e], 1f) != p.Batch - 1) return;
+            // The last arrival sums in example order; atomic reads come from L2, never from a stale L1 line.
+            float sumK = 0f, sumV = 0f;
+            for (int bb = 0; bb < p.Batch; bb++)
+            {
+                sumK += Atomic.Add(ref scratch[dsLength + bb * m * dkv + e], 0f);
+                sumV += Atomic.Add(ref scratch[dsLength + partial + bb * m * dkv + e], 0f);
+            }
+            dPrefixK[e] += sumK;
+            dPrefixV[e] += sumV;
         }
-    }
-
-    /// <summary>Second pass of the prefix gradient, index over m·dkv: adds the per-example partials in order b = 0..B−1.</summary>
-    internal static void PrefixReduceKernel(Index1D index, ArrayView<float> scratch, ArrayView<float> dPrefixK,
-        ArrayView<float> dPrefixV, AttentionGpuParams p)
-    {
-        int T = p.Tokens, m = p.Prefix, dkv = p.KvHeads * p.HeadDim, S = m + T;
-        int dsLength = p.Batch * p.Heads * T * S, partial = p.Batch * m * dkv;
-        float sumK = 0f, sumV = 0f;
-        for (int b = 0; b < p.Batch; b++)
-        {
-            sumK += scratch[dsLength + b * m * dkv + index];
-            sumV += scratch[dsLength + partial + b * m * dkv + index];
-        }
-        dPrefixK[index] += sumK;
-        dPrefixV[index] += sumV;
     }
 }

@@ -37,7 +37,7 @@ public static class Dropout
     /// <summary>True when element <paramref name="index"/> is kept at drop probability <paramref name="p"/>.</summary>
     public static bool Keep(ulong seed, long index, float p) => Uniform(seed, index) >= p;
 
-    private static void CheckP(float p)
+    internal static void CheckP(float p)
     {
         if (!(p >= 0f && p < 1f)) throw new ArgumentException($"drop probability p = {p} must be in [0, 1)", nameof(p));
     }

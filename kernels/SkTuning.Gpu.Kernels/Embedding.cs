@@ -21,7 +21,7 @@ public static class Embedding
     }
 
     /// <summary>Rows of a <c>[rows, d]</c> table (0 for an empty one).</summary>
-    private static long TableRows(long length, int dim, string name, bool required)
+    internal static long TableRows(long length, int dim, string name, bool required)
     {
         if (length % dim != 0 || (required && length == 0))
             throw new ArgumentException($"{name} has length {length}, not a {(required ? "positive multiple" : "multiple")} of d = {dim}", name);
@@ -221,7 +221,7 @@ public static class Embedding
     }
 
     /// <summary>Lengths only: the index values live on the device and are validated on the host before upload.</summary>
-    private static void ValidateGpu(long ids, long types, long positions, bool hasPositionTable, long output, string outputName,
+    internal static void ValidateGpu(long ids, long types, long positions, bool hasPositionTable, long output, string outputName,
         int batch, int seqLen, int dim)
     {
         OpsCheck.Positive(batch, nameof(batch));

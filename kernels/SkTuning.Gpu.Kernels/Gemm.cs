@@ -89,6 +89,14 @@ public static unsafe partial class Gemm
         }
     }
 
+    /// <summary>Checks an epilogue's operand: <paramref name="aux"/> is [M,N] when there is an epilogue, which never accumulates.</summary>
+    internal static void CheckEpilogue(string op, int m, int n, GemmEpilogue epilogue, int aux, bool accumulate)
+    {
+        if (epilogue == GemmEpilogue.None) return;
+        if (accumulate) throw new ArgumentException($"{op}: the {epilogue} epilogue writes C; it does not accumulate");
+        if (aux != (long)m * n) throw new ArgumentException($"{op}: the {epilogue} epilogue's operand has length {aux}, expected m*n = {m}*{n}", nameof(aux));
+    }
+
     // ---------------------------------------------------------------- fast CPU entry points
 
     /// <summary>C[M,N] = A[M,K]·B[K,N] (+ <paramref name="bias"/>[N] added to every row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>

@@ -13,7 +13,8 @@ namespace SkTuning.Gpu.Kernels;
 /// <param name="TransB">0: B stored [K,N]; 1: B stored [N,K] (NT).</param>
 /// <param name="Accumulate">1: C += product; 0: C = product.</param>
 /// <param name="HasBias">1: add bias[N] to every row.</param>
-public readonly record struct GemmParams(int M, int N, int K, int TransA, int TransB, int Accumulate, int HasBias);
+/// <param name="Epilogue">A <see cref="GemmEpilogue"/> applied to each element before it is stored.</param>
+public readonly record struct GemmParams(int M, int N, int K, int TransA, int TransB, int Accumulate, int HasBias, int Epilogue = 0);
 
 /// <summary>Which GEMM kernel a launch uses (see <see cref="GemmGpu.Plan"/>).</summary>
 public enum GemmTier
@@ -50,13 +51,15 @@ public static class GemmGpu
 
     /// <summary>C[M,N] = A[M,K]·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto) =>
-        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n", tier);
+        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto,
+        GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default) =>
+        Launch("GemmGpu.NN", device, m, n, k, a, b, c, bias, accumulate, 0, 0, "m*k", "k*n", tier, epilogue: epilogue, aux: aux);
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void NT(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto) =>
-        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k", tier);
+        ArrayView<float> bias = default, bool accumulate = false, GemmTier tier = GemmTier.Auto,
+        GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default) =>
+        Launch("GemmGpu.NT", device, m, n, k, a, b, c, bias, accumulate, 0, 1, "m*k", "n*k", tier, epilogue: epilogue, aux: aux);
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ bias[N]; empty view = none), or C += … with <paramref name="accumulate"/>.</summary>
     public static void TN(GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
@@ -118,21 +121,26 @@ public static class GemmGpu
 
     private static void Launch(string op, GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b,
         ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape, GemmTier tier,
-        int forcedSplits = 0)
+        int forcedSplits = 0, GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default)
     {
         Gemm.Check(op, m, n, k, Len(a), Len(b), Len(c), Len(bias), aShape, bShape);
+        Gemm.CheckEpilogue(op, m, n, epilogue, Len(aux), accumulate);
         if (m == 0 || n == 0) return;
-        var (chosen, splits) = Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier);
+        // The epilogue (GELU and its slope fused into the FFN GEMMs) lives in the first tier's store only.
+        if (epilogue != GemmEpilogue.None && tier is not (GemmTier.Auto or GemmTier.Tiled64))
+            throw new ArgumentException($"{op}: epilogue {epilogue} runs on the {GemmTier.Tiled64} tier only");
+        var (chosen, splits) = epilogue == GemmEpilogue.None ? Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier) : (GemmTier.Tiled64, 1);
         if (chosen == GemmTier.SplitK && forcedSplits > 0) splits = forcedSplits;
         bool hasBias = bias.Length > 0;
-        var p = new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0);
-        // Without bias the kernels never read the bias view; pass C so the launch gets a valid buffer.
+        var p = new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0, (int)epilogue);
+        // Without bias (or epilogue operand) the kernels never read that view; pass C so the launch gets a valid buffer.
         var biasOrC = hasBias ? bias : c;
         if (chosen == GemmTier.Tiled64)
         {
             var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
-                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
-            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC);
+                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
+            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC,
+                epilogue == GemmEpilogue.None ? c : aux);
             return;
         }
         var vectorized = device.Kernel("Gemm.Vectorized128x128x8", acc =>
@@ -155,7 +163,7 @@ public static class GemmGpu
 
     private static int Len(ArrayView<float> v) => v.Length > int.MaxValue ? int.MaxValue : (int)v.Length;
 
-    private static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    private static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux)
     {
         var As = SharedMemory.Allocate<float>(BK * LDS);
         var Bs = SharedMemory.Allocate<float>(BK * LDS);
@@ -205,17 +213,23 @@ public static class GemmGpu
         }
 
         int i0 = row0 + ty, j0 = col0 + tx;
-        Store(p, c, bias, i0, j0, c00); Store(p, c, bias, i0, j0 + 16, c01); Store(p, c, bias, i0, j0 + 32, c02); Store(p, c, bias, i0, j0 + 48, c03);
-        Store(p, c, bias, i0 + 16, j0, c10); Store(p, c, bias, i0 + 16, j0 + 16, c11); Store(p, c, bias, i0 + 16, j0 + 32, c12); Store(p, c, bias, i0 + 16, j0 + 48, c13);
-        Store(p, c, bias, i0 + 32, j0, c20); Store(p, c, bias, i0 + 32, j0 + 16, c21); Store(p, c, bias, i0 + 32, j0 + 32, c22); Store(p, c, bias, i0 + 32, j0 + 48, c23);
-        Store(p, c, bias, i0 + 48, j0, c30); Store(p, c, bias, i0 + 48, j0 + 16, c31); Store(p, c, bias, i0 + 48, j0 + 32, c32); Store(p, c, bias, i0 + 48, j0 + 48, c33);
+        Store(p, c, bias, aux, i0, j0, c00); Store(p, c, bias, aux, i0, j0 + 16, c01); Store(p, c, bias, aux, i0, j0 + 32, c02); Store(p, c, bias, aux, i0, j0 + 48, c03);
+        Store(p, c, bias, aux, i0 + 16, j0, c10); Store(p, c, bias, aux, i0 + 16, j0 + 16, c11); Store(p, c, bias, aux, i0 + 16, j0 + 32, c12); Store(p, c, bias, aux, i0 + 16, j0 + 48, c13);
+        Store(p, c, bias, aux, i0 + 32, j0, c20); Store(p, c, bias, aux, i0 + 32, j0 + 16, c21); Store(p, c, bias, aux, i0 + 32, j0 + 32, c22); Store(p, c, bias, aux, i0 + 32, j0 + 48, c23);
+        Store(p, c, bias, aux, i0 + 48, j0, c30); Store(p, c, bias, aux, i0 + 48, j0 + 16, c31); Store(p, c, bias, aux, i0 + 48, j0 + 32, c32); Store(p, c, bias, aux, i0 + 48, j0 + 48, c33);
     }
 
-    private static void Store(GemmParams p, ArrayView<float> c, ArrayView<float> bias, int i, int j, float v)
+    private static void Store(GemmParams p, ArrayView<float> c, ArrayView<float> bias, ArrayView<float> aux, int i, int j, float v)
     {
         if (i >= p.M || j >= p.N) return;
         if (p.HasBias != 0) v += bias[j];
         long o = (long)i * p.N + j;
+        if (p.Epilogue == (int)GemmEpilogue.Gelu)
+        {
+            aux[o] = v;
+            v = Gelu.Value(v);
+        }
+        else if (p.Epilogue == (int)GemmEpilogue.GeluSlope) v *= Gelu.Derivative(aux[o]);
         c[o] = p.Accumulate != 0 ? c[o] + v : v;
     }
 }

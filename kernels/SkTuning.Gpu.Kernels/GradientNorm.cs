@@ -67,29 +67,33 @@ public static class GradientNorm
         return Math.Sqrt(s);
     }
 
-    /// <summary>Thread j sums x[j], x[j+P], … in fp64 into partials[j] (deterministic).</summary>
-    internal static void SumOfSquaresKernel(Index1D j, ArrayView<float> x, ArrayView<double> partials)
-    {
-        double s = 0;
-        for (long i = j; i < x.Length; i += partials.Length) { double e = x[i]; s += e * e; }
-        partials[j] = s;
-    }
+    /// <summary>Length of the GPU workspace: the <see cref="GpuPartials"/> partial sums and one arrival count (zero between launches).</summary>
+    public const int GpuWorkspace = GpuPartials + 1;
 
-    /// <summary>GPU: writes <see cref="GpuPartials"/> fp64 partial sums of x² into <paramref name="partials"/> (their sum is Σ x²).</summary>
-    public static void SumOfSquares(GpuDevice device, ArrayView<float> x, ArrayView<double> partials)
-    {
-        OpsCheck.Length(partials.Length, GpuPartials, nameof(partials), nameof(GpuPartials));
-        var k = device.Kernel("GradientNorm.SumOfSquares", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<double>>(SumOfSquaresKernel));
-        k(GpuPartials, x, partials);
-    }
-
-    internal static void ClipScaleKernel(ArrayView<double> partials, ArrayView<float> norm, ArrayView<float> clipScale, double maxNorm)
+    /// <summary>
+    /// <see cref="GpuPartials"/> threads in groups of <see cref="DeviceSum.Threads"/>: thread j sums x[j], x[j+P], … in fp64 into
+    /// partials[j]; the last group to arrive (an atomic count after the last slot) reduces the partials with the fixed-order
+    /// tree of <see cref="DeviceSum"/>, writes the norm and the clip factor, and zeroes the count for the next launch.
+    /// </summary>
+    internal static void ClipScaleKernel(ArrayView<float> x, ArrayView<double> partials, ArrayView<float> norm, ArrayView<float> clipScale, double maxNorm)
     {
         var shared = SharedMemory.Allocate<double>(DeviceSum.Threads);
+        var last = SharedMemory.Allocate<int>(1);
+        long j = Grid.IdxX * (long)Group.DimX + Group.IdxX;
         double s = 0;
-        for (long i = Group.IdxX; i < partials.Length; i += DeviceSum.Threads) s += partials[i];
-        double total = DeviceSum.GroupTotal(s, shared);
+        for (long i = j; i < x.Length; i += GpuPartials) { double e = x[i]; s += e * e; }
+        partials[j] = s;
+        MemoryFence.DeviceLevel();   // this group's partials are visible before its arrival is
+        Group.Barrier();
+        if (Group.IdxX == 0) last[0] = Atomic.Add(ref partials[GpuPartials], 1.0) == Grid.DimX - 1 ? 1 : 0;
+        Group.Barrier();
+        if (last[0] == 0) return;
+        // Atomic reads come from L2: no stale L1 line of another group's partials.
+        double t = 0;
+        for (int i = Group.IdxX; i < GpuPartials; i += DeviceSum.Threads) t += Atomic.Add(ref partials[i], 0.0);
+        double total = DeviceSum.GroupTotal(t, shared);
         if (Group.IdxX != 0) return;
+        partials[GpuPartials] = 0;
         double n = Math.Sqrt(total);
         norm[0] = (float)n;
         // NaN marks a step AdamW must skip (a non-finite gradient would poison every parameter).
@@ -97,19 +101,26 @@ public static class GradientNorm
     }
 
     /// <summary>
-    /// GPU, without a host wait: the global L2 norm of <paramref name="x"/> into <paramref name="norm"/>[0] and its clip factor
-    /// (<see cref="ClipScale(double, double)"/>; NaN when the norm is not finite) into <paramref name="clipScale"/>[0]. Two deterministic stages:
-    /// <see cref="GpuPartials"/> fp64 partial sums (<paramref name="partials"/>), then one group's fixed-order tree over them.
+    /// GPU, one launch and no host wait: the global L2 norm of <paramref name="x"/> into <paramref name="norm"/>[0] and its clip
+    /// factor (<see cref="ClipScale(double, double)"/>; NaN when the norm is not finite) into <paramref name="clipScale"/>[0].
+    /// Deterministic: <see cref="GpuPartials"/> fp64 partial sums, then one group's fixed-order tree over them.
     /// </summary>
+    /// <param name="device">Device.</param>
+    /// <param name="x">The gradient.</param>
+    /// <param name="workspace"><see cref="GpuWorkspace"/> doubles, zeroed before the first launch (each launch leaves it ready for the next).</param>
+    /// <param name="norm">One value.</param>
+    /// <param name="clipScale">One value.</param>
+    /// <param name="maxNorm">The clipping threshold.</param>
     /// <exception cref="ArgumentException">A buffer has the wrong length.</exception>
-    public static void ClipScale(GpuDevice device, ArrayView<float> x, ArrayView<double> partials, ArrayView<float> norm,
+    public static void ClipScale(GpuDevice device, ArrayView<float> x, ArrayView<double> workspace, ArrayView<float> norm,
         ArrayView<float> clipScale, double maxNorm)
     {
+        OpsCheck.Length(workspace.Length, GpuWorkspace, nameof(workspace), nameof(GpuWorkspace));
         OpsCheck.Length(norm.Length, 1, nameof(norm), "one value");
         OpsCheck.Length(clipScale.Length, 1, nameof(clipScale), "one value");
-        SumOfSquares(device, x, partials);
-        var k = device.Kernel("GradientNorm.ClipScale", a => a.LoadStreamKernel<ArrayView<double>, ArrayView<float>, ArrayView<float>, double>(ClipScaleKernel));
-        k(DeviceSum.Config, partials, norm, clipScale, maxNorm);
+        var k = device.Kernel("GradientNorm.ClipScale", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<double>, ArrayView<float>, ArrayView<float>,
+            double>(ClipScaleKernel));
+        k(new KernelConfig(GpuPartials / DeviceSum.Threads, DeviceSum.Threads), x, workspace, norm, clipScale, maxNorm);
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public static class LayerNorm
         public Args(int rows, int dim, float eps) { Rows = rows; Dim = dim; Eps = eps; }
     }
 
-    private static void ValidateForward(long x, long gamma, long beta, long y, long mean, long rstd, int rows, int dim)
+    internal static void ValidateForward(long x, long gamma, long beta, long y, long mean, long rstd, int rows, int dim)
     {
         OpsCheck.Positive(rows, nameof(rows));
         OpsCheck.Positive(dim, nameof(dim));

@@ -19,7 +19,7 @@ public static class MeanPooling
         public Args(int seqLen, int skip, int dim) { SeqLen = seqLen; Skip = skip; Dim = dim; }
     }
 
-    private static void Validate(long x, long mask, long output, int batch, int seqLen, int skip, int dim, string xName, string outName)
+    internal static void Validate(long x, long mask, long output, int batch, int seqLen, int skip, int dim, string xName, string outName)
     {
         OpsCheck.Positive(batch, nameof(batch));
         OpsCheck.Positive(seqLen, nameof(seqLen));

@@ -15,11 +15,10 @@ public static class SoftmaxCrossEntropy
     /// <summary>The label value that marks a row as ignored (as torch).</summary>
     public const int IgnoreIndex = -100;
 
-    internal readonly struct Args
+    internal readonly struct Args(int rows, int classes, int validCount)
     {
-        public readonly int Classes;
-        public readonly float Scale;
-        public Args(int classes, float scale) { Classes = classes; Scale = scale; }
+        public readonly int Rows = rows, Classes = classes, ValidCount = validCount;
+        public readonly float Scale = validCount == 0 ? 0f : 1f / validCount;
     }
 
     /// <summary>Number of labels that are not <see cref="IgnoreIndex"/>.</summary>
@@ -105,41 +104,52 @@ public static class SoftmaxCrossEntropy
         return (float)(loss / count);
     }
 
-    /// <summary>
-    /// One thread per row: writes the row's loss (0 when ignored) into <paramref name="rowLoss"/> and, when
-    /// <paramref name="dLogits"/> is not empty, accumulates the gradient scaled by <c>Args.Scale</c> = 1/count.
-    /// </summary>
-    internal static void ForwardBackwardKernel(Index1D r, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> rowLoss,
-        ArrayView<float> dLogits, Args a)
+    /// <summary>Row r's loss (0 when ignored); when <paramref name="dLogits"/> is not empty, its gradient scaled by 1/count is accumulated.</summary>
+    private static float Row(int r, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> dLogits, Args a)
     {
         int label = labels[r];
-        if (label == IgnoreIndex) { rowLoss[r] = 0f; return; }
-        long o = (long)(int)r * a.Classes;
+        if (label == IgnoreIndex) return 0f;
+        long o = (long)r * a.Classes;
         float max = logits[o];
         for (int c = 1; c < a.Classes; c++) max = Math.Max(max, logits[o + c]);
         float sum = 0;
         for (int c = 0; c < a.Classes; c++) sum += MathF.Exp(logits[o + c] - max);
-        rowLoss[r] = MathF.Log(sum) + max - logits[o + label];
-        if (dLogits.Length == 0) return;
-        float k = a.Scale / sum;
-        for (int c = 0; c < a.Classes; c++)
-            dLogits[o + c] += MathF.Exp(logits[o + c] - max) * k - (c == label ? a.Scale : 0f);
+        if (dLogits.Length != 0)
+        {
+            float k = a.Scale / sum;
+            for (int c = 0; c < a.Classes; c++)
+                dLogits[o + c] += MathF.Exp(logits[o + c] - max) * k - (c == label ? a.Scale : 0f);
+        }
+        return MathF.Log(sum) + max - logits[o + label];
     }
 
     /// <summary>
-    /// GPU: writes per-row losses into <paramref name="rowLoss"/> [N] (mean loss = their sum / <paramref name="validCount"/>)
-    /// and accumulates the gradient into <paramref name="dLogits"/> (empty view = loss only). <paramref name="validCount"/> is
-    /// <see cref="CountValid"/> of the labels, computed on the host; labels are not range-checked on the device.
+    /// One group of <see cref="DeviceSum.Threads"/> threads: each takes rows r ≡ its index, summing their losses in fp64;
+    /// the group's fixed-order tree gives the total and thread 0 writes the mean (deterministic: same bits every run).
     /// </summary>
-    public static void ForwardBackward(GpuDevice device, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> rowLoss,
-        ArrayView<float> dLogits, int rows, int classes, int validCount)
+    internal static void ForwardBackwardMeanKernel(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> dLogits, ArrayView<float> loss, Args a)
+    {
+        var shared = SharedMemory.Allocate<double>(DeviceSum.Threads);
+        double s = 0;
+        for (int r = Group.IdxX; r < a.Rows; r += DeviceSum.Threads) s += Row(r, logits, labels, dLogits, a);
+        double total = DeviceSum.GroupTotal(s, shared);
+        if (Group.IdxX == 0) loss[0] = a.ValidCount == 0 ? 0f : (float)total / a.ValidCount;
+    }
+
+    /// <summary>
+    /// GPU, one launch: the mean loss into <paramref name="loss"/>[0] (never read back here) and the gradient accumulated into
+    /// <paramref name="dLogits"/> (empty view = loss only). <paramref name="validCount"/> is <see cref="CountValid"/> of the
+    /// labels, computed on the host; labels are not range-checked on the device.
+    /// </summary>
+    public static void ForwardBackwardMean(GpuDevice device, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> dLogits,
+        ArrayView<float> loss, int rows, int classes, int validCount)
     {
         OpsCheck.Length(logits.Length, (long)rows * classes, nameof(logits), $"N·C = {rows}·{classes}");
         OpsCheck.Length(labels.Length, rows, nameof(labels), "N");
-        OpsCheck.Length(rowLoss.Length, rows, nameof(rowLoss), "N");
         OpsCheck.Optional(dLogits.Length, (long)rows * classes, nameof(dLogits), $"N·C = {rows}·{classes}");
-        var k = device.Kernel("SoftmaxCrossEntropy.ForwardBackward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>,
-            ArrayView<int>, ArrayView<float>, ArrayView<float>, Args>(ForwardBackwardKernel));
-        k(rows, logits, labels, rowLoss, dLogits, new Args(classes, validCount == 0 ? 0f : 1f / validCount));
+        OpsCheck.Length(loss.Length, 1, nameof(loss), "one value");
+        var k = device.Kernel("SoftmaxCrossEntropy.ForwardBackwardMean", acc => acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>,
+            ArrayView<float>, ArrayView<float>, Args>(ForwardBackwardMeanKernel));
+        k(DeviceSum.Config, logits, labels, dLogits, loss, new Args(rows, classes, validCount));
     }
 }

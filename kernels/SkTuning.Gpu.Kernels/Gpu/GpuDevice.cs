@@ -69,7 +69,7 @@ public sealed class GpuDevice : IDisposable
     public static GpuDevice CreateCuda()
     {
         CudaDriverLibrary.Register();
-        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(CudaOptimizationLevel));
+        var context = Context.Create(b => b.Cuda().EnableAlgorithms().Profiling().Optimize(CudaOptimizationLevel));
         if (context.GetCudaDevices().Count == 0)
         {
             context.Dispose();
@@ -84,14 +84,21 @@ public sealed class GpuDevice : IDisposable
     /// </summary>
     public static GpuDevice CreateCpuSimulator()
     {
-        var context = Context.Create(b => b.CPU().EnableAlgorithms().Optimize(OptimizationLevel.O1));
+        var context = Context.Create(b => b.CPU().EnableAlgorithms().Profiling().Optimize(OptimizationLevel.O1));
         return new GpuDevice(context, CPUDevice.Nvidia.CreateCPUAccelerator(context, CPUAcceleratorMode.Auto));
     }
 
     private long _launches, _synchronizations;
+    private readonly ConcurrentDictionary<string, long> _launchesByKernel = new();
 
     /// <summary>Kernel launches so far (every wrapper fetches its kernel here once per launch).</summary>
     public long Launches => Interlocked.Read(ref _launches);
+
+    /// <summary>
+    /// Launches so far per kernel key (a diagnostic: which kernels a step launches how often); a copy, so two readings
+    /// can be subtracted.
+    /// </summary>
+    public IReadOnlyDictionary<string, long> LaunchesByKernel => new Dictionary<string, long>(_launchesByKernel);
 
     /// <summary>Host waits for the device so far (<see cref="Synchronize"/>: explicit, or before a read-back).</summary>
     public long Synchronizations => Interlocked.Read(ref _synchronizations);
@@ -100,6 +107,7 @@ public sealed class GpuDevice : IDisposable
     public TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load) where TDelegate : Delegate
     {
         Interlocked.Increment(ref _launches);
+        _launchesByKernel.AddOrUpdate(key, 1, static (_, n) => n + 1);
         return (TDelegate)_kernels.GetOrAdd(key, _ => load(Accelerator));
     }
 

@@ -56,7 +56,7 @@ public sealed record DeviceCheckOptions(bool Tiny, int Iterations, string? FailS
 public static class DeviceCheck
 {
     /// <summary>The sections in the order they run.</summary>
-    public static IReadOnlyList<string> Sections { get; } = ["device", "kernels", "engine", "step", "onnxruntime", "timings"];
+    public static IReadOnlyList<string> Sections { get; } = ["device", "kernels", "engine", "step", "launches", "onnxruntime", "timings"];
 
     /// <summary>
     /// Runs the check on <paramref name="gpu"/>, handing every line to <paramref name="emit"/> as soon as it exists;
@@ -135,6 +135,21 @@ public static class DeviceCheck
                         Emit(new DeviceCheckLine($"{ClippedSteps} sync-free steps, norm clipped to {ClippedMaxNorm}: parameters",
                             Normwise(trainedGpu.Parameters, trainedCpu.Parameters), 1e-4));
                         break;
+                    case "launches":
+                        // MiniLM's layer count: a step's launches depend on the layers, not on the widths (simulator: narrow layers).
+                        Model();
+                        var (minilm, stepTokens) = (weights!, tokens!);
+                        if (options.Tiny)
+                        {
+                            minilm = FixtureModels.RandomBertWeights(o with { Layers = 6 });
+                            stepTokens = EngineBenchmark.Inputs(minilm.Spec, B, T).Item1;
+                        }
+                        var traffic = StepTraffic(gpu, minilm, stepTokens, m);
+                        foreach (var line in StepTrafficLines(traffic, $"L={minilm.Spec.Layers} d={minilm.Spec.Hidden}")) Emit(line);
+                        // Counts as check lines: a change that adds launches or host round-trips fails here as it does in the tests.
+                        Emit(new DeviceCheckLine("launches per SK-Prefix step", traffic.Launches, MaxStepLaunches));
+                        Emit(new DeviceCheckLine("host waits + synchronous uploads per SK-Prefix step", traffic.Synchronizations + traffic.SynchronousUploads, 0));
+                        break;
                     case "onnxruntime":
                         Model();
                         using (var session = new InferenceSession(FixtureModels.BertBytes(weights!)))
@@ -204,7 +219,17 @@ public static class DeviceCheck
             iterations, emit);
         var timed = TrainingStepTime(gpu, weights, tokens, m, iterations);
         emit(new DeviceCheckLine($"full SK-Prefix training step incl. AdamW ({gpu.Name})", timed, null, Rate(stepGflop, timed)));
-        emit(DeviceCheckLine.Info("device traffic per training step", StepTraffic(gpu, weights, tokens, m).ToString()));
+    }
+
+    /// <summary>The most kernel launches a MiniLM (6-layer) SK-Prefix training step may take (issue 13: ≤ 100).</summary>
+    public const int MaxStepLaunches = 100;
+
+    /// <summary>The device traffic of one SK-Prefix step as check lines: the totals, then the launches per kernel.</summary>
+    public static IEnumerable<DeviceCheckLine> StepTrafficLines(DeviceTraffic traffic, string model)
+    {
+        yield return DeviceCheckLine.Info($"device traffic per SK-Prefix step ({model})", traffic.ToString());
+        foreach (var (kernel, count) in traffic.Histogram())
+            yield return DeviceCheckLine.Info($"  launches of {kernel}", count.ToString(CultureInfo.InvariantCulture));
     }
 
     private static string Rate(double gflop, double seconds) => $"{gflop / seconds:F0} GFLOP/s";

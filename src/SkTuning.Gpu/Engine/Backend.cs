@@ -59,6 +59,15 @@ public abstract class Backend : IDisposable
     public virtual void Synchronize() { }
 
     /// <summary>
+    /// A training step's uploads begin: until <see cref="EndStep"/> they may be staged in page-locked memory and copied
+    /// asynchronously (GPU; no-op on the CPU). Every upload's source may be reused as soon as the call returns.
+    /// </summary>
+    public virtual void BeginStep() { }
+
+    /// <summary>The step's work is enqueued (see <see cref="BeginStep"/>).</summary>
+    public virtual void EndStep() { }
+
+    /// <summary>
     /// out[r] = wte[ids[r]] + wpe[positions[r]] + wtt[types[r]], [B·T, d]. An empty wpe means no position table (RoPE models),
     /// an empty wtt no token types (GPT-2); an empty types with a type table means type 0.
     /// </summary>
@@ -88,6 +97,14 @@ public abstract class Backend : IDisposable
     public abstract void EmbeddingBackward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> dOutput,
         DeviceView<float> dWte, DeviceView<float> dWpe, DeviceView<float> dWtt, int batch, int seqLen, int dim);
 
+    /// <summary>
+    /// <see cref="EmbeddingForward(DeviceView{int}, DeviceView{int}, DeviceView{int}, DeviceView{float}, DeviceView{float}, DeviceView{float}, DeviceView{float}, int, int, int)"/> into <paramref name="sum"/>, then <see cref="LayerNormForward"/> of it
+    /// (<see cref="Kernels.EmbeddingLayerNorm"/>): one launch on the GPU. Its backward is the LayerNorm's, then the embedding's.
+    /// </summary>
+    public abstract void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon);
+
     /// <summary>matrix[r, column0 + c] += scale·block[r, c]: adds a [rows, width] block into columns of a [rows, columns] matrix.</summary>
     public abstract void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale);
 
@@ -115,14 +132,57 @@ public abstract class Backend : IDisposable
         else Gemm(op, m, n, k, a, b.Fp32, c, bias, accumulate);
     }
 
+    /// <summary>
+    /// The FFN's input projection with its GELU (erf): pre = x·W + bias [m, n], act = GELU(pre). The GPU does it in one
+    /// launch (the GEMM's <see cref="GemmEpilogue.Gelu"/> epilogue); here, the GEMM and the activation.
+    /// </summary>
+    public virtual void GemmGeluForward(int m, int n, int k, DeviceView<float> x, WeightMatrix w, DeviceView<float> bias, DeviceView<float> pre,
+        DeviceView<float> act)
+    {
+        Gemm(GemmOp.NN, m, n, k, x, w, pre, bias);
+        GeluForward(pre, act);
+    }
+
+    /// <summary>
+    /// Backward through the activation of <see cref="GemmGeluForward"/>'s FFN, from the next projection's output gradient:
+    /// dPre = GELU'(pre)·(dy·Wᵀ) [m, n], W [n, k] (overwritten, not accumulated). The GPU does it in one launch (the GEMM's
+    /// <see cref="GemmEpilogue.GeluSlope"/> epilogue); here, the GEMM into <paramref name="scratch"/> [m, n] and the GELU backward.
+    /// </summary>
+    public virtual void GemmGeluBackward(int m, int n, int k, DeviceView<float> dy, WeightMatrix w, DeviceView<float> pre, DeviceView<float> dPre,
+        DeviceView<float> scratch)
+    {
+        Gemm(GemmOp.NT, m, n, k, dy, w, scratch);
+        Zero(dPre);
+        GeluBackward(scratch, pre, dPre);
+    }
+
     /// <summary>The bf16-weight GEMM behind <see cref="Gemm(GemmOp, int, int, int, DeviceView{float}, WeightMatrix, DeviceView{float}, DeviceView{float}, bool)"/>.</summary>
     protected virtual void GemmBf16(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<ushort> b, DeviceView<float> c,
         DeviceView<float> bias, bool accumulate) =>
         throw new NotSupportedException($"the {Name} backend has no bf16-weight GEMM");
 
+    /// <summary>
+    /// y[g] = dropout(x·W_g + b_g) for g = 0..groups−1 (<see cref="Kernels.GroupedLinear"/>): x [rows, in], y [groups, rows, out],
+    /// each map packed [(in + 1), out] (weight rows, then the bias) at stride (in + 1)·out in <paramref name="weights"/>; element i
+    /// of y keeps with the dropout mask at (seed, offset + i) (p = 0: no dropout). One launch on the GPU for all maps.
+    /// </summary>
+    public abstract void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset);
+
+    /// <summary>Backward of <see cref="GroupedLinearForward"/>: dWeights[g] += [x, 1]ᵀ·(dy[g]·mask/(1 − p)) (weights and biases).</summary>
+    public abstract void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset);
+
     /// <summary>LayerNorm over the last dimension, saving mean and reciprocal std per row.</summary>
     public abstract void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon);
+
+    /// <summary>
+    /// sum = x + residual (sum may alias x), then <see cref="LayerNormForward"/> of sum (<see cref="Kernels.ResidualLayerNorm"/>):
+    /// one launch on the GPU. Its backward is <see cref="LayerNormBackward"/> on sum.
+    /// </summary>
+    public abstract void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon);
 
     /// <summary>dx += LayerNorm'ᵀ·dy (γ/β gradients skipped when their views are empty).</summary>
     public abstract void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
@@ -215,6 +275,17 @@ public abstract class Backend : IDisposable
 
     /// <summary>output[b] = mean of x[b, skip + t] over t with mask[b, t] ≠ 0; x is [B, T, d], mask [B, T − skip].</summary>
     public abstract void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim);
+
+    /// <summary>
+    /// output = dropout(<see cref="MeanPoolForward"/>) [B, d], element b·d + c kept with the mask at (seed, b·d + c) (p = 0:
+    /// the pooling alone): a sequence head's input in one launch on the GPU (<see cref="Kernels.MeanPoolDropout"/>).
+    /// </summary>
+    public abstract void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed);
+
+    /// <summary>dX += backward of <see cref="MeanPoolDropoutForward"/>.</summary>
+    public abstract void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed);
 
     /// <summary>dX += backward of <see cref="MeanPoolForward"/>.</summary>
     public abstract void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim);

@@ -119,6 +119,13 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         Embedding.Backward(S(ids), S(types), S(positions), S(dOutput), S(dWte), S(dWpe), S(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon) =>
+        EmbeddingLayerNorm.Forward(S(ids), S(types), S(positions), S(wte), S(wpe), S(wtt), S(sum), S(gamma), S(beta), S(y), S(mean),
+            S(rstd), batch, seqLen, dim, epsilon);
+
+    /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
         ColumnBlock.Forward(S(block), S(matrix), rows, width, columns, column0, scale);
 
@@ -150,9 +157,24 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     }
 
     /// <inheritdoc />
+    public override void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Forward(S(x), S(weights), S(y), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
+    public override void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Backward(S(x), S(dy), S(dWeights), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
     public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
         LayerNorm.Forward(S(x), S(gamma), S(beta), S(y), S(mean), S(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        ResidualLayerNorm.Forward(S(x), S(residual), S(sum), S(gamma), S(beta), S(y), S(mean), S(rstd), rows, dim, epsilon);
 
     /// <inheritdoc />
     public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
@@ -228,6 +250,16 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override void MeanPoolForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim) =>
         MeanPooling.Forward(S(x), S(mask), S(output), batch, seqLen, skip, dim);
+
+    /// <inheritdoc />
+    public override void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Forward(S(x), S(mask), S(output), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
+    public override void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Backward(S(dOutput), S(mask), S(dX), batch, seqLen, skip, dim, dropout, seed);
 
     /// <inheritdoc />
     public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>

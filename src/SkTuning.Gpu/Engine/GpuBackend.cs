@@ -16,13 +16,18 @@ public sealed class GpuBackend : Backend
     private readonly bool _ownsDevice;
     private MemoryBuffer1D<float, Stride1D.Dense>? _attentionScratch, _lossScratch;
     private MemoryBuffer1D<double, Stride1D.Dense>? _normPartials;
+    private readonly StagingRing _staging;
 
     /// <summary>Wraps a device (disposed with the backend when <paramref name="ownsDevice"/>).</summary>
     public GpuBackend(GpuDevice device, bool ownsDevice = true)
     {
         _device = device;
         _ownsDevice = ownsDevice;
+        _staging = new StagingRing(device.Accelerator);
     }
+
+    /// <summary>Whether a step's uploads are staged in page-locked memory and copied asynchronously (else each one synchronises).</summary>
+    public bool StagesUploads => _staging.Supported;
 
     /// <inheritdoc />
     public override string Name => _device.IsCuda ? "cuda" : "ilgpu-cpu";
@@ -30,13 +35,15 @@ public sealed class GpuBackend : Backend
     /// <summary>The device kernels run on.</summary>
     public GpuDevice Device => _device;
 
-    private long _uploads, _memoryOperations;
+    private long _uploads, _synchronousUploads, _memoryOperations;
 
     /// <summary>
-    /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads and host
-    /// waits (every read-back waits). Subtract two readings for one step's counts.
+    /// What this backend has asked of the device so far: kernel launches, memsets/copies, host→device uploads (and how many
+    /// of them were synchronous: not staged), host waits (every read-back waits) and waits for a staging slot. Subtract two
+    /// readings for one step's counts.
     /// </summary>
-    public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations);
+    public DeviceTraffic Traffic => new(_device.Launches, Interlocked.Read(ref _memoryOperations), Interlocked.Read(ref _uploads), _device.Synchronizations,
+        _device.LaunchesByKernel, Interlocked.Read(ref _synchronousUploads), _staging.Waits);
 
     private sealed class DeviceBuffer<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) : DeviceArray<T>((int)buffer.Length) where T : unmanaged
     {
@@ -76,7 +83,7 @@ public sealed class GpuBackend : Backend
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} values into a view of {target.Length}");
         if (source.Length == 0) return;
         Interlocked.Increment(ref _uploads);
-        V(target).CopyFromCPU(source);
+        Stage(source, V(target));
     }
 
     /// <inheritdoc />
@@ -85,8 +92,21 @@ public sealed class GpuBackend : Backend
         if (source.Length != target.Length) throw new ArgumentException($"upload of {source.Length} ints into a view of {target.Length}");
         if (source.Length == 0) return;
         Interlocked.Increment(ref _uploads);
-        V(target).CopyFromCPU(source);
+        Stage(source, V(target));
     }
+
+    private void Stage<T>(ReadOnlySpan<T> source, ArrayView<T> target) where T : unmanaged
+    {
+        if (_staging.TryUpload(source, target)) return;
+        Interlocked.Increment(ref _synchronousUploads);
+        target.CopyFromCPU(source);   // from pageable memory: waits for the stream
+    }
+
+    /// <inheritdoc />
+    public override void BeginStep() => _staging.Begin();
+
+    /// <inheritdoc />
+    public override void EndStep() => _staging.End();
 
     /// <inheritdoc />
     public override void Download(DeviceView<float> source, Span<float> target)
@@ -127,6 +147,13 @@ public sealed class GpuBackend : Backend
         Embedding.Backward(_device, V(ids), V(types), V(positions), V(dOutput), V(dWte), V(dWpe), V(dWtt), batch, seqLen, dim);
 
     /// <inheritdoc />
+    public override void EmbeddingLayerNormForward(DeviceView<int> ids, DeviceView<int> types, DeviceView<int> positions, DeviceView<float> wte,
+        DeviceView<float> wpe, DeviceView<float> wtt, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
+        DeviceView<float> mean, DeviceView<float> rstd, int batch, int seqLen, int dim, float epsilon) =>
+        EmbeddingLayerNorm.Forward(_device, V(ids), V(types), V(positions), V(wte), V(wpe), V(wtt), V(sum), V(gamma), V(beta), V(y), V(mean),
+            V(rstd), batch, seqLen, dim, epsilon);
+
+    /// <inheritdoc />
     public override void AddColumnBlock(DeviceView<float> block, DeviceView<float> matrix, int rows, int width, int columns, int column0, float scale) =>
         ColumnBlock.Forward(_device, V(block), V(matrix), rows, width, columns, column0, scale);
 
@@ -158,9 +185,34 @@ public sealed class GpuBackend : Backend
     }
 
     /// <inheritdoc />
+    public override void GroupedLinearForward(DeviceView<float> x, DeviceView<float> weights, DeviceView<float> y, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Forward(_device, V(x), V(weights), V(y), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
+    public override void GroupedLinearBackward(DeviceView<float> x, DeviceView<float> dy, DeviceView<float> dWeights, int groups, int rows,
+        int inWidth, int outWidth, float dropout, ulong seed, long offset) =>
+        GroupedLinear.Backward(_device, V(x), V(dy), V(dWeights), groups, rows, inWidth, outWidth, dropout, seed, offset);
+
+    /// <inheritdoc />
+    public override void GemmGeluForward(int m, int n, int k, DeviceView<float> x, WeightMatrix w, DeviceView<float> bias, DeviceView<float> pre,
+        DeviceView<float> act) =>
+        GemmGpu.NN(_device, m, n, k, V(x), V(w.Fp32), V(act), V(bias), epilogue: GemmEpilogue.Gelu, aux: V(pre));
+
+    /// <inheritdoc />
+    public override void GemmGeluBackward(int m, int n, int k, DeviceView<float> dy, WeightMatrix w, DeviceView<float> pre, DeviceView<float> dPre,
+        DeviceView<float> scratch) =>
+        GemmGpu.NT(_device, m, n, k, V(dy), V(w.Fp32), V(dPre), epilogue: GemmEpilogue.GeluSlope, aux: V(pre));
+
+    /// <inheritdoc />
     public override void LayerNormForward(DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> beta, DeviceView<float> y,
         DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
         LayerNorm.Forward(_device, V(x), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
+
+    /// <inheritdoc />
+    public override void ResidualLayerNormForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma,
+        DeviceView<float> beta, DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows, int dim, float epsilon) =>
+        ResidualLayerNorm.Forward(_device, V(x), V(residual), V(sum), V(gamma), V(beta), V(y), V(mean), V(rstd), rows, dim, epsilon);
 
     /// <inheritdoc />
     public override void LayerNormBackward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean,
@@ -254,6 +306,16 @@ public sealed class GpuBackend : Backend
         MeanPooling.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim);
 
     /// <inheritdoc />
+    public override void MeanPoolDropoutForward(DeviceView<float> x, DeviceView<int> mask, DeviceView<float> output, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Forward(_device, V(x), V(mask), V(output), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
+    public override void MeanPoolDropoutBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim,
+        float dropout, ulong seed) =>
+        MeanPoolDropout.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim, dropout, seed);
+
+    /// <inheritdoc />
     public override void MeanPoolBackward(DeviceView<float> dOutput, DeviceView<int> mask, DeviceView<float> dX, int batch, int seqLen, int skip, int dim) =>
         MeanPooling.Backward(_device, V(dOutput), V(mask), V(dX), batch, seqLen, skip, dim);
 
@@ -261,9 +323,7 @@ public sealed class GpuBackend : Backend
     public override void SoftmaxCrossEntropy(DeviceView<float> logits, DeviceView<int> labels, int validCount, DeviceView<float> dLogits, int rows, int classes,
         DeviceView<float> loss)
     {
-        var rowLoss = LossScratch(rows);
-        Kernels.SoftmaxCrossEntropy.ForwardBackward(_device, V(logits), V(labels), rowLoss, V(dLogits), rows, classes, validCount);
-        DeviceSum.Mean(_device, rowLoss, V(loss), validCount);
+        Kernels.SoftmaxCrossEntropy.ForwardBackwardMean(_device, V(logits), V(labels), V(dLogits), V(loss), rows, classes, validCount);
     }
 
     /// <inheritdoc />
@@ -288,7 +348,11 @@ public sealed class GpuBackend : Backend
     /// <inheritdoc />
     public override void GradientClip(DeviceView<float> gradient, float maxNorm, DeviceView<float> norm, DeviceView<float> clipScale)
     {
-        _normPartials ??= _device.Accelerator.Allocate1D<double>(GradientNorm.GpuPartials);
+        if (_normPartials is null)
+        {
+            _normPartials = _device.Accelerator.Allocate1D<double>(GradientNorm.GpuWorkspace);
+            _normPartials.MemSetToZero();   // the arrival count starts at zero; every launch leaves it there
+        }
         GradientNorm.ClipScale(_device, V(gradient), _normPartials.View, V(norm), V(clipScale), maxNorm);
     }
 
@@ -303,6 +367,7 @@ public sealed class GpuBackend : Backend
         _attentionScratch?.Dispose();
         _lossScratch?.Dispose();
         _normPartials?.Dispose();
+        _staging.Dispose();
         if (_ownsDevice) _device.Dispose();
     }
 }
@@ -312,13 +377,37 @@ public sealed class GpuBackend : Backend
 /// <param name="MemoryOperations">Device memsets and device-to-device copies.</param>
 /// <param name="Uploads">Host-to-device copies.</param>
 /// <param name="Synchronizations">Host waits for the device (explicit, or before a read-back).</param>
-public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations)
+/// <param name="LaunchesByKernel">The launches per kernel key (null when not taken).</param>
+/// <param name="SynchronousUploads">Uploads copied from pageable memory (each waits for the stream): those not staged.</param>
+/// <param name="StagingWaits">Times a step synchronised on the marker that releases its page-locked staging slot (two steps back).</param>
+public readonly record struct DeviceTraffic(long Launches, long MemoryOperations, long Uploads, long Synchronizations,
+    IReadOnlyDictionary<string, long>? LaunchesByKernel = null, long SynchronousUploads = 0, long StagingWaits = 0)
 {
-    /// <summary>The counts between two readings.</summary>
-    public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before) =>
-        new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
-            after.Synchronizations - before.Synchronizations);
+    /// <summary>The counts between two readings (kernels not launched in between left out of the histogram).</summary>
+    public static DeviceTraffic operator -(DeviceTraffic after, DeviceTraffic before)
+    {
+        Dictionary<string, long>? byKernel = null;
+        if (after.LaunchesByKernel is { } a)
+        {
+            byKernel = [];
+            foreach (var (key, n) in a)
+            {
+                long d = n - (before.LaunchesByKernel?.GetValueOrDefault(key) ?? 0);
+                if (d != 0) byKernel[key] = d;
+            }
+        }
+        return new(after.Launches - before.Launches, after.MemoryOperations - before.MemoryOperations, after.Uploads - before.Uploads,
+            after.Synchronizations - before.Synchronizations, byKernel, after.SynchronousUploads - before.SynchronousUploads,
+            after.StagingWaits - before.StagingWaits);
+    }
+
+    /// <summary>The launch histogram, most launched kernel first (ties by name): "key count" per entry.</summary>
+    public IEnumerable<(string Kernel, long Count)> Histogram() =>
+        (LaunchesByKernel ?? new Dictionary<string, long>()).OrderByDescending(e => e.Value).ThenBy(e => e.Key, StringComparer.Ordinal)
+            .Select(e => (e.Key, e.Value));
 
     /// <inheritdoc />
-    public override string ToString() => $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads, {Synchronizations} host waits";
+    public override string ToString() =>
+        $"{Launches} launches, {MemoryOperations} memsets/copies, {Uploads} uploads ({SynchronousUploads} synchronous), {Synchronizations} host waits, " +
+        $"{StagingWaits} staging waits";
 }

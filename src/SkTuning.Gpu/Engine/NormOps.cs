@@ -24,6 +24,22 @@ internal sealed class NormOps(Backend backend, ModelSpec spec)
         else backend.RmsNormForward(x, gamma, y, rstd, rows, _dim, _epsilon);
     }
 
+    /// <summary>
+    /// sum = x + residual (sum may alias x), then y = Norm(sum)·γ (+ β) saving the row statistics: LayerNorm in one fused
+    /// op; RMSNorm as the sum and the norm.
+    /// </summary>
+    public void ResidualForward(DeviceView<float> x, DeviceView<float> residual, DeviceView<float> sum, DeviceView<float> gamma, DeviceView<float> beta,
+        DeviceView<float> y, DeviceView<float> mean, DeviceView<float> rstd, int rows)
+    {
+        if (_kind == NormKind.LayerNorm)
+        {
+            backend.ResidualLayerNormForward(x, residual, sum, gamma, beta, y, mean, rstd, rows, _dim, _epsilon);
+            return;
+        }
+        backend.Add(x, residual, sum);
+        backend.RmsNormForward(sum, gamma, y, rstd, rows, _dim, _epsilon);
+    }
+
     /// <summary>dx += Normᵀ·dy; γ/β gradients accumulate where their views are non-empty.</summary>
     public void Backward(DeviceView<float> dy, DeviceView<float> x, DeviceView<float> gamma, DeviceView<float> mean, DeviceView<float> rstd,
         DeviceView<float> dx, DeviceView<float> dGamma, DeviceView<float> dBeta, int rows)

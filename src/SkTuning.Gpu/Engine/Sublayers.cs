@@ -203,12 +203,12 @@ internal sealed class Sublayers : IDisposable
         var w = _w.Layers[l];
         var ffnIn = la.FfnIn.Slice(0, rows * Fin);
         var act = la.FfnAct.Slice(0, rows * F);
-        Backend.Gemm(GemmOp.NN, rows, Fin, d, input, w.W1, ffnIn, w.B1);
-        switch (Spec.Activation)
+        if (Spec.Activation == ActivationKind.GeluErf) Backend.GemmGeluForward(rows, Fin, d, input, w.W1, w.B1, ffnIn, act);
+        else
         {
-            case ActivationKind.GeluErf: Backend.GeluForward(ffnIn, act); break;
-            case ActivationKind.GeluTanh: Backend.GeluTanhForward(ffnIn, act); break;
-            default: Backend.SwiGluForward(ffnIn, act, rows, F); break;
+            Backend.Gemm(GemmOp.NN, rows, Fin, d, input, w.W1, ffnIn, w.B1);
+            if (Spec.Activation == ActivationKind.GeluTanh) Backend.GeluTanhForward(ffnIn, act);
+            else Backend.SwiGluForward(ffnIn, act, rows, F);
         }
         Backend.Gemm(GemmOp.NN, rows, d, F, act, w.W2, output, w.B2);
     }
@@ -222,13 +222,18 @@ internal sealed class Sublayers : IDisposable
         var dact = _act.DFfnAct.Slice(0, rows * F);
         var dffn = _act.DFfn.Slice(0, rows * Fin);
         var ffnIn = la.FfnIn.Slice(0, rows * Fin);
-        LinearBackward(rows, F, d, la.FfnAct.Slice(0, rows * F), dOut, w.W2, dact, accumulate: false, g?.W2.Fp32 ?? default, g?.B2 ?? default);
-        Backend.Zero(dffn);
-        switch (Spec.Activation)
+        if (Spec.Activation == ActivationKind.GeluErf)
         {
-            case ActivationKind.GeluErf: Backend.GeluBackward(dact, ffnIn, dffn); break;
-            case ActivationKind.GeluTanh: Backend.GeluTanhBackward(dact, ffnIn, dffn); break;
-            default: Backend.SwiGluBackward(dact, ffnIn, dffn, rows, F); break;
+            // dffn = GELU'(ffnIn)·(dOut·W2ᵀ) in one op; W2's own gradients (full fine-tuning) below.
+            Backend.GemmGeluBackward(rows, F, d, dOut, w.W2, ffnIn, dffn, dact);
+            LinearBackward(rows, F, d, la.FfnAct.Slice(0, rows * F), dOut, w.W2, default, accumulate: false, g?.W2.Fp32 ?? default, g?.B2 ?? default);
+        }
+        else
+        {
+            LinearBackward(rows, F, d, la.FfnAct.Slice(0, rows * F), dOut, w.W2, dact, accumulate: false, g?.W2.Fp32 ?? default, g?.B2 ?? default);
+            Backend.Zero(dffn);
+            if (Spec.Activation == ActivationKind.GeluTanh) Backend.GeluTanhBackward(dact, ffnIn, dffn);
+            else Backend.SwiGluBackward(dact, ffnIn, dffn, rows, F);
         }
         LinearBackward(rows, d, Fin, input, dffn, w.W1, dInput, accumulate: true, g?.W1.Fp32 ?? default, g?.B1 ?? default);
     }

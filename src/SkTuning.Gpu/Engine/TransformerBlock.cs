@@ -41,11 +41,9 @@ internal sealed class PostNormBlock : TransformerBlock
         var h = la.AttnNormOut.Slice(0, rows * d);
         var ffnSum = la.FfnSum.Slice(0, rows * d);
         s.Attention(l, rows, la, x, attnSum);
-        s.Backend.Accumulate(x, attnSum);
-        s.Norm.Forward(attnSum, w.AttnNormGamma, w.AttnNormBeta, h, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), rows);
+        s.Norm.ResidualForward(attnSum, x, attnSum, w.AttnNormGamma, w.AttnNormBeta, h, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), rows);
         s.FeedForward(l, rows, la, h, ffnSum);
-        s.Backend.Accumulate(h, ffnSum);
-        s.Norm.Forward(ffnSum, w.FfnNormGamma, w.FfnNormBeta, output, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), rows);
+        s.Norm.ResidualForward(ffnSum, h, ffnSum, w.FfnNormGamma, w.FfnNormBeta, output, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), rows);
     }
 
     public override void Backward(Sublayers s, int l, int rows, LayerActivations la, DeviceView<float> x, DeviceView<float> dx,
@@ -81,8 +79,7 @@ internal sealed class PreNormBlock : TransformerBlock
         var b = la.FfnNormOut.Slice(0, rows * d);
         s.Norm.Forward(x, w.AttnNormGamma, w.AttnNormBeta, a, la.AttnMean.Slice(0, rows), la.AttnRstd.Slice(0, rows), rows);
         s.Attention(l, rows, la, a, h);
-        s.Backend.Accumulate(x, h);
-        s.Norm.Forward(h, w.FfnNormGamma, w.FfnNormBeta, b, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), rows);
+        s.Norm.ResidualForward(h, x, h, w.FfnNormGamma, w.FfnNormBeta, b, la.FfnMean.Slice(0, rows), la.FfnRstd.Slice(0, rows), rows);
         s.FeedForward(l, rows, la, b, output);
         s.Backend.Accumulate(h, output);
     }

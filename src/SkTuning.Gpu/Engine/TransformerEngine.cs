@@ -237,11 +237,18 @@ public sealed class TransformerEngine : IDisposable
         var tokRows = B * T;
         var x0 = shape.PromptLen > 0 ? a.EmbeddingOut.Slice(0, tokRows * d) : a.Hidden[0].Slice(0, rows * d);
         var embedded = Spec.EmbeddingNorm ? a.EmbeddingSum.Slice(0, tokRows * d) : x0;
-        _backend.EmbeddingForward(_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows), _w.WordEmbeddings,
-            _w.PositionEmbeddings, _w.TokenTypeEmbeddings, embedded, B, T, d);
-        if (Spec.EmbeddingNorm)
-            _sublayers.Norm.Forward(embedded, _w.EmbeddingNormGamma, _w.EmbeddingNormBeta, x0, a.EmbeddingMean.Slice(0, tokRows),
-                a.EmbeddingRstd.Slice(0, tokRows), tokRows);
+        var (ids, types, positions) = (_ids.Slice(0, tokRows), _types.Slice(0, tokRows), _tokenPositions!.Slice(0, tokRows));
+        // The fused gather + LayerNorm reads an fp32 table; a bf16 word table (CPU) gathers, then normalises.
+        if (Spec.EmbeddingNorm && Spec.Norm == NormKind.LayerNorm && !_w.WordEmbeddings.IsBf16)
+            _backend.EmbeddingLayerNormForward(ids, types, positions, _w.WordEmbeddings.Fp32, _w.PositionEmbeddings, _w.TokenTypeEmbeddings, embedded,
+                _w.EmbeddingNormGamma, _w.EmbeddingNormBeta, x0, a.EmbeddingMean.Slice(0, tokRows), a.EmbeddingRstd.Slice(0, tokRows), B, T, d, Spec.Epsilon);
+        else
+        {
+            _backend.EmbeddingForward(ids, types, positions, _w.WordEmbeddings, _w.PositionEmbeddings, _w.TokenTypeEmbeddings, embedded, B, T, d);
+            if (Spec.EmbeddingNorm)
+                _sublayers.Norm.Forward(embedded, _w.EmbeddingNormGamma, _w.EmbeddingNormBeta, x0, a.EmbeddingMean.Slice(0, tokRows),
+                    a.EmbeddingRstd.Slice(0, tokRows), tokRows);
+        }
         if (shape.PromptLen > 0)
             _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d);
 

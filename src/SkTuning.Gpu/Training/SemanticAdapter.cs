@@ -178,19 +178,18 @@ public sealed class SemanticAdapter : IAdapter
     public DeviceView<float> Forward(TrainableParameters p, bool training, ulong seed)
     {
         int m = Shape.Tokens, d = Shape.Dim, w = Shape.Width, block = m * w;
-        if (Shape.Mode == AdapterMode.Pooled)
-        {
-            _backend.Gemm(GemmOp.NN, m, 1, d, Source(0), p.Value(p["adapter.pool.weight"]), _pooled.All, p.Value(p["adapter.pool.bias"]));
-            _backend.Gemm(GemmOp.NN, 1, Shape.OutputLength, m, _pooled.All, p.Value(p["adapter.out.weight"]), _raw.All, p.Value(p["adapter.out.bias"]));
-        }
-        else
-        {
-            for (int g = 0; g < Shape.Groups; g++)
-                _backend.Gemm(GemmOp.NN, m, w, d, Source(g), p.Value(p[GroupName(g) + ".weight"]), _raw.Slice(g * block, block),
-                    p.Value(p[GroupName(g) + ".bias"]));
-        }
         _training = training && Dropout > 0;
         _seed = seed;
+        if (Shape.Mode != AdapterMode.Pooled)
+        {
+            // Every map of one source in one launch, its bias and the output dropout included.
+            foreach (var (g0, count) in SourceGroups())
+                _backend.GroupedLinearForward(Source(g0), Packed(p, p.Values, g0, count), _output.Slice(g0 * block, count * block), count, m, d, w,
+                    _training ? Dropout : 0f, seed, (long)g0 * block);
+            return _output.All;
+        }
+        _backend.Gemm(GemmOp.NN, m, 1, d, Source(0), p.Value(p["adapter.pool.weight"]), _pooled.All, p.Value(p["adapter.pool.bias"]));
+        _backend.Gemm(GemmOp.NN, 1, Shape.OutputLength, m, _pooled.All, p.Value(p["adapter.out.weight"]), _raw.All, p.Value(p["adapter.out.bias"]));
         if (_training) _backend.DropoutForward(_raw.All, _output.All, Dropout, seed, 0);
         else _backend.Copy(_raw.All, _output.All);
         return _output.All;
@@ -200,25 +199,42 @@ public sealed class SemanticAdapter : IAdapter
     public void Backward(TrainableParameters p, DeviceView<float> dOutput)
     {
         int m = Shape.Tokens, d = Shape.Dim, w = Shape.Width, block = m * w;
+        if (Shape.Mode != AdapterMode.Pooled)
+        {
+            foreach (var (g0, count) in SourceGroups())
+                _backend.GroupedLinearBackward(Source(g0), dOutput.Slice(g0 * block, count * block), Packed(p, p.Gradients, g0, count), count, m, d, w,
+                    _training ? Dropout : 0f, _seed, (long)g0 * block);
+            return;
+        }
         _backend.Zero(_dRaw.All);
         if (_training) _backend.DropoutBackward(dOutput, _dRaw.All, Dropout, _seed, 0);
         else _backend.Accumulate(dOutput, _dRaw.All);
-        if (Shape.Mode == AdapterMode.Pooled)
-        {
-            int n = Shape.OutputLength;
-            _backend.Gemm(GemmOp.TN, m, n, 1, _pooled.All, _dRaw.All, p.Gradient(p["adapter.out.weight"]), accumulate: true);
-            _backend.BiasBackward(_dRaw.All, p.Gradient(p["adapter.out.bias"]), 1, n);
-            _backend.Gemm(GemmOp.NT, 1, m, n, _dRaw.All, p.Value(p["adapter.out.weight"]), _dPooled.All);
-            _backend.Gemm(GemmOp.TN, d, 1, m, Source(0), _dPooled.All, p.Gradient(p["adapter.pool.weight"]), accumulate: true);
-            _backend.BiasBackward(_dPooled.All, p.Gradient(p["adapter.pool.bias"]), m, 1);
-            return;
-        }
-        for (int g = 0; g < Shape.Groups; g++)
-        {
-            var dg = _dRaw.Slice(g * block, block);
-            _backend.Gemm(GemmOp.TN, d, w, m, Source(g), dg, p.Gradient(p[GroupName(g) + ".weight"]), accumulate: true);
-            _backend.BiasBackward(dg, p.Gradient(p[GroupName(g) + ".bias"]), m, w);
-        }
+        int n = Shape.OutputLength;
+        _backend.Gemm(GemmOp.TN, m, n, 1, _pooled.All, _dRaw.All, p.Gradient(p["adapter.out.weight"]), accumulate: true);
+        _backend.BiasBackward(_dRaw.All, p.Gradient(p["adapter.out.bias"]), 1, n);
+        _backend.Gemm(GemmOp.NT, 1, m, n, _dRaw.All, p.Value(p["adapter.out.weight"]), _dPooled.All);
+        _backend.Gemm(GemmOp.TN, d, 1, m, Source(0), _dPooled.All, p.Gradient(p["adapter.pool.weight"]), accumulate: true);
+        _backend.BiasBackward(_dPooled.All, p.Gradient(p["adapter.pool.bias"]), m, 1);
+    }
+
+    /// <summary>The output groups that share one source, as (first group, count): all of them, or per layer its key and value.</summary>
+    private IEnumerable<(int First, int Count)> SourceGroups()
+    {
+        int count = Shape.Mode == AdapterMode.PerLayer ? 2 : Shape.Groups;
+        for (int g0 = 0; g0 < Shape.Groups; g0 += count) yield return (g0, count);
+    }
+
+    /// <summary>
+    /// Groups g0..g0+count−1's (weight [d, w], bias [w]) pairs in <paramref name="buffer"/> (values or gradients) as one packed
+    /// [count, d + 1, w] view — how <see cref="Tensors"/> lays them out.
+    /// </summary>
+    private DeviceView<float> Packed(TrainableParameters p, DeviceArray<float> buffer, int g0, int count)
+    {
+        int d = Shape.Dim, w = Shape.Width, stride = (d + 1) * w, first = p[GroupName(g0) + ".weight"].Offset;
+        for (int g = g0; g < g0 + count; g++)
+            if (p[GroupName(g) + ".weight"].Offset != first + (g - g0) * stride || p[GroupName(g) + ".bias"].Offset != first + (g - g0) * stride + d * w)
+                throw new InvalidOperationException($"adapter tensors of group {g} are not packed after group {g0}'s");
+        return buffer.Slice(first, count * stride);
     }
 
     /// <inheritdoc />

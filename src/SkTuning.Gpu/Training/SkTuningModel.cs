@@ -165,6 +165,19 @@ public sealed class SkTuningModel : ITunedPredictor
     /// </summary>
     public DeviceScalar ForwardBackward(TokenBatch batch, HeadTargets targets, ulong seed)
     {
+        Backend.BeginStep();
+        try
+        {
+            return StepForwardBackward(batch, targets, seed);
+        }
+        finally
+        {
+            Backend.EndStep();
+        }
+    }
+
+    private DeviceScalar StepForwardBackward(TokenBatch batch, HeadTargets targets, ulong seed)
+    {
         var loss = StepSlot(_steps++, 0);
         Parameters.ZeroGradients();
         var hidden = Run(batch, training: true, seed);

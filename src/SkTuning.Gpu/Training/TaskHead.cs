@@ -29,7 +29,7 @@ public sealed class TaskHead : IDisposable
 {
     private readonly Backend _backend;
     private readonly List<IDisposable> _buffers = [];
-    private DeviceArray<float> _pooled = null!, _dropped = null!, _dDropped = null!, _dPooled = null!, _logits = null!, _dLogits = null!, _targets = null!;
+    private DeviceArray<float> _dropped = null!, _dDropped = null!, _logits = null!, _dLogits = null!, _targets = null!;
     private DeviceArray<int> _labels = null!, _mask = null!;
     private int _capacityRows = -1, _capacityTokens = -1;
 
@@ -123,23 +123,22 @@ public sealed class TaskHead : IDisposable
         Ensure(B, B * S);
         _training = training && Dropout > 0;
         _seed = seed;
-        DeviceView<float> input;
         int rows;
+        DeviceView<float> dropped;
         if (Kind == TaskKind.TokenClassification)
         {
             rows = B * S;
-            input = hidden;
+            dropped = _dropped.Slice(0, rows * d);
+            if (_training) _backend.DropoutForward(hidden, dropped, Dropout, seed, 0);
+            else _backend.Copy(hidden, dropped);
         }
         else
         {
             rows = B;
+            dropped = _dropped.Slice(0, rows * d);
             _backend.Upload(PoolMask(batch), _mask.Slice(0, B * T));
-            _backend.MeanPoolForward(hidden, _mask.Slice(0, B * T), _pooled.Slice(0, B * d), B, S, skip, d);
-            input = _pooled.Slice(0, B * d);
+            _backend.MeanPoolDropoutForward(hidden, _mask.Slice(0, B * T), dropped, B, S, skip, d, _training ? Dropout : 0f, seed);
         }
-        var dropped = _dropped.Slice(0, rows * d);
-        if (_training) _backend.DropoutForward(input, dropped, Dropout, seed, 0);
-        else _backend.Copy(input, dropped);
         _backend.Gemm(GemmOp.NN, rows, Classes, d, dropped, p.Value(p["head.weight"]), _logits.Slice(0, rows * Classes), p.Value(p["head.bias"]));
         return rows;
     }
@@ -151,17 +150,15 @@ public sealed class TaskHead : IDisposable
     {
         int d = Dim, B = batch.Batch, S = skip + batch.SeqLen;
         var dropped = _dropped.Slice(0, rows * d);
-        _backend.Gemm(GemmOp.TN, d, Classes, rows, dropped, dLogits, p.Gradient(p["head.weight"]), accumulate: true);
-        _backend.BiasBackward(dLogits, p.Gradient(p["head.bias"]), rows, Classes);
+        // head.weight [d, C] and head.bias [C] lie packed: their gradients in one launch.
+        _backend.GroupedLinearBackward(dropped, dLogits, p.Gradients.Slice(p["head.weight"].Offset, (d + 1) * Classes), 1, rows, d, Classes, 0f, 0, 0);
         var dDropped = _dDropped.Slice(0, rows * d);
         _backend.Gemm(GemmOp.NT, rows, d, Classes, dLogits, p.Value(p["head.weight"]), dDropped);
-        // Token classification writes straight into dHidden; sequence heads go through the pooling backward.
-        var dInput = Kind == TaskKind.TokenClassification ? dHidden : _dPooled.Slice(0, B * d);
-        if (Kind != TaskKind.TokenClassification) _backend.Zero(dInput);
-        if (_training) _backend.DropoutBackward(dDropped, dInput, Dropout, _seed, 0);
-        else _backend.Accumulate(dDropped, dInput);
+        // Token classification writes straight into dHidden; sequence heads go back through the dropout and the pooling in one op.
         if (Kind != TaskKind.TokenClassification)
-            _backend.MeanPoolBackward(dInput, _mask.Slice(0, B * batch.SeqLen), dHidden, B, S, skip, d);
+            _backend.MeanPoolDropoutBackward(dDropped, _mask.Slice(0, B * batch.SeqLen), dHidden, B, S, skip, d, _training ? Dropout : 0f, _seed);
+        else if (_training) _backend.DropoutBackward(dDropped, dHidden, Dropout, _seed, 0);
+        else _backend.Accumulate(dDropped, dHidden);
     }
 
     /// <summary>The rows the mean pool averages: every real token (mean), or one of them (cls: the first, last: the last real one).</summary>
@@ -208,8 +205,6 @@ public sealed class TaskHead : IDisposable
         _capacityTokens = Math.Max(tokenRows, _capacityTokens);
         int rows = Kind == TaskKind.TokenClassification ? _capacityTokens : _capacityRows;
         DeviceArray<float> F(int n) { var a = _backend.Allocate(n); _buffers.Add(a); return a; }
-        _pooled = F(_capacityRows * Dim);
-        _dPooled = F(_capacityRows * Dim);
         _dropped = F(rows * Dim);
         _dDropped = F(rows * Dim);
         _logits = F(rows * Classes);

@@ -280,7 +280,7 @@ public class AttentionTests
             Assert.Contains(".entry", text);
             Assert.Contains("shfl.sync.bfly", text); // the warp-per-row softmax and row sums
         }
-        foreach (var name in new[] { nameof(AttentionGpu.BackwardKeyKernel), nameof(AttentionGpu.PrefixReduceKernel) })
+        foreach (var name in new[] { nameof(AttentionGpu.BackwardKeyKernel) })
             Assert.Contains(".entry", ptx.CompileImplicitlyGrouped(KernelMethod(name)));
     }
 
