@@ -1,3 +1,6 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SkTuning.Gpu.Kernels.Gpu;
 using System.Runtime.Intrinsics;
 
 namespace SkTuning.Gpu.Kernels;
@@ -59,6 +62,27 @@ internal static class Elementwise
                 for (; i < end; i++) Dx[i] += Dy[i] * TAct.Slope(S[i]);
             });
         }
+    }
+
+    /// <summary>GPU <c>y = f(x)</c> by the activation's one-thread-per-element <paramref name="kernel"/>, loaded once as <paramref name="name"/>.</summary>
+    /// <exception cref="ArgumentException">Lengths disagree.</exception>
+    public static void Forward(GpuDevice device, string name, Action<Index1D, ArrayView<float>, ArrayView<float>> kernel,
+        ArrayView<float> x, ArrayView<float> y)
+    {
+        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
+        if (x.Length == 0) return;   // CUDA refuses an empty grid
+        device.Kernel(name, a => a.LoadAutoGroupedStreamKernel(kernel))((int)x.Length, x, y);
+    }
+
+    /// <summary>GPU <c>dx += dy·slope(saved)</c> by the activation's <paramref name="kernel"/>; <paramref name="savedName"/> names the saved tensor in size errors.</summary>
+    /// <exception cref="ArgumentException">Lengths disagree.</exception>
+    public static void Backward(GpuDevice device, string name, Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>> kernel,
+        ArrayView<float> dy, ArrayView<float> saved, ArrayView<float> dx, string savedName)
+    {
+        OpsCheck.Length(dy.Length, saved.Length, nameof(dy), "length of " + savedName);
+        OpsCheck.Length(dx.Length, saved.Length, nameof(dx), "length of " + savedName);
+        if (saved.Length == 0) return;
+        device.Kernel(name, a => a.LoadAutoGroupedStreamKernel(kernel))((int)saved.Length, dy, saved, dx);
     }
 }
 

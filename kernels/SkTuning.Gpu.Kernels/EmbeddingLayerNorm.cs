@@ -38,26 +38,16 @@ public static class EmbeddingLayerNorm
         if (r >= a.Rows) return;   // whole warps leave together
         long o = (long)r * a.Dim, word = (long)ids[r] * a.Dim;
         long position = wpe.Length != 0 ? (long)positions[r] * a.Dim : 0, type = wtt.Length != 0 && types.Length != 0 ? (long)types[r] * a.Dim : 0;
-        int lane = Warp.LaneIdx, step = Warp.WarpSize;
-        float m = 0;
-        for (int c = lane; c < a.Dim; c += step)
+        float laneSum = 0;
+        for (int c = Warp.LaneIdx; c < a.Dim; c += Warp.WarpSize)
         {
             float v = wte[word + c];
             if (wpe.Length != 0) v += wpe[position + c];
             if (wtt.Length != 0) v += wtt[type + c];
-            sum[o + c] = v;   // each lane reads back only what it wrote
-            m += v;
+            sum[o + c] = v;
+            laneSum += v;
         }
-        m = WarpRows.Sum(m) / a.Dim;
-        float var = 0;
-        for (int c = lane; c < a.Dim; c += step) { float t = sum[o + c] - m; var += t * t; }
-        float rs = 1f / MathF.Sqrt(WarpRows.Sum(var) / a.Dim + a.Eps);
-        for (int c = lane; c < a.Dim; c += step) y[o + c] = (sum[o + c] - m) * rs * gamma[c] + beta[c];
-        if (lane == 0)
-        {
-            mean[r] = m;
-            rstd[r] = rs;
-        }
+        LayerNorm.NormalizeWarpRow(r, laneSum, sum, gamma, beta, y, mean, rstd, a);
     }
 
     /// <summary>GPU: one launch.</summary>

@@ -188,21 +188,10 @@ public static class Gelu
         dx[i] += dy[i] * Derivative(x[i]);
 
     /// <summary>GPU forward.</summary>
-    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y)
-    {
-        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
-        if (x.Length == 0) return;   // CUDA refuses an empty grid
-        var k = device.Kernel("Gelu.Forward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel));
-        k((int)x.Length, x, y);
-    }
+    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y) =>
+        Elementwise.Forward(device, "Gelu.Forward", ForwardKernel, x, y);
 
     /// <summary>GPU backward: <c>dx += dy·GELU'(x)</c>.</summary>
-    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dx)
-    {
-        OpsCheck.Length(dy.Length, x.Length, nameof(dy), "length of x");
-        OpsCheck.Length(dx.Length, x.Length, nameof(dx), "length of x");
-        if (x.Length == 0) return;   // CUDA refuses an empty grid
-        var k = device.Kernel("Gelu.Backward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel));
-        k((int)x.Length, dy, x, dx);
-    }
+    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dx) =>
+        Elementwise.Backward(device, "Gelu.Backward", BackwardKernel, dy, x, dx, "x");
 }

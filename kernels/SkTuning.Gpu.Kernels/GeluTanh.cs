@@ -85,22 +85,11 @@ public static class GeluTanh
 
     /// <summary>GPU forward, one thread per element.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y)
-    {
-        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
-        if (x.Length == 0) return;
-        var k = device.Kernel("GeluTanh.Forward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel));
-        k((int)x.Length, x, y);
-    }
+    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y) =>
+        Elementwise.Forward(device, "GeluTanh.Forward", ForwardKernel, x, y);
 
     /// <summary>GPU backward: <c>dx += dy·GELU_tanh'(x)</c>, one thread per element.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dx)
-    {
-        OpsCheck.Length(dy.Length, x.Length, nameof(dy), "length of x");
-        OpsCheck.Length(dx.Length, x.Length, nameof(dx), "length of x");
-        if (x.Length == 0) return;
-        var k = device.Kernel("GeluTanh.Backward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel));
-        k((int)x.Length, dy, x, dx);
-    }
+    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dx) =>
+        Elementwise.Backward(device, "GeluTanh.Backward", BackwardKernel, dy, x, dx, "x");
 }

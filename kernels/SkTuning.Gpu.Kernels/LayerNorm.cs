@@ -240,10 +240,23 @@ public static class LayerNorm
         int r = WarpRows.Row();
         if (r >= a.Rows) return;   // whole warps leave together: no shuffle is left waiting
         long o = (long)r * a.Dim;
+        float laneSum = 0;
+        for (int c = Warp.LaneIdx; c < a.Dim; c += Warp.WarpSize) laneSum += x[o + c];
+        NormalizeWarpRow(r, laneSum, x, gamma, beta, y, mean, rstd, a);
+    }
+
+    /// <summary>
+    /// In a warp-per-row kernel, once the lanes hold row <paramref name="r"/> of <paramref name="x"/> and the partial sums
+    /// of their columns: the row's mean and rstd by shuffles, <c>y = (x − mean)·rstd·γ + β</c>, mean and rstd saved. Shared by
+    /// the kernels that build the row on the way (<see cref="ResidualLayerNorm"/>, <see cref="EmbeddingLayerNorm"/>); each
+    /// lane reads back only the columns it wrote.
+    /// </summary>
+    internal static void NormalizeWarpRow(int r, float laneSum, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, Args a)
+    {
+        long o = (long)r * a.Dim;
         int lane = Warp.LaneIdx, step = Warp.WarpSize;
-        float m = 0;
-        for (int c = lane; c < a.Dim; c += step) m += x[o + c];
-        m = WarpRows.Sum(m) / a.Dim;
+        float m = WarpRows.Sum(laneSum) / a.Dim;
         float v = 0;
         for (int c = lane; c < a.Dim; c += step) { float t = x[o + c] - m; v += t * t; }
         float s = 1f / MathF.Sqrt(WarpRows.Sum(v) / a.Dim + a.Eps);

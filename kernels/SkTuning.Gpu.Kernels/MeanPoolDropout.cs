@@ -69,27 +69,15 @@ public static class MeanPoolDropout
     /// <summary>One thread per output element: the masked mean, then its dropout.</summary>
     internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<int> mask, ArrayView<float> output, Args a)
     {
-        int b = i / a.Dim, c = i - b * a.Dim, n = a.SeqLen - a.Skip, count = 0;
-        float s = 0;
-        for (int t = 0; t < n; t++)
-        {
-            if (mask[(long)b * n + t] == 0) continue;
-            count++;
-            s += x[((long)b * a.SeqLen + a.Skip + t) * a.Dim + c];
-        }
-        float mean = count == 0 ? 0f : s * (1f / count);
+        float mean = MeanPooling.MaskedMean(i / a.Dim, i % a.Dim, x, mask, a.SeqLen, a.Skip, a.Dim);
         output[i] = Dropout.Keep(a.Seed, i, a.P) ? mean * a.Scale : 0f;
     }
 
     /// <summary>One thread per dx element.</summary>
     internal static void BackwardKernel(Index1D i, ArrayView<float> dOutput, ArrayView<int> mask, ArrayView<float> dX, Args a)
     {
-        int row = i / a.Dim, c = i - row * a.Dim, b = row / a.SeqLen, t = row - b * a.SeqLen - a.Skip, n = a.SeqLen - a.Skip;
-        long o = (long)b * a.Dim + c;
-        if (t < 0 || mask[(long)b * n + t] == 0 || !Dropout.Keep(a.Seed, o, a.P)) return;
-        int count = 0;
-        for (int k = 0; k < n; k++) count += mask[(long)b * n + k] != 0 ? 1 : 0;
-        dX[i] += dOutput[o] * a.Scale * (1f / count);
+        float share = MeanPooling.BackwardShare(i, mask, a.SeqLen, a.Skip, a.Dim, out long pooled);
+        if (share != 0f && Dropout.Keep(a.Seed, pooled, a.P)) dX[i] += dOutput[pooled] * a.Scale * share;
     }
 
     /// <summary>GPU forward: one launch.</summary>

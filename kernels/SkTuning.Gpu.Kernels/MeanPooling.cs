@@ -115,28 +115,43 @@ public static class MeanPooling
         }
     }
 
-    /// <summary>One thread per output element.</summary>
-    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<int> mask, ArrayView<float> output, Args a)
+    /// <summary>In a kernel: the masked mean of column <paramref name="c"/> over example <paramref name="b"/>'s real tokens.</summary>
+    internal static float MaskedMean(int b, int c, ArrayView<float> x, ArrayView<int> mask, int seqLen, int skip, int dim)
     {
-        int b = i / a.Dim, c = i - b * a.Dim, n = a.SeqLen - a.Skip, count = 0;
+        int n = seqLen - skip, count = 0;
         float s = 0;
         for (int t = 0; t < n; t++)
         {
             if (mask[(long)b * n + t] == 0) continue;
             count++;
-            s += x[((long)b * a.SeqLen + a.Skip + t) * a.Dim + c];
+            s += x[((long)b * seqLen + skip + t) * dim + c];
         }
-        output[i] = count == 0 ? 0f : s * (1f / count);
+        return count == 0 ? 0f : s * (1f / count);
     }
+
+    /// <summary>
+    /// In a kernel: the weight <c>1/count_b</c> with which dx element <paramref name="i"/> receives its example's pooled
+    /// gradient (0 for prefix rows and padding), and that gradient's index in <paramref name="pooled"/>.
+    /// </summary>
+    internal static float BackwardShare(int i, ArrayView<int> mask, int seqLen, int skip, int dim, out long pooled)
+    {
+        int row = i / dim, c = i - row * dim, b = row / seqLen, t = row - b * seqLen - skip, n = seqLen - skip;
+        pooled = (long)b * dim + c;
+        if (t < 0 || mask[(long)b * n + t] == 0) return 0f;
+        int count = 0;
+        for (int k = 0; k < n; k++) count += mask[(long)b * n + k] != 0 ? 1 : 0;
+        return 1f / count;
+    }
+
+    /// <summary>One thread per output element.</summary>
+    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<int> mask, ArrayView<float> output, Args a) =>
+        output[i] = MaskedMean(i / a.Dim, i % a.Dim, x, mask, a.SeqLen, a.Skip, a.Dim);
 
     /// <summary>One thread per dx element.</summary>
     internal static void BackwardKernel(Index1D i, ArrayView<float> dOutput, ArrayView<int> mask, ArrayView<float> dX, Args a)
     {
-        int row = i / a.Dim, c = i - row * a.Dim, b = row / a.SeqLen, t = row - b * a.SeqLen - a.Skip, n = a.SeqLen - a.Skip;
-        if (t < 0 || mask[(long)b * n + t] == 0) return;
-        int count = 0;
-        for (int k = 0; k < n; k++) count += mask[(long)b * n + k] != 0 ? 1 : 0;
-        dX[i] += dOutput[(long)b * a.Dim + c] * (1f / count);
+        float share = BackwardShare(i, mask, a.SeqLen, a.Skip, a.Dim, out long pooled);
+        if (share != 0f) dX[i] += dOutput[pooled] * share;
     }
 
     /// <summary>GPU forward.</summary>

@@ -46,24 +46,14 @@ public static class ResidualLayerNorm
         int r = WarpRows.Row();
         if (r >= a.Rows) return;   // whole warps leave together
         long o = (long)r * a.Dim;
-        int lane = Warp.LaneIdx, step = Warp.WarpSize;
-        float m = 0;
-        for (int c = lane; c < a.Dim; c += step)
+        float laneSum = 0;
+        for (int c = Warp.LaneIdx; c < a.Dim; c += Warp.WarpSize)
         {
             float s = x[o + c] + residual[o + c];
-            sum[o + c] = s;   // each lane reads back only what it wrote
-            m += s;
+            sum[o + c] = s;
+            laneSum += s;
         }
-        m = WarpRows.Sum(m) / a.Dim;
-        float v = 0;
-        for (int c = lane; c < a.Dim; c += step) { float t = sum[o + c] - m; v += t * t; }
-        float rs = 1f / MathF.Sqrt(WarpRows.Sum(v) / a.Dim + a.Eps);
-        for (int c = lane; c < a.Dim; c += step) y[o + c] = (sum[o + c] - m) * rs * gamma[c] + beta[c];
-        if (lane == 0)
-        {
-            mean[r] = m;
-            rstd[r] = rs;
-        }
+        LayerNorm.NormalizeWarpRow(r, laneSum, sum, gamma, beta, y, mean, rstd, a);
     }
 
     /// <summary>GPU: one launch.</summary>

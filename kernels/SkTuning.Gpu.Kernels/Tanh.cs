@@ -102,22 +102,11 @@ public static class Tanh
 
     /// <summary>GPU forward.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y)
-    {
-        OpsCheck.Length(y.Length, x.Length, nameof(y), "length of x");
-        if (x.Length == 0) return;
-        var k = device.Kernel("Tanh.Forward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel));
-        k((int)x.Length, x, y);
-    }
+    public static void Forward(GpuDevice device, ArrayView<float> x, ArrayView<float> y) =>
+        Elementwise.Forward(device, "Tanh.Forward", ForwardKernel, x, y);
 
     /// <summary>GPU backward from the saved output: <c>dx += dy·(1 − y²)</c>.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> dx)
-    {
-        OpsCheck.Length(dy.Length, y.Length, nameof(dy), "length of y");
-        OpsCheck.Length(dx.Length, y.Length, nameof(dx), "length of y");
-        if (y.Length == 0) return;
-        var k = device.Kernel("Tanh.Backward", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel));
-        k((int)y.Length, dy, y, dx);
-    }
+    public static void Backward(GpuDevice device, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> dx) =>
+        Elementwise.Backward(device, "Tanh.Backward", BackwardKernel, dy, y, dx, "y");
 }
