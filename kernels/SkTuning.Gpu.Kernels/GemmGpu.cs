@@ -131,21 +131,18 @@ public static class GemmGpu
         Gemm.Check(op, m, n, k, Len(a), Len(b), Len(c), Len(bias), aShape, bShape);
         Gemm.CheckEpilogue(op, m, n, epilogue, Len(aux), accumulate);
         if (m == 0 || n == 0) return 0;
-        // The epilogue (GELU and its slope fused into the FFN GEMMs) lives in the first tier's store only.
-        if (epilogue != GemmEpilogue.None && tier is not (GemmTier.Auto or GemmTier.Tiled64))
-            throw new ArgumentException($"{op}: epilogue {epilogue} runs on the {GemmTier.Tiled64} tier only");
-        var (chosen, splits) = epilogue == GemmEpilogue.None ? Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier) : (GemmTier.Tiled64, 1);
+        var (chosen, splits) = Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier);
         if (chosen == GemmTier.SplitK && forcedSplits > 0) splits = forcedSplits;
         bool hasBias = bias.Length > 0;
         var p = new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0, (int)epilogue);
         // Without bias (or epilogue operand) the kernels never read that view; pass C so the launch gets a valid buffer.
         var biasOrC = hasBias ? bias : c;
+        var auxOrC = epilogue == GemmEpilogue.None ? c : aux;
         if (chosen == GemmTier.Tiled64)
         {
             var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
                 acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
-            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC,
-                epilogue == GemmEpilogue.None ? c : aux);
+            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC, auxOrC);
             return 1;
         }
         int bk = GemmGpuVectorized.BK, chunk = ((k + splits - 1) / splits + bk - 1) / bk * bk;
@@ -155,14 +152,14 @@ public static class GemmGpu
         if (splits == 1)
         {
             var vectorized = device.Kernel("Gemm.Vectorized128x128x8", acc =>
-                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.Kernel));
-            vectorized(config, p, a, b, c, biasOrC);
+                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.Kernel));
+            vectorized(config, p, a, b, c, biasOrC, auxOrC);
             return 1;
         }
         // One launch: the partial planes, then the in-order reduction by each tile's last split to arrive.
         var splitK = device.Kernel("Gemm.SplitK128x128x8", acc => acc.LoadStreamKernel<GemmParams, int, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>>(GemmGpuVectorized.SplitKKernel));
-        splitK(config, p, chunk, a, b, c, biasOrC, device.Workspace("Gemm.SplitK", (long)splits * m * n),
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>>(GemmGpuVectorized.SplitKKernel));
+        splitK(config, p, chunk, a, b, c, biasOrC, auxOrC, device.Workspace("Gemm.SplitK", (long)splits * m * n),
             device.ArrivalCounts("Gemm.SplitK", grid.X * grid.Y));
         return splits;
     }
@@ -230,12 +227,7 @@ public static class GemmGpu
         if (i >= p.M || j >= p.N) return;
         if (p.HasBias != 0) v += bias[j];
         long o = (long)i * p.N + j;
-        if (p.Epilogue == (int)GemmEpilogue.Gelu)
-        {
-            aux[o] = v;
-            v = Gelu.Value(v);
-        }
-        else if (p.Epilogue == (int)GemmEpilogue.GeluSlope) v *= Gelu.Derivative(aux[o]);
+        v = GemmEpilogueStore.Apply(p, aux, o, v);
         c[o] = p.Accumulate != 0 ? c[o] + v : v;
     }
 }

@@ -29,23 +29,24 @@ internal static class GemmGpuVectorized
     /// </summary>
     internal const int LDS = BM + 4, LDS4 = LDS / 4;
 
-    /// <summary>Grid (⌈N/128⌉, ⌈M/128⌉), 256 threads: C = A·B (+ bias; or C += …) over the whole of K.</summary>
-    internal static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias) =>
-        Tile(p, p.K, a, b, c, bias, c, default, split: false);
+    /// <summary>Grid (⌈N/128⌉, ⌈M/128⌉), 256 threads: C = A·B (+ bias; or C += …; then the epilogue) over the whole of K.</summary>
+    internal static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
+        ArrayView<float> aux) =>
+        Tile(p, p.K, a, b, c, bias, aux, c, default, split: false);
 
     /// <summary>
     /// Grid (⌈N/128⌉, ⌈M/128⌉, splits), 256 threads: split z multiplies K range [z·kChunk, (z+1)·kChunk) into plane z of
     /// <paramref name="partials"/> ([splits, M, N]); the tile's last split to arrive on <paramref name="arrivals"/>[tile]
-    /// (one count per tile, zero between launches) writes C and zeroes the count.
+    /// (one count per tile, zero between launches) writes C (bias, accumulate and epilogue applied to the sum) and zeroes the count.
     /// </summary>
     internal static void SplitKKernel(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias, ArrayView<float> partials, ArrayView<int> arrivals) =>
-        Tile(p, kChunk, a, b, c, bias, partials, arrivals, split: true);
+        ArrayView<float> bias, ArrayView<float> aux, ArrayView<float> partials, ArrayView<int> arrivals) =>
+        Tile(p, kChunk, a, b, c, bias, aux, partials, arrivals, split: true);
 
     /// <summary>The body of both kernels (inlined into each: <paramref name="split"/> is a constant there).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Tile(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
-        ArrayView<float> partials, ArrayView<int> arrivals, bool split)
+        ArrayView<float> aux, ArrayView<float> partials, ArrayView<int> arrivals, bool split)
     {
         var As = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
         var Bs = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
@@ -101,14 +102,14 @@ internal static class GemmGpuVectorized
         {
             var w4 = partials.Cast<Float4>();
             long plane = (long)Grid.IdxZ * p.M * p.N;
-            Store(p, w4, bias, plane, i0 + 0, j0, acc0L, acc0R, partial: true);
-            Store(p, w4, bias, plane, i0 + 1, j0, acc1L, acc1R, partial: true);
-            Store(p, w4, bias, plane, i0 + 2, j0, acc2L, acc2R, partial: true);
-            Store(p, w4, bias, plane, i0 + 3, j0, acc3L, acc3R, partial: true);
-            Store(p, w4, bias, plane, i0 + 64, j0, acc4L, acc4R, partial: true);
-            Store(p, w4, bias, plane, i0 + 65, j0, acc5L, acc5R, partial: true);
-            Store(p, w4, bias, plane, i0 + 66, j0, acc6L, acc6R, partial: true);
-            Store(p, w4, bias, plane, i0 + 67, j0, acc7L, acc7R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 0, j0, acc0L, acc0R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 1, j0, acc1L, acc1R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 2, j0, acc2L, acc2R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 3, j0, acc3L, acc3R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 64, j0, acc4L, acc4R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 65, j0, acc5L, acc5R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 66, j0, acc6L, acc6R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 67, j0, acc7L, acc7R, partial: true);
             MemoryFence.DeviceLevel();   // this block's partials are visible before its arrival is
             Group.Barrier();
             int tileIndex = Grid.IdxY * Grid.DimX + Grid.IdxX;
@@ -125,14 +126,14 @@ internal static class GemmGpuVectorized
             acc6L = SumPlanes(p, partials, i0 + 66, j0, acc6L); acc6R = SumPlanes(p, partials, i0 + 66, j0 + 64, acc6R);
             acc7L = SumPlanes(p, partials, i0 + 67, j0, acc7L); acc7R = SumPlanes(p, partials, i0 + 67, j0 + 64, acc7R);
         }
-        Store(p, c4, bias, 0, i0 + 0, j0, acc0L, acc0R, partial: false);
-        Store(p, c4, bias, 0, i0 + 1, j0, acc1L, acc1R, partial: false);
-        Store(p, c4, bias, 0, i0 + 2, j0, acc2L, acc2R, partial: false);
-        Store(p, c4, bias, 0, i0 + 3, j0, acc3L, acc3R, partial: false);
-        Store(p, c4, bias, 0, i0 + 64, j0, acc4L, acc4R, partial: false);
-        Store(p, c4, bias, 0, i0 + 65, j0, acc5L, acc5R, partial: false);
-        Store(p, c4, bias, 0, i0 + 66, j0, acc6L, acc6R, partial: false);
-        Store(p, c4, bias, 0, i0 + 67, j0, acc7L, acc7R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 0, j0, acc0L, acc0R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 1, j0, acc1L, acc1R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 2, j0, acc2L, acc2R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 3, j0, acc3L, acc3R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 64, j0, acc4L, acc4R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 65, j0, acc5L, acc5R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 66, j0, acc6L, acc6R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 67, j0, acc7L, acc7R, partial: false);
     }
 
     /// <summary>
@@ -203,15 +204,16 @@ internal static class GemmGpuVectorized
     /// Row i of the micro-tile: columns j0..j0+3 and j0+64..j0+67 of plane cBase; a split's partial product as it is, C
     /// with bias and accumulate as asked.
     /// </summary>
-    private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long cBase, int i, int j0, Float4 left, Float4 right,
-        bool partial)
+    private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, ArrayView<float> aux, long cBase, int i, int j0,
+        Float4 left, Float4 right, bool partial)
     {
         if (i >= p.M) return;
-        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0, left, partial);
-        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0 + 64, right, partial);
+        StoreFloat4(p, c4, bias, aux, cBase + (long)i * p.N, j0, left, partial);
+        StoreFloat4(p, c4, bias, aux, cBase + (long)i * p.N, j0 + 64, right, partial);
     }
 
-    private static void StoreFloat4(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long rowBase, int j, Float4 v, bool partial)
+    private static void StoreFloat4(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, ArrayView<float> aux, long rowBase, int j,
+        Float4 v, bool partial)
     {
         if (j >= p.N) return;
         long o = (rowBase + j) >> 2;
@@ -221,6 +223,12 @@ internal static class GemmGpuVectorized
             return;
         }
         if (p.HasBias != 0) v = Float4.Add(v, Float4.Load(bias, j));
+        if (p.Epilogue != (int)GemmEpilogue.None)
+        {
+            long e = rowBase + j;
+            v = new Float4(GemmEpilogueStore.Apply(p, aux, e, v.X), GemmEpilogueStore.Apply(p, aux, e + 1, v.Y),
+                GemmEpilogueStore.Apply(p, aux, e + 2, v.Z), GemmEpilogueStore.Apply(p, aux, e + 3, v.W));
+        }
         c4[o] = p.Accumulate != 0 ? Float4.Add(c4[o], v) : v;
     }
 }
