@@ -35,7 +35,7 @@ public enum GemmTier
 /// <summary>
 /// ILGPU GEMM in two tiers, kept side by side (llm.c style) so each is tested against the same fp64 reference:
 /// <see cref="GemmTier.Tiled64"/> (below) and <see cref="GemmGpuVectorized"/>. Both serve NN, NT and TN (the transposes
-/// are handled in the tile loads), bias and accumulate.
+/// are handled in the tile loads), bias, accumulate and the <see cref="GemmEpilogue"/> (<see cref="GemmEpilogueStore"/>).
 /// The first tier: each group of 16×16 threads computes a 64×64 tile of C,
 /// stepping through K 16 at a time; each thread accumulates a 4×4 micro-tile in registers (rows ty+16i,
 /// columns tx+16j, so loads and stores of C coalesce).

@@ -136,6 +136,9 @@ public class GemmGpuTierTests(SimulatorFixture sim) : IClassFixture<SimulatorFix
     [InlineData(2048, 1536, 384, false, false, GemmTier.Vectorized128, 1)] // FFN up: 192 tiles
     [InlineData(2048, 1152, 384, false, true, GemmTier.Vectorized128, 1)]  // fused QKV: 144 tiles
     [InlineData(2048, 384, 1536, false, false, GemmTier.SplitK, 3)]        // FFN down: 48 tiles, K deep
+    [InlineData(2048, 384, 1536, false, true, GemmTier.SplitK, 3)]         // FFN up dX
+    [InlineData(2048, 384, 1152, false, true, GemmTier.SplitK, 3)]         // QKV dX: 48 tiles, ⌈132/48⌉ splits of 384
+    [InlineData(2048, 1536, 384, false, true, GemmTier.Vectorized128, 1)]  // FFN down dX (with the GELU slope): 192 tiles
     [InlineData(384, 1536, 2048, true, false, GemmTier.SplitK, 4)]         // dW = Xᵀ·dY: 36 tiles
     [InlineData(384, 384, 2048, true, false, GemmTier.SplitK, 8)]          // dW of a d×d projection: 9 tiles, 8 splits of 256
     [InlineData(2048, 384, 384, false, false, GemmTier.Tiled64, 1)]        // 48 tiles, K too shallow to split: 192 64-tiles
