@@ -202,7 +202,7 @@ internal static class GemmGpuVectorized
 
     /// <summary>
     /// Row i of the micro-tile: columns j0..j0+3 and j0+64..j0+67 of plane cBase; a split's partial product as it is, C
-    /// with bias and accumulate as asked.
+    /// with bias, accumulate and epilogue as asked.
     /// </summary>
     private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, ArrayView<float> aux, long cBase, int i, int j0,
         Float4 left, Float4 right, bool partial)
