@@ -1,3 +1,5 @@
+using ILGPU;
+
 namespace SkTuning.Gpu.Kernels;
 
 /// <summary>
@@ -12,4 +14,23 @@ public enum GemmEpilogue
     Gelu = 1,
     /// <summary>C = product·GELU'(aux): the FFN's input-projection gradient through the activation.</summary>
     GeluSlope = 2,
+}
+
+/// <summary>The epilogue as the GPU GEMM tiers apply it at their stores (one copy for every tier).</summary>
+internal static class GemmEpilogueStore
+{
+    /// <summary>
+    /// Element <paramref name="o"/> of C (product and bias in <paramref name="v"/>) through <paramref name="p"/>'s epilogue:
+    /// <see cref="GemmEpilogue.Gelu"/> saves v into aux[o] and returns GELU(v), <see cref="GemmEpilogue.GeluSlope"/> returns
+    /// v·GELU'(aux[o]), none returns v.
+    /// </summary>
+    internal static float Apply(GemmParams p, ArrayView<float> aux, long o, float v)
+    {
+        if (p.Epilogue == (int)GemmEpilogue.Gelu)
+        {
+            aux[o] = v;
+            return Gelu.Value(v);
+        }
+        return p.Epilogue == (int)GemmEpilogue.GeluSlope ? v * Gelu.Derivative(aux[o]) : v;
+    }
 }

@@ -25,14 +25,17 @@ public enum GemmTier
     Tiled64,
     /// <summary>128×128×8 tiles, 8×8 per thread, float4 loads, double-buffered shared tiles (needs aligned, multiple-of-4 rows).</summary>
     Vectorized128,
-    /// <summary><see cref="Vectorized128"/> over K chunks into a workspace, then a deterministic in-order reduction.</summary>
+    /// <summary>
+    /// <see cref="Vectorized128"/> over K chunks into a workspace, reduced in split order by each tile's last chunk to finish
+    /// (one launch; deterministic).
+    /// </summary>
     SplitK,
 }
 
 /// <summary>
 /// ILGPU GEMM in two tiers, kept side by side (llm.c style) so each is tested against the same fp64 reference:
 /// <see cref="GemmTier.Tiled64"/> (below) and <see cref="GemmGpuVectorized"/>. Both serve NN, NT and TN (the transposes
-/// are handled in the tile loads), bias and accumulate.
+/// are handled in the tile loads), bias, accumulate and the <see cref="GemmEpilogue"/> (<see cref="GemmEpilogueStore"/>).
 /// The first tier: each group of 16×16 threads computes a 64×64 tile of C,
 /// stepping through K 16 at a time; each thread accumulates a 4×4 micro-tile in registers (rows ty+16i,
 /// columns tx+16j, so loads and stores of C coalesce).
@@ -70,7 +73,8 @@ public static class GemmGpu
     /// Split-K with exactly <paramref name="splits"/> K chunks (tests: the in-order reduction over more than two planes);
     /// <paramref name="transA"/>/<paramref name="transB"/> select TN/NT as in <see cref="Plan"/>.
     /// </summary>
-    internal static void SplitK(GpuDevice device, int m, int n, int k, bool transA, bool transB, ArrayView<float> a,
+    /// <returns>The splits launched (fewer than asked when chunks rounded up to 8 cover K sooner).</returns>
+    internal static int SplitK(GpuDevice device, int m, int n, int k, bool transA, bool transB, ArrayView<float> a,
         ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, bool accumulate, int splits) =>
         Launch("GemmGpu.SplitK", device, m, n, k, a, b, c, bias, accumulate, transA ? 1 : 0, transB ? 1 : 0,
             transA ? "k*m" : "m*k", transB ? "n*k" : "k*n", GemmTier.SplitK, splits);
@@ -86,7 +90,7 @@ public static class GemmGpu
     /// <exception cref="ArgumentException">A forced tier the operands do not allow.</exception>
     public static (GemmTier Tier, int Splits) Plan(GpuDevice device, int m, int n, int k, bool transA, bool transB,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmTier tier = GemmTier.Auto) =>
-        PlanFor(device.Accelerator.NumMultiprocessors, m, n, k, transA, transB,
+        PlanFor(device.PlannedMultiprocessors, m, n, k, transA, transB,
             Float4.IsAligned(a) && Float4.IsAligned(b) && Float4.IsAligned(c), tier);
 
     /// <summary><see cref="Plan"/> for a device of <paramref name="multiprocessors"/> SMs.</summary>
@@ -119,46 +123,45 @@ public static class GemmGpu
     private static int VectorizedTiles(int m, int n) =>
         ((m + GemmGpuVectorized.BM - 1) / GemmGpuVectorized.BM) * ((n + GemmGpuVectorized.BN - 1) / GemmGpuVectorized.BN);
 
-    private static void Launch(string op, GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b,
+    /// <returns>The K splits launched (1 unless split-K).</returns>
+    private static int Launch(string op, GpuDevice device, int m, int n, int k, ArrayView<float> a, ArrayView<float> b,
         ArrayView<float> c, ArrayView<float> bias, bool accumulate, int transA, int transB, string aShape, string bShape, GemmTier tier,
         int forcedSplits = 0, GemmEpilogue epilogue = GemmEpilogue.None, ArrayView<float> aux = default)
     {
         Gemm.Check(op, m, n, k, Len(a), Len(b), Len(c), Len(bias), aShape, bShape);
         Gemm.CheckEpilogue(op, m, n, epilogue, Len(aux), accumulate);
-        if (m == 0 || n == 0) return;
-        // The epilogue (GELU and its slope fused into the FFN GEMMs) lives in the first tier's store only.
-        if (epilogue != GemmEpilogue.None && tier is not (GemmTier.Auto or GemmTier.Tiled64))
-            throw new ArgumentException($"{op}: epilogue {epilogue} runs on the {GemmTier.Tiled64} tier only");
-        var (chosen, splits) = epilogue == GemmEpilogue.None ? Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier) : (GemmTier.Tiled64, 1);
+        if (m == 0 || n == 0) return 0;
+        var (chosen, splits) = Plan(device, m, n, k, transA != 0, transB != 0, a, b, c, tier);
         if (chosen == GemmTier.SplitK && forcedSplits > 0) splits = forcedSplits;
         bool hasBias = bias.Length > 0;
         var p = new GemmParams(m, n, k, transA, transB, accumulate ? 1 : 0, hasBias ? 1 : 0, (int)epilogue);
         // Without bias (or epilogue operand) the kernels never read that view; pass C so the launch gets a valid buffer.
         var biasOrC = hasBias ? bias : c;
+        var auxOrC = epilogue == GemmEpilogue.None ? c : aux;
         if (chosen == GemmTier.Tiled64)
         {
             var kernel = device.Kernel("Gemm.Tiled64x64x16", acc =>
                 acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Kernel));
-            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC,
-                epilogue == GemmEpilogue.None ? c : aux);
-            return;
+            kernel(new KernelConfig(new Index2D((n + BN - 1) / BN, (m + BM - 1) / BM), new Index2D(TX, TY)), p, a, b, c, biasOrC, auxOrC);
+            return 1;
         }
-        var vectorized = device.Kernel("Gemm.Vectorized128x128x8", acc =>
-            acc.LoadStreamKernel<GemmParams, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.Kernel));
         int bk = GemmGpuVectorized.BK, chunk = ((k + splits - 1) / splits + bk - 1) / bk * bk;
         splits = (k + chunk - 1) / chunk;
         var grid = new Index3D((n + GemmGpuVectorized.BN - 1) / GemmGpuVectorized.BN, (m + GemmGpuVectorized.BM - 1) / GemmGpuVectorized.BM, splits);
         var config = new KernelConfig(grid, new Index3D(GemmGpuVectorized.Threads, 1, 1));
         if (splits == 1)
         {
-            vectorized(config, p, k, a, b, c, biasOrC);
-            return;
+            var vectorized = device.Kernel("Gemm.Vectorized128x128x8", acc =>
+                acc.LoadStreamKernel<GemmParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.Kernel));
+            vectorized(config, p, a, b, c, biasOrC, auxOrC);
+            return 1;
         }
-        var partials = device.Workspace("Gemm.SplitK", (long)splits * m * n);
-        vectorized(config, p with { Accumulate = 0, HasBias = 0 }, chunk, a, b, partials, biasOrC);
-        var reduce = device.Kernel("Gemm.SplitKReduce", acc => acc.LoadAutoGroupedStreamKernel<Index1D, GemmParams, int,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmGpuVectorized.SplitReduceKernel));
-        reduce(m * n / 4, p, splits, partials, c, biasOrC);
+        // One launch: the partial planes, then the in-order reduction by each tile's last split to arrive.
+        var splitK = device.Kernel("Gemm.SplitK128x128x8", acc => acc.LoadStreamKernel<GemmParams, int, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>>(GemmGpuVectorized.SplitKKernel));
+        splitK(config, p, chunk, a, b, c, biasOrC, auxOrC, device.Workspace("Gemm.SplitK", (long)splits * m * n),
+            device.ArrivalCounts("Gemm.SplitK", grid.X * grid.Y));
+        return splits;
     }
 
     private static int Len(ArrayView<float> v) => v.Length > int.MaxValue ? int.MaxValue : (int)v.Length;
@@ -224,12 +227,7 @@ public static class GemmGpu
         if (i >= p.M || j >= p.N) return;
         if (p.HasBias != 0) v += bias[j];
         long o = (long)i * p.N + j;
-        if (p.Epilogue == (int)GemmEpilogue.Gelu)
-        {
-            aux[o] = v;
-            v = Gelu.Value(v);
-        }
-        else if (p.Epilogue == (int)GemmEpilogue.GeluSlope) v *= Gelu.Derivative(aux[o]);
+        v = GemmEpilogueStore.Apply(p, aux, o, v);
         c[o] = p.Accumulate != 0 ? c[o] + v : v;
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -13,9 +14,10 @@ namespace SkTuning.Gpu.Kernels;
 /// double-buffered: while the group multiplies tile k out of one stage, each thread holds its float4 of tile k+1 in
 /// registers and writes it into the other stage afterwards, so one barrier per tile suffices and the global loads' latency
 /// hides behind 8×64 FMAs. Edge tiles load zeros; a float4 is wholly inside or outside because the contiguous dimensions are
-/// multiples of 4 (<see cref="GemmGpu.Plan"/> checks it). Split-K: grid.z splits K into chunks, each writes its partial
-/// product to a workspace plane, and <see cref="SplitReduceKernel"/> adds the planes in order z = 0, 1, … (no atomics:
-/// results are identical run to run).
+/// multiples of 4 (<see cref="GemmGpu.Plan"/> checks it). Split-K (<see cref="SplitKKernel"/>), one launch: grid.z splits K
+/// into chunks, each block writes its partial tile to a workspace plane and counts its arrival on the tile's counter; the
+/// last block of a tile to arrive adds the planes in order z = 0, 1, … (the atomics only count and read: the result does not
+/// depend on arrival order and is identical run to run).
 /// </summary>
 internal static class GemmGpuVectorized
 {
@@ -27,8 +29,24 @@ internal static class GemmGpuVectorized
     /// </summary>
     internal const int LDS = BM + 4, LDS4 = LDS / 4;
 
-    /// <summary>Grid (⌈N/128⌉, ⌈M/128⌉, splits), 256 threads; split z covers K range [z·kChunk, (z+1)·kChunk) and writes plane z of c.</summary>
-    internal static void Kernel(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    /// <summary>Grid (⌈N/128⌉, ⌈M/128⌉), 256 threads: C = A·B (+ bias; or C += …; then the epilogue) over the whole of K.</summary>
+    internal static void Kernel(GemmParams p, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
+        ArrayView<float> aux) =>
+        Tile(p, p.K, a, b, c, bias, aux, c, default, split: false);
+
+    /// <summary>
+    /// Grid (⌈N/128⌉, ⌈M/128⌉, splits), 256 threads: split z multiplies K range [z·kChunk, (z+1)·kChunk) into plane z of
+    /// <paramref name="partials"/> ([splits, M, N]); the tile's last split to arrive on <paramref name="arrivals"/>[tile]
+    /// (one count per tile, zero between launches) writes C (bias, accumulate and epilogue applied to the sum) and zeroes the count.
+    /// </summary>
+    internal static void SplitKKernel(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> bias, ArrayView<float> aux, ArrayView<float> partials, ArrayView<int> arrivals) =>
+        Tile(p, kChunk, a, b, c, bias, aux, partials, arrivals, split: true);
+
+    /// <summary>The body of both kernels (inlined into each: <paramref name="split"/> is a constant there).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile(GemmParams p, int kChunk, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias,
+        ArrayView<float> aux, ArrayView<float> partials, ArrayView<int> arrivals, bool split)
     {
         var As = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
         var Bs = SharedMemory.Allocate<Float4>(2 * BK * LDS4);
@@ -79,17 +97,62 @@ internal static class GemmGpuVectorized
             Group.Barrier();
         }
 
-        long cBase = (long)Grid.IdxZ * p.M * p.N;
         int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
-        Store(p, c4, bias, cBase, i0 + 0, j0, acc0L, acc0R);
-        Store(p, c4, bias, cBase, i0 + 1, j0, acc1L, acc1R);
-        Store(p, c4, bias, cBase, i0 + 2, j0, acc2L, acc2R);
-        Store(p, c4, bias, cBase, i0 + 3, j0, acc3L, acc3R);
-        Store(p, c4, bias, cBase, i0 + 64, j0, acc4L, acc4R);
-        Store(p, c4, bias, cBase, i0 + 65, j0, acc5L, acc5R);
-        Store(p, c4, bias, cBase, i0 + 66, j0, acc6L, acc6R);
-        Store(p, c4, bias, cBase, i0 + 67, j0, acc7L, acc7R);
+        if (split)
+        {
+            var w4 = partials.Cast<Float4>();
+            long plane = (long)Grid.IdxZ * p.M * p.N;
+            Store(p, w4, bias, aux, plane, i0 + 0, j0, acc0L, acc0R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 1, j0, acc1L, acc1R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 2, j0, acc2L, acc2R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 3, j0, acc3L, acc3R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 64, j0, acc4L, acc4R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 65, j0, acc5L, acc5R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 66, j0, acc6L, acc6R, partial: true);
+            Store(p, w4, bias, aux, plane, i0 + 67, j0, acc7L, acc7R, partial: true);
+            MemoryFence.DeviceLevel();   // this block's partials are visible before its arrival is
+            Group.Barrier();
+            int tileIndex = Grid.IdxY * Grid.DimX + Grid.IdxX;
+            int arrived = t == 0 ? Atomic.Add(ref arrivals[tileIndex], 1) + 1 : 0;
+            if (!Group.BarrierOr(arrived == Grid.DimZ)) return;
+            if (t == 0) arrivals[tileIndex] = 0;   // every split of the tile has arrived: the count is free for the next launch
+            // The last block reduces the same elements it computed, so each thread's own plane comes from its registers.
+            acc0L = SumPlanes(p, partials, i0 + 0, j0, acc0L); acc0R = SumPlanes(p, partials, i0 + 0, j0 + 64, acc0R);
+            acc1L = SumPlanes(p, partials, i0 + 1, j0, acc1L); acc1R = SumPlanes(p, partials, i0 + 1, j0 + 64, acc1R);
+            acc2L = SumPlanes(p, partials, i0 + 2, j0, acc2L); acc2R = SumPlanes(p, partials, i0 + 2, j0 + 64, acc2R);
+            acc3L = SumPlanes(p, partials, i0 + 3, j0, acc3L); acc3R = SumPlanes(p, partials, i0 + 3, j0 + 64, acc3R);
+            acc4L = SumPlanes(p, partials, i0 + 64, j0, acc4L); acc4R = SumPlanes(p, partials, i0 + 64, j0 + 64, acc4R);
+            acc5L = SumPlanes(p, partials, i0 + 65, j0, acc5L); acc5R = SumPlanes(p, partials, i0 + 65, j0 + 64, acc5R);
+            acc6L = SumPlanes(p, partials, i0 + 66, j0, acc6L); acc6R = SumPlanes(p, partials, i0 + 66, j0 + 64, acc6R);
+            acc7L = SumPlanes(p, partials, i0 + 67, j0, acc7L); acc7R = SumPlanes(p, partials, i0 + 67, j0 + 64, acc7R);
+        }
+        Store(p, c4, bias, aux, 0, i0 + 0, j0, acc0L, acc0R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 1, j0, acc1L, acc1R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 2, j0, acc2L, acc2R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 3, j0, acc3L, acc3R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 64, j0, acc4L, acc4R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 65, j0, acc5L, acc5R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 66, j0, acc6L, acc6R, partial: false);
+        Store(p, c4, bias, aux, 0, i0 + 67, j0, acc7L, acc7R, partial: false);
     }
+
+    /// <summary>
+    /// The float4 at (i, j) summed over the split planes in order z = 0, 1, …: this block's plane is <paramref name="own"/>
+    /// (its registers hold what it stored), the others are read with atomic adds of 0, which come from L2 and never from a
+    /// stale L1 line. Outside C: <paramref name="own"/> unchanged (the store skips it).
+    /// </summary>
+    private static Float4 SumPlanes(GemmParams p, ArrayView<float> partials, int i, int j, Float4 own)
+    {
+        if (i >= p.M || j >= p.N) return own;
+        long plane = (long)p.M * p.N, o = (long)i * p.N + j;
+        int mine = Grid.IdxZ;
+        Float4 s = mine == 0 ? own : ReadThroughL2(partials, o);
+        for (int z = 1; z < Grid.DimZ; z++) s = Float4.Add(s, z == mine ? own : ReadThroughL2(partials, z * plane + o));
+        return s;
+    }
+
+    private static Float4 ReadThroughL2(ArrayView<float> v, long o) =>
+        new(Atomic.Add(ref v[o], 0f), Atomic.Add(ref v[o + 1], 0f), Atomic.Add(ref v[o + 2], 0f), Atomic.Add(ref v[o + 3], 0f));
 
     /// <summary>This thread's float4 of the A tile at k0: NN reads 4 k's of row t/2, TN 4 rows of k-row t/32 (zeros outside).</summary>
     private static Float4 LoadA(GemmParams p, ArrayView<Float4> a4, int row0, int k0, int kEnd, int t)
@@ -137,35 +200,35 @@ internal static class GemmGpuVectorized
         }
     }
 
-    /// <summary>Row i of the micro-tile: columns j0..j0+3 and j0+64..j0+67 of plane cBase (bias and accumulate as asked).</summary>
-    private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long cBase, int i, int j0, Float4 left, Float4 right)
+    /// <summary>
+    /// Row i of the micro-tile: columns j0..j0+3 and j0+64..j0+67 of plane cBase; a split's partial product as it is, C
+    /// with bias, accumulate and epilogue as asked.
+    /// </summary>
+    private static void Store(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, ArrayView<float> aux, long cBase, int i, int j0,
+        Float4 left, Float4 right, bool partial)
     {
         if (i >= p.M) return;
-        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0, left);
-        StoreFloat4(p, c4, bias, cBase + (long)i * p.N, j0 + 64, right);
+        StoreFloat4(p, c4, bias, aux, cBase + (long)i * p.N, j0, left, partial);
+        StoreFloat4(p, c4, bias, aux, cBase + (long)i * p.N, j0 + 64, right, partial);
     }
 
-    private static void StoreFloat4(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, long rowBase, int j, Float4 v)
+    private static void StoreFloat4(GemmParams p, ArrayView<Float4> c4, ArrayView<float> bias, ArrayView<float> aux, long rowBase, int j,
+        Float4 v, bool partial)
     {
         if (j >= p.N) return;
-        if (p.HasBias != 0) v = Float4.Add(v, Float4.Load(bias, j));
         long o = (rowBase + j) >> 2;
+        if (partial)
+        {
+            c4[o] = v;
+            return;
+        }
+        if (p.HasBias != 0) v = Float4.Add(v, Float4.Load(bias, j));
+        if (p.Epilogue != (int)GemmEpilogue.None)
+        {
+            long e = rowBase + j;
+            v = new Float4(GemmEpilogueStore.Apply(p, aux, e, v.X), GemmEpilogueStore.Apply(p, aux, e + 1, v.Y),
+                GemmEpilogueStore.Apply(p, aux, e + 2, v.Z), GemmEpilogueStore.Apply(p, aux, e + 3, v.W));
+        }
         c4[o] = p.Accumulate != 0 ? Float4.Add(c4[o], v) : v;
-    }
-
-    /// <summary>
-    /// Split-K second pass, one thread per float4 of C: sums the <paramref name="splits"/> partial planes in order, adds
-    /// the bias, and writes or accumulates into C.
-    /// </summary>
-    internal static void SplitReduceKernel(Index1D i, GemmParams p, int splits, ArrayView<float> partials, ArrayView<float> c,
-        ArrayView<float> bias)
-    {
-        var p4 = partials.Cast<Float4>();
-        var c4 = c.Cast<Float4>();
-        long plane = (long)p.M * p.N / 4;
-        Float4 s = p4[i];
-        for (int z = 1; z < splits; z++) s = Float4.Add(s, p4[z * plane + i]);
-        if (p.HasBias != 0) s = Float4.Add(s, Float4.Load(bias, 4L * i % p.N));
-        c4[i] = p.Accumulate != 0 ? Float4.Add(c4[i], s) : s;
     }
 }

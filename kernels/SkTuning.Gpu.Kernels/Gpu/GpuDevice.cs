@@ -24,6 +24,18 @@ public sealed class GpuDevice : IDisposable
     /// <summary>The ILGPU accelerator kernels run on.</summary>
     public Accelerator Accelerator { get; }
 
+    /// <summary>
+    /// The SM count the GEMM planner (<see cref="GemmGpu.Plan"/>) plans for: the accelerator's, unless set. Tests set 132 so
+    /// that the simulator (which reports few multiprocessors) launches what an H200 would: split-K for the deep, narrow GEMMs.
+    /// </summary>
+    internal int PlannedMultiprocessors
+    {
+        get => _plannedMultiprocessors ?? Accelerator.NumMultiprocessors;
+        set => _plannedMultiprocessors = value;
+    }
+
+    private int? _plannedMultiprocessors;
+
     /// <summary>True when this is a real CUDA device (not ILGPU's CPU simulator).</summary>
     public bool IsCuda => Accelerator.AcceleratorType == AcceleratorType.Cuda;
 
@@ -113,7 +125,8 @@ public sealed class GpuDevice : IDisposable
 
     private readonly object _workspaceLock = new();
     private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> _workspaces = new();
-    private readonly List<MemoryBuffer1D<float, Stride1D.Dense>> _retiredWorkspaces = new();
+    private readonly Dictionary<string, MemoryBuffer1D<int, Stride1D.Dense>> _arrivalCounts = new();
+    private readonly List<MemoryBuffer> _retiredWorkspaces = new();
 
     /// <summary>
     /// A device scratch buffer of at least <paramref name="length"/> floats under <paramref name="key"/> (split-K partial
@@ -133,6 +146,24 @@ public sealed class GpuDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// <paramref name="length"/> arrival counts under <paramref name="key"/> for a last-arriving-block reduction (split-K's
+    /// per-tile counts): zeroed when allocated, and every kernel that counts on them must leave them zero. Reused like
+    /// <see cref="Workspace"/>; a grown buffer is zeroed in stream order, before any later launch.
+    /// </summary>
+    public ArrayView<int> ArrivalCounts(string key, long length)
+    {
+        lock (_workspaceLock)
+        {
+            if (_arrivalCounts.TryGetValue(key, out var buffer) && buffer.Length >= length) return buffer.View.SubView(0, length);
+            if (buffer is not null) _retiredWorkspaces.Add(buffer);
+            buffer = Accelerator.Allocate1D<int>(Math.Max(length, 1));
+            buffer.MemSetToZero();
+            _arrivalCounts[key] = buffer;
+            return buffer.View.SubView(0, length);
+        }
+    }
+
     /// <summary>Waits for every launched kernel to finish.</summary>
     public void Synchronize()
     {
@@ -144,6 +175,7 @@ public sealed class GpuDevice : IDisposable
     public void Dispose()
     {
         foreach (var buffer in _workspaces.Values) buffer.Dispose();
+        foreach (var buffer in _arrivalCounts.Values) buffer.Dispose();
         foreach (var buffer in _retiredWorkspaces) buffer.Dispose();
         Accelerator.Dispose();
         _context.Dispose();

@@ -14,13 +14,18 @@ namespace SkTuning.Gpu.Tests.Engine;
 /// </summary>
 public class DeviceTrafficTests(ITestOutputHelper output)
 {
-    private DeviceTraffic Step(int layers)
+    /// <param name="layers">Encoder layers.</param>
+    /// <param name="ffn">FFN width.</param>
+    /// <param name="multiprocessors">The SM count the GEMM planner is told (null: the simulator's own).</param>
+    private DeviceTraffic Step(int layers, int ffn = 32, int? multiprocessors = null)
     {
-        var weights = FixtureModels.RandomBertWeights(new BertFixtureOptions(Layers: layers, Hidden: 16, Heads: 2, FfnSize: 32, VocabSize: 40, MaxPositions: 12, Seed: 11));
+        var weights = FixtureModels.RandomBertWeights(new BertFixtureOptions(Layers: layers, Hidden: 16, Heads: 2, FfnSize: ffn, VocabSize: 40, MaxPositions: 12, Seed: 11));
         var (tokens, _) = EngineBenchmark.Inputs(weights.Spec, 2, 5);
-        using var gpu = new GpuBackend(GpuDevice.CreateCpuSimulator());
+        var device = GpuDevice.CreateCpuSimulator();
+        if (multiprocessors is { } sms) device.PlannedMultiprocessors = sms;
+        using var gpu = new GpuBackend(device);
         var t = DeviceCheck.StepTraffic(gpu, weights, tokens, m: 3);
-        foreach (var line in DeviceCheck.StepTrafficLines(t, $"L={layers}")) output.WriteLine(line.Format());
+        foreach (var line in DeviceCheck.StepTrafficLines(t, $"L={layers} FFN={ffn} SMs={device.PlannedMultiprocessors}")) output.WriteLine(line.Format());
         return t;
     }
 
@@ -48,6 +53,25 @@ public class DeviceTrafficTests(ITestOutputHelper output)
         // the prefix reduction in the attention key kernel, pooling+dropout, cross-entropy+mean, embedding+LayerNorm, norm+clip).
         Assert.True(t.Launches <= DeviceCheck.MaxStepLaunches, t.ToString());
         Assert.True(t.MemoryOperations <= 34, t.ToString());
+        Assert.Equal(0, t.Synchronizations);
+        Assert.Equal(0, t.SynchronousUploads);
+        Assert.Equal(t.Launches, t.Histogram().Sum(e => e.Count));
+    }
+
+    /// <summary>
+    /// The same step planned as on an H200 (132 SMs): the deep-K GEMMs go split-K, as they would there (at real widths
+    /// FFN down and the FFN's input gradient, K = 1536, and the QKV input gradient; here the FFN is 512 wide so that K = 512
+    /// splits in two while the simulator stays fast). Split-K reduces inside its own launch, so the count does not grow.
+    /// </summary>
+    [Fact]
+    public void AMiniLmShapedStepPlannedForAnH200StaysWithinTheLaunchBudget()
+    {
+        var t = Step(6, ffn: 512, multiprocessors: 132);
+        // 2026-12-01: 100 launches, of which 12 split-K GEMMs (FFN down forward and the FFN input's dX, per layer); with the
+        // separate reduction kernel it was 112.
+        long splitK = t.Histogram().Where(e => e.Kernel == "Gemm.SplitK128x128x8").Sum(e => e.Count);
+        Assert.True(splitK >= 1, $"no GEMM of the step was planned split-K: {t}");
+        Assert.True(t.Launches <= DeviceCheck.MaxStepLaunches, t.ToString());
         Assert.Equal(0, t.Synchronizations);
         Assert.Equal(0, t.SynchronousUploads);
         Assert.Equal(t.Launches, t.Histogram().Sum(e => e.Count));

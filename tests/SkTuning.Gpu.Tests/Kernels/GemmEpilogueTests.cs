@@ -13,43 +13,51 @@ public class GemmEpilogueTests(SimulatorFixture sim) : IClassFixture<SimulatorFi
 {
     private const int M = 37, N = 70, K = 19;   // edge tiles in every direction
 
-    private static (double[] Pre, double[] Act) ForwardReference(float[] x, float[] w, float[] bias)
+    private static (double[] Pre, double[] Act) ForwardReference(float[] x, float[] w, float[] bias, int m = M, int n = N, int k = K)
     {
-        var pre = new double[M * N];
-        Gemm.NNReference(M, N, K, D(x), D(w), pre, D(bias));
-        var act = new double[M * N];
+        var pre = new double[m * n];
+        Gemm.NNReference(m, n, k, D(x), D(w), pre, D(bias));
+        var act = new double[m * n];
         Gelu.ForwardReference(pre, act);
         return (pre, act);
     }
 
     /// <summary>dPre = GELU'(pre)·(dy·Wᵀ): dy [M, K], W [N, K].</summary>
-    private static double[] BackwardReference(float[] dy, float[] w, float[] pre)
+    private static double[] BackwardReference(float[] dy, float[] w, float[] pre, int m = M, int n = N, int k = K)
     {
-        var product = new double[M * N];
-        Gemm.NTReference(M, N, K, D(dy), D(w), product);
-        var dPre = new double[M * N];
+        var product = new double[m * n];
+        Gemm.NTReference(m, n, k, D(dy), D(w), product);
+        var dPre = new double[m * n];
         Gelu.BackwardReference(product, D(pre), dPre);
         return dPre;
     }
 
-    [Fact]
-    public void SimulatorEpiloguesMatchTheReference()
+    /// <summary>
+    /// Every GEMM tier forced, at edge shapes it takes: the 64×64 tier with no dimension a multiple of 4; the vectorised
+    /// tier with two row tiles, the last partial; split-K (2 splits, chunks 24 + 20) with two column tiles, where the epilogue
+    /// runs once, on the in-order sum.
+    /// </summary>
+    [Theory]
+    [InlineData(GemmTier.Tiled64, M, N, K)]
+    [InlineData(GemmTier.Vectorized128, 137, 68, 20)]
+    [InlineData(GemmTier.SplitK, 37, 132, 44)]
+    public void SimulatorEpiloguesMatchTheReference(GemmTier tier, int m, int n, int k)
     {
         var dev = sim.Device;
-        var rng = new Random(11);
-        float[] x = TestData.Random(rng, M * K), w = TestData.Random(rng, K * N), bias = TestData.Random(rng, N), dy = TestData.Random(rng, M * K);
-        var (pre, act) = ForwardReference(x, w, bias);
+        var rng = new Random(11 + m + n + k);
+        float[] x = TestData.Random(rng, m * k), w = TestData.Random(rng, k * n), bias = TestData.Random(rng, n), dy = TestData.Random(rng, m * k);
+        var (pre, act) = ForwardReference(x, w, bias, m, n, k);
         using var bx = Up(dev, x); using var bw = Up(dev, w); using var bb = Up(dev, bias);
-        using var bpre = Up(dev, TestData.Poisoned(M * N)); using var bact = Up(dev, TestData.Poisoned(M * N));
-        GemmGpu.NN(dev, M, N, K, bx.View, bw.View, bact.View, bb.View, epilogue: GemmEpilogue.Gelu, aux: bpre.View);
-        Close(Down(dev, bpre), pre, 1e-3, what: "pre");
-        Close(Down(dev, bact), act, 1e-3, what: "act");
+        using var bpre = Up(dev, TestData.Poisoned(m * n)); using var bact = Up(dev, TestData.Poisoned(m * n));
+        GemmGpu.NN(dev, m, n, k, bx.View, bw.View, bact.View, bb.View, tier: tier, epilogue: GemmEpilogue.Gelu, aux: bpre.View);
+        Close(Down(dev, bpre), pre, 1e-3, what: $"{tier} pre");
+        Close(Down(dev, bact), act, 1e-3, what: $"{tier} act");
 
         var preF = Array.ConvertAll(pre, v => (float)v);
-        var wt = TestData.Random(rng, N * K);   // the backward's W [N, K]
-        using var bdy = Up(dev, dy); using var bwt = Up(dev, wt); using var bp = Up(dev, preF); using var bd = Up(dev, TestData.Poisoned(M * N));
-        GemmGpu.NT(dev, M, N, K, bdy.View, bwt.View, bd.View, epilogue: GemmEpilogue.GeluSlope, aux: bp.View);
-        Close(Down(dev, bd), BackwardReference(dy, wt, preF), 1e-3, what: "dPre");
+        var wt = TestData.Random(rng, n * k);   // the backward's W [N, K]
+        using var bdy = Up(dev, dy); using var bwt = Up(dev, wt); using var bp = Up(dev, preF); using var bd = Up(dev, TestData.Poisoned(m * n));
+        GemmGpu.NT(dev, m, n, k, bdy.View, bwt.View, bd.View, tier: tier, epilogue: GemmEpilogue.GeluSlope, aux: bp.View);
+        Close(Down(dev, bd), BackwardReference(dy, wt, preF, m, n, k), 1e-3, what: $"{tier} dPre");
     }
 
     [Fact]

@@ -70,22 +70,47 @@ public class GemmGpuTierTests(SimulatorFixture sim) : IClassFixture<SimulatorFix
         AssertClose(sim.Device, o, $"{f} {m}x{n}x{k}");
     }
 
-    /// <summary>Split-K over 2 and 3 planes (the last chunk shorter), every form, bias and accumulate applied once in the reduction.</summary>
+    /// <summary>
+    /// Split-K fused into one launch, 2 to 8 planes, every form: edge tiles (M, N not multiples of 128; several tiles, so
+    /// several arrival counts), the last chunk shorter than the others and not a multiple of 8, bias and accumulate applied
+    /// once by the tile's last split. Checked against the fp64 reference, against the unsplit tier (the same 1e-4 relative
+    /// tolerance: only the order of the K sums differs), and bit for bit against a second run (the counts were left at zero).
+    /// </summary>
     [Theory]
-    [InlineData(Form.TN, 20, 12, 60, true, true, 3)]
-    [InlineData(Form.NN, 12, 8, 36, false, false, 2)]
-    [InlineData(Form.NT, 132, 8, 40, true, false, 3)]
-    public void SplitKMatchesReferenceAndRepeatsBitForBit(Form f, int m, int n, int k, bool withBias, bool accumulate, int splits)
+    [InlineData(Form.NN, 12, 8, 36, false, false, 2)]      // chunks 24 + 12
+    [InlineData(Form.NT, 8, 140, 44, false, true, 2)]      // chunks 24 + 20; two column tiles
+    [InlineData(Form.TN, 20, 12, 60, true, true, 3)]       // chunks 24, 24, 12
+    [InlineData(Form.NT, 132, 8, 40, true, false, 3)]      // two row tiles
+    [InlineData(Form.NN, 4, 260, 100, true, true, 4)]      // chunks 32 ×3 + 4; three column tiles
+    [InlineData(Form.TN, 132, 132, 76, false, true, 5)]    // 2×2 tiles; chunks 16 ×4 + 12
+    [InlineData(Form.NT, 136, 12, 92, true, true, 6)]      // chunks 16 ×5 + 12
+    [InlineData(Form.TN, 12, 136, 108, false, false, 7)]   // chunks 16 ×6 + 12
+    [InlineData(Form.NN, 132, 136, 60, true, false, 8)]    // 2×2 tiles; chunks 8 ×7 + 4
+    public void SplitKMatchesReferenceAndTheUnsplitTierAndRepeatsBitForBit(Form f, int m, int n, int k, bool withBias, bool accumulate, int splits)
     {
-        using var o = Upload(sim.Device, f, m, n, k, withBias, accumulate, seed: m + n + k);
+        using var o = Upload(sim.Device, f, m, n, k, withBias, accumulate, seed: m * 31 + n * 7 + k + splits);
         var c0 = o.C.GetAsArray1D();
-        GemmGpu.SplitK(sim.Device, m, n, k, f == Form.TN, f == Form.NT, o.A.View, o.B.View, o.C.View, o.BiasView, accumulate, splits);
+        long launches = sim.Device.Launches;
+        var fused = sim.Device.LaunchesByKernel.GetValueOrDefault("Gemm.SplitK128x128x8");
+        Assert.Equal(splits, SplitK(o));
+        Assert.Equal(launches + 1, sim.Device.Launches);   // partials and reduction in one launch
+        Assert.Equal(fused + 1, sim.Device.LaunchesByKernel["Gemm.SplitK128x128x8"]);
         AssertClose(sim.Device, o, $"{f} {m}x{n}x{k} in {splits} splits");
         var first = o.C.GetAsArray1D();
+
         o.C.CopyFromCPU(c0);
-        GemmGpu.SplitK(sim.Device, m, n, k, f == Form.TN, f == Form.NT, o.A.View, o.B.View, o.C.View, o.BiasView, accumulate, splits);
+        SplitK(o);
         sim.Device.Synchronize();
         Assert.Equal(first, o.C.GetAsArray1D());
+
+        o.C.CopyFromCPU(c0);
+        Run(sim.Device, f, m, n, k, o, accumulate, GemmTier.Vectorized128);
+        sim.Device.Synchronize();
+        double fromUnsplit = TestData.MaxRelError(first, TestData.ToDouble(o.C.GetAsArray1D()));
+        Assert.True(fromUnsplit <= 1e-4, $"split-K vs unsplit: rel diff {fromUnsplit}");
+
+        int SplitK(Operands x) => GemmGpu.SplitK(sim.Device, m, n, k, f == Form.TN, f == Form.NT, x.A.View, x.B.View, x.C.View,
+            x.BiasView, accumulate, splits);
     }
 
     [Fact]
@@ -111,6 +136,9 @@ public class GemmGpuTierTests(SimulatorFixture sim) : IClassFixture<SimulatorFix
     [InlineData(2048, 1536, 384, false, false, GemmTier.Vectorized128, 1)] // FFN up: 192 tiles
     [InlineData(2048, 1152, 384, false, true, GemmTier.Vectorized128, 1)]  // fused QKV: 144 tiles
     [InlineData(2048, 384, 1536, false, false, GemmTier.SplitK, 3)]        // FFN down: 48 tiles, K deep
+    [InlineData(2048, 384, 1536, false, true, GemmTier.SplitK, 3)]         // FFN up dX
+    [InlineData(2048, 384, 1152, false, true, GemmTier.SplitK, 3)]         // QKV dX: 48 tiles, ⌈132/48⌉ splits of 384
+    [InlineData(2048, 1536, 384, false, true, GemmTier.Vectorized128, 1)]  // FFN down dX (with the GELU slope): 192 tiles
     [InlineData(384, 1536, 2048, true, false, GemmTier.SplitK, 4)]         // dW = Xᵀ·dY: 36 tiles
     [InlineData(384, 384, 2048, true, false, GemmTier.SplitK, 8)]          // dW of a d×d projection: 9 tiles, 8 splits of 256
     [InlineData(2048, 384, 384, false, false, GemmTier.Tiled64, 1)]        // 48 tiles, K too shallow to split: 192 64-tiles
@@ -133,8 +161,30 @@ public class GemmGpuTierTests(SimulatorFixture sim) : IClassFixture<SimulatorFix
         Assert.Contains(".shared .align 16 .b8 __shared_alloca0[8448]", text);
         Assert.Contains(".shared .align 16 .b8 __shared_alloca1[8448]", text);
         Assert.DoesNotContain(".local", text);
-        var reduce = ptx.CompileImplicitlyGrouped(typeof(GemmGpuVectorized).GetMethod(nameof(GemmGpuVectorized.SplitReduceKernel), OpsTest.Any)!);
-        Assert.Contains("ld.global.v4.f32", reduce);
-        Assert.DoesNotContain("atom.", reduce);
+        Assert.DoesNotContain("atom.", text);   // the unsplit tier carries none of split-K's counting
+        Assert.DoesNotContain("membar", text);
+    }
+
+    /// <summary>
+    /// The fused split-K kernel compiles for the A100 and the H200 and holds the last-arrival protocol: the device-level
+    /// fence before the count, the atomic count and the atomic (L2) reads of the other planes, the predicate barrier that
+    /// tells the group it arrived last; the tiles stay vectorised.
+    /// </summary>
+    [Theory]
+    [InlineData(80)]
+    [InlineData(90)]
+    public void SplitKPtxHasTheFenceTheAtomicCountAndVectorTiles(int sm)
+    {
+        var arch = sm == 80 ? ILGPU.Runtime.Cuda.CudaArchitecture.SM_80 : ILGPU.Runtime.Cuda.CudaArchitecture.SM_90;
+        using var ptx = new PtxCompiler(arch, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_78);
+        var text = ptx.CompileExplicitlyGrouped(typeof(GemmGpuVectorized).GetMethod(nameof(GemmGpuVectorized.SplitKKernel), OpsTest.Any)!);
+        Assert.Contains(".entry", text);
+        Assert.Contains("membar.gl;", text);                     // MemoryFence.DeviceLevel: the partials before the count
+        Assert.Contains("atom.add.global.u32", text);            // the tile's arrival count
+        Assert.Contains("atom.add.global.f32", text);            // the other planes read through L2
+        Assert.Contains("bar.red.or.pred", text);
+        Assert.Contains("ld.global.v4.f32", text);
+        Assert.Contains("st.global.v4.f32", text);
+        Assert.DoesNotContain(".local", text);
     }
 }
