@@ -187,10 +187,10 @@ public static unsafe partial class Gemm
     // each further pass loads and stores the C tile again, and C (MC rows × N) lives in L3.
     // A(i,p) = a[i·rsA + p·csA], B(p,j) = b[p·rsB + j·csB].
 
-    private const int MR = 8, NR = 48, MaxKC = 384, MC = 128;
+    internal const int MR = 8, NR = 48, MaxKC = 384, MC = 128;
 
     /// <summary>The K chunk: K cut into the fewest equal chunks of at most <see cref="MaxKC"/>.</summary>
-    private static int KChunk(int k) => (k + (k + MaxKC - 1) / MaxKC - 1) / ((k + MaxKC - 1) / MaxKC);
+    internal static int KChunk(int k) => (k + (k + MaxKC - 1) / MaxKC - 1) / ((k + MaxKC - 1) / MaxKC);
 
     /// <summary>Test hook: forces the Vector256 micro-kernel even where Vector512 is accelerated.</summary>
     internal static bool ForceVector256 { get; set; }
@@ -248,7 +248,7 @@ public static unsafe partial class Gemm
     /// How one GEMM's work is cut: B packing over <c>PackWorkers</c>, compute over <c>Items</c> = row blocks × column
     /// blocks, claimed one at a time by <c>Workers</c> threads.
     /// </summary>
-    private readonly record struct WorkSplit(bool Parallel, int Items, int M, int MBlocks, int NBlocks, int PanelsPerBlock, int Panels,
+    internal readonly record struct WorkSplit(bool Parallel, int Items, int M, int MBlocks, int NBlocks, int PanelsPerBlock, int Panels,
         int PackWorkers, int Workers)
     {
         /// <summary>
@@ -265,7 +265,7 @@ public static unsafe partial class Gemm
         }
     }
 
-    private static WorkSplit Split(int m, int n, int k, int panels)
+    internal static WorkSplit Split(int m, int n, int k, int panels)
     {
         int mBlocks = (m + MC - 1) / MC;
         int workers = Environment.ProcessorCount;
