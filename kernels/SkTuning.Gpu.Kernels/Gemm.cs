@@ -487,7 +487,7 @@ public static unsafe partial class Gemm
     /// 8 broadcasts of the A panel. C tile = acc (+ C if <paramref name="loadC"/>) (+ bias if non-null).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
+    internal static void Kernel512(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
         Vector512<float> c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
