@@ -49,10 +49,11 @@ public static unsafe partial class Gemm
 
     // ---------------------------------------------------------------- vdpbf16ps path
     //
-    // The same blocking as the fp32 path (work items of MC rows × a panel range, A packed per MC×KC block) on 32-bit words
+    // The same work split as the fp32 path (items of at most MC rows × a panel range, A packed per MC×KC block) on 32-bit words
     // holding a bf16 pair along K: B panels [K/2][NR], A micro-panels [KC/2][MR]. For x·W the weight's own panels are B
     // (packed once at load); for dY·Wᵀ B is repacked per call from them. An odd K ends in a pair whose second value is 0
-    // in A and B. KC counts K values: 256 (128 pairs), so a B micro-panel is 24 KB as on the fp32 path.
+    // in A and B. KC counts K values: 256 (128 pairs), so a B micro-panel is 24 KB and stays in L1 (the fp32 path now
+    // takes K chunks of up to 384 values, one pass over C for MiniLM's K = 384: see MaxKC; not tried here).
 
     private const int KC16 = 256;
 
