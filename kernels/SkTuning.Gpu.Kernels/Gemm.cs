@@ -181,11 +181,16 @@ public static unsafe partial class Gemm
     // ---------------------------------------------------------------- blocked implementation
     //
     // BLIS-style: B is packed once into NR-column panels ([K][NR] each, zero-padded); each work item
-    // (a block of MC rows × a range of panels) packs its rows of A into MR-row micro-panels per KC chunk
-    // and runs the MR×NR micro-kernel with the B micro-panel (KC×NR, ~24 KB) resident in L1 while the
-    // A block (MC×KC, 64 KB) stays in L2. A(i,p) = a[i·rsA + p·csA], B(p,j) = b[p·rsB + j·csB].
+    // (a block of at most MC rows × a range of panels) packs its rows of A into MR-row micro-panels per K chunk
+    // and runs the MR×NR micro-kernel with the B micro-panel (kc×NR, ≤ 72 KB: L1 and L2) while the A block
+    // (MC×kc, ≤ 192 KB) stays in L2. K is cut into equal chunks of at most MaxKC, so K ≤ MaxKC is one pass over C:
+    // each further pass loads and stores the C tile again, and C (MC rows × N) lives in L3.
+    // A(i,p) = a[i·rsA + p·csA], B(p,j) = b[p·rsB + j·csB].
 
-    private const int MR = 8, NR = 48, KC = 128, MC = 128;
+    internal const int MR = 8, NR = 48, MaxKC = 384, MC = 128;
+
+    /// <summary>The K chunk: K cut into the fewest equal chunks of at most <see cref="MaxKC"/>.</summary>
+    internal static int KChunk(int k) => (k + (k + MaxKC - 1) / MaxKC - 1) / ((k + MaxKC - 1) / MaxKC);
 
     /// <summary>Test hook: forces the Vector256 micro-kernel even where Vector512 is accelerated.</summary>
     internal static bool ForceVector256 { get; set; }
@@ -222,8 +227,8 @@ public static unsafe partial class Gemm
         var job = new Job
         {
             M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, W = w, Transposed = transposed, RsB = rsB, CsB = csB, Bp = bp,
-            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks,
-            Wide = Vector512.IsHardwareAccelerated && !ForceVector256, PackWorkers = split.PackWorkers,
+            C = c, Bias = bias, Accumulate = accumulate, Panels = panels, Split = split, KC = KChunk(k),
+            Wide = Vector512.IsHardwareAccelerated && !ForceVector256,
         };
         RunSplit(split, job.PackB, job.Compute);
     }
@@ -239,34 +244,62 @@ public static unsafe partial class Gemm
             }
     }
 
-    /// <summary>How one GEMM's work is cut: B packing over <c>PackWorkers</c>, compute over MC-row × panel-range items.</summary>
-    private readonly record struct WorkSplit(bool Parallel, int Items, int NBlocks, int PanelsPerBlock, int PackWorkers);
+    /// <summary>
+    /// How one GEMM's work is cut: B packing over <c>PackWorkers</c>, compute over <c>Items</c> = row blocks × column
+    /// blocks, claimed one at a time by <c>Workers</c> threads.
+    /// </summary>
+    internal readonly record struct WorkSplit(bool Parallel, int Items, int M, int MBlocks, int NBlocks, int PanelsPerBlock, int Panels,
+        int PackWorkers, int Workers)
+    {
+        /// <summary>
+        /// Work item <paramref name="item"/>: rows i0..i0+mc (row block <c>item / NBlocks</c>: the MR-row micro-panels spread
+        /// evenly over the row blocks, at most MC rows each) and panels jp0..jp1.
+        /// </summary>
+        public void Block(int item, out int i0, out int mc, out int jp0, out int jp1)
+        {
+            int mb = item / NBlocks, nb = item % NBlocks, units = (M + MR - 1) / MR;
+            i0 = (int)((long)units * mb / MBlocks) * MR;
+            mc = Math.Min(M, (int)((long)units * (mb + 1) / MBlocks) * MR) - i0;
+            jp0 = nb * PanelsPerBlock;
+            jp1 = Math.Min(Panels, jp0 + PanelsPerBlock);
+        }
+    }
 
-    private static WorkSplit Split(int m, int n, int k, int panels)
+    internal static WorkSplit Split(int m, int n, int k, int panels)
     {
         int mBlocks = (m + MC - 1) / MC;
         int workers = Environment.ProcessorCount;
         double flops = 2.0 * m * n * k;
         bool parallel = workers > 1 && flops > 2e6;
 
-        // Split columns too when there are too few row blocks to keep every core busy.
+        // Split columns too when there are too few row blocks to keep every core busy; with many, make their number a
+        // multiple of the cores so that the last round of blocks ends together (M = 2432: 20 blocks of 120-128 rows, not
+        // 19 of 128 with one core idle for the last).
         int nBlocks = 1;
         if (parallel && mBlocks < 4 * workers) nBlocks = Math.Min(panels, (4 * workers + mBlocks - 1) / mBlocks);
+        else if (parallel && mBlocks % workers != 0) mBlocks += workers - mBlocks % workers;
         int panelsPerBlock = (panels + nBlocks - 1) / nBlocks;
         nBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
-        return new WorkSplit(parallel, mBlocks * nBlocks, nBlocks, panelsPerBlock, parallel ? Math.Min(workers, panels) : 1);
+        int items = mBlocks * nBlocks;
+        return new WorkSplit(parallel, items, m, mBlocks, nBlocks, panelsPerBlock, panels,
+            parallel ? Math.Min(workers, panels) : 1, parallel ? Math.Min(workers, items) : 1);
     }
 
     /// <summary>
-    /// Packs B (all pack workers; null: B is packed already), then computes every work item: in parallel, or in order on
-    /// this thread.
+    /// Packs B (all pack workers; null: B is packed already), then computes every work item: in parallel, each worker
+    /// claiming the next item when it finishes one (a worker that starts late takes what is left, one item at a time),
+    /// or in order on this thread.
     /// </summary>
     private static void RunSplit(WorkSplit split, Action<int>? packB, Action<int> compute)
     {
         if (split.Parallel)
         {
             if (packB != null) Parallel.For(0, split.PackWorkers, KernelParallelism.Options, packB);
-            Parallel.For(0, split.Items, KernelParallelism.Options, compute);
+            int next = -1, items = split.Items;
+            Parallel.For(0, split.Workers, KernelParallelism.Options, _ =>
+            {
+                for (int item = Interlocked.Increment(ref next); item < items; item = Interlocked.Increment(ref next)) compute(item);
+            });
         }
         else
         {
@@ -277,15 +310,16 @@ public static unsafe partial class Gemm
 
     private sealed class Job
     {
-        public int M, N, K, RsA, CsA, RsB, CsB, Panels, PanelsPerBlock, NBlocks, PackWorkers;
+        public int M, N, K, KC, RsA, CsA, RsB, CsB, Panels;
+        public WorkSplit Split;
         public float* A, B, Bp, C, Bias;
         public PackedBf16Matrix? W;
         public bool Accumulate, Wide, Transposed;
 
-        /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B.</summary>
+        /// <summary>Packs panels worker, worker+W, … (W = the split's pack workers) of B.</summary>
         public void PackB(int worker)
         {
-            for (int jp = worker; jp < Panels; jp += PackWorkers) PackBPanel(jp);
+            for (int jp = worker; jp < Panels; jp += Split.PackWorkers) PackBPanel(jp);
         }
 
         private void PackBPanel(int jp)
@@ -403,9 +437,7 @@ public static unsafe partial class Gemm
 
         public void Compute(int item)
         {
-            int mb = item / NBlocks, nb = item % NBlocks;
-            int i0 = mb * MC, mc = Math.Min(MC, M - i0);
-            int jp0 = nb * PanelsPerBlock, jp1 = Math.Min(Panels, jp0 + PanelsPerBlock);
+            Split.Block(item, out int i0, out int mc, out int jp0, out int jp1);
             int mcPad = (mc + MR - 1) / MR * MR;
             float* ap = Buffer(ref t_packA, (long)mcPad * KC);
             float* tmp = stackalloc float[MR * NR];
@@ -455,7 +487,7 @@ public static unsafe partial class Gemm
     /// 8 broadcasts of the A panel. C tile = acc (+ C if <paramref name="loadC"/>) (+ bias if non-null).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
+    internal static void Kernel512(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
         Vector512<float> c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;

@@ -49,10 +49,11 @@ public static unsafe partial class Gemm
 
     // ---------------------------------------------------------------- vdpbf16ps path
     //
-    // The same blocking as the fp32 path (work items of MC rows × a panel range, A packed per MC×KC block) on 32-bit words
+    // The same work split as the fp32 path (items of at most MC rows × a panel range, A packed per MC×KC block) on 32-bit words
     // holding a bf16 pair along K: B panels [K/2][NR], A micro-panels [KC/2][MR]. For x·W the weight's own panels are B
     // (packed once at load); for dY·Wᵀ B is repacked per call from them. An odd K ends in a pair whose second value is 0
-    // in A and B. KC counts K values: 256 (128 pairs), so a B micro-panel is 24 KB as on the fp32 path.
+    // in A and B. KC counts K values: 256 (128 pairs), so a B micro-panel is 24 KB and stays in L1 (the fp32 path now
+    // takes K chunks of up to 384 values, one pass over C for MiniLM's K = 384: see MaxKC; not tried here).
 
     private const int KC16 = 256;
 
@@ -71,7 +72,7 @@ public static unsafe partial class Gemm
         var job = new DotJob
         {
             M = m, N = n, K = k, KPairs = kPairs, A = a, W = w, C = c, Bias = bias, Accumulate = accumulate, Panels = panels,
-            PanelsPerBlock = split.PanelsPerBlock, NBlocks = split.NBlocks, PackWorkers = split.PackWorkers,
+            Split = split,
             Bp = transposed ? (uint*)Buffer(ref t_packB, (long)panels * kPairs * Bf16DotKernel.NR) : w.Words,
         };
         RunSplit(split, transposed ? job.PackTransposed : null, job.Compute);
@@ -81,16 +82,17 @@ public static unsafe partial class Gemm
     {
         private const int MR = Bf16DotKernel.MR, NR = Bf16DotKernel.NR;
 
-        public int M, N, K, KPairs, Panels, PanelsPerBlock, NBlocks, PackWorkers;
+        public int M, N, K, KPairs, Panels;
+        public WorkSplit Split;
         public float* A, C, Bias;
         public PackedBf16Matrix W = null!;
         public uint* Bp;
         public bool Accumulate;
 
-        /// <summary>Packs panels worker, worker+W, … (W = <see cref="PackWorkers"/>) of B = Wᵀ.</summary>
+        /// <summary>Packs panels worker, worker+W, … (W = the split's pack workers) of B = Wᵀ.</summary>
         public void PackTransposed(int worker)
         {
-            for (int jp = worker; jp < Panels; jp += PackWorkers) PackTransposedPanel(jp);
+            for (int jp = worker; jp < Panels; jp += Split.PackWorkers) PackTransposedPanel(jp);
         }
 
         /// <summary>
@@ -156,9 +158,7 @@ public static unsafe partial class Gemm
 
         public void Compute(int item)
         {
-            int mb = item / NBlocks, nb = item % NBlocks;
-            int i0 = mb * MC, mc = Math.Min(MC, M - i0);
-            int jp0 = nb * PanelsPerBlock, jp1 = Math.Min(Panels, jp0 + PanelsPerBlock);
+            Split.Block(item, out int i0, out int mc, out int jp0, out int jp1);
             int mcPad = (mc + MR - 1) / MR * MR;
             uint* ap = (uint*)Buffer(ref t_packA, (long)mcPad * KC16 / 2);
             float* tmp = stackalloc float[MR * NR];

@@ -93,10 +93,14 @@ internal static class BenchCommand
         }
     }
 
+    /// <summary>The peak per core and cycle, which says what kind of core the VM ran on (32: one 512-bit FMA per cycle, 64: two).</summary>
+    private static string PerCycle(BenchReport r) => r.PeakClockGhz <= 0 ? "" : string.Create(CultureInfo.InvariantCulture,
+        $" ({r.PeakGflops / Environment.ProcessorCount / r.PeakClockGhz:F0} flop/cycle/core at {r.PeakClockGhz:F2} GHz)");
+
     private static void Print(BenchReport r)
     {
         var ic = CultureInfo.InvariantCulture;
-        Console.WriteLine(string.Create(ic, $"{r.Model} on {r.Device}: B={r.Batch} T={r.Seq} prefix m={r.Prefix}, median of {r.Iterations}; measured fp32 peak {r.PeakGflops:F0} GFLOP/s"));
+        Console.WriteLine(string.Create(ic, $"{r.Model} on {r.Device}: B={r.Batch} T={r.Seq} prefix m={r.Prefix}, median of {r.Iterations}; measured fp32 peak {r.PeakGflops:F0} GFLOP/s{PerCycle(r)}"));
         Console.WriteLine($"{"what",-46} {"time",10} {"GFLOP/s",8} {"% peak",7}  vs baseline");
         foreach (var row in r.Rows)
         {

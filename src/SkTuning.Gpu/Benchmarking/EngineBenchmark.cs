@@ -25,6 +25,9 @@ public sealed record BenchReport(
 {
     /// <summary>Where the engine's memory goes (all zero when not measured).</summary>
     public BenchMemory Memory { get; init; } = new();
+
+    /// <summary>The clock one core ran the peak's FMAs at (<see cref="MachinePeak.MeasureClockGhz"/>), GHz; 0 when not measured.</summary>
+    public double PeakClockGhz { get; init; }
 }
 
 /// <summary>
@@ -76,7 +79,7 @@ public static class EngineBenchmark
         var rows = new List<BenchRow>();
 
         log?.Invoke("measuring the machine's fp32 FMA peak");
-        double peak = MachinePeak.MeasureGflops();
+        double peak = MachinePeak.MeasureGflops(), clock = MachinePeak.MeasureClockGhz();
         double forwardGflop = ForwardFlops(spec, batch, seq, prefix) / 1e9;
         double stepGflop = forwardGflop + (BackwardFlops(spec, batch, seq, prefix) + 3 * AdapterFlops(spec, prefix)) / 1e9;
 
@@ -130,7 +133,7 @@ public static class EngineBenchmark
         rows.Add(new BenchRow("SK-Prefix step (adapter + forward + backward)", step, stepGflop, baseline));
         if (engineOnly)
             return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, 0, fwd, step, peak, memory.EnginePeakBytes,
-                shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory };
+                shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory, PeakClockGhz = clock };
 
         if (backend is CpuBackend)
         {
@@ -155,7 +158,7 @@ public static class EngineBenchmark
         memory = memory with { OrtBaselineBytes = ortBaseline, OrtPeakBytes = ownPeak ? processPeak : 0 };
 
         return new BenchReport(name, backend.Name, batch, seq, prefix, iterations, ort, fwd, step, peak,
-            Math.Max(processPeak, memory.EnginePeakBytes), shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory };
+            Math.Max(processPeak, memory.EnginePeakBytes), shape.OutputLength * 4L, rows, bf16 ? "bf16" : "fp32", frozenBytes) { Memory = memory, PeakClockGhz = clock };
     }
 
     /// <summary>

@@ -38,6 +38,8 @@ public sealed class EngineBenchmarkTests : IDisposable
         using var backend = new CpuBackend();
         var r = EngineBenchmark.Run("tiny-llama", imported, backend, batch: 2, seq: 8, prefix: 3, iterations: 1);
         Assert.True(r.OrtForwardS > 0 && r.EngineForwardS > 0 && r.TrainStepS > 0 && r.PeakGflops > 0);
+        // The clock comes from a latency-bound FMA chain in the thread's CPU time: a real core's, whatever the load.
+        Assert.InRange(r.PeakClockGhz, 0.3, 8.0);
         Assert.Equal(2 * 2 * 3 * 16 * 4L, r.PrefixBytes); // [L, 2, m, kvDim] floats
         Assert.Contains(r.Rows, row => row.Name.StartsWith("forward: GEMMs", StringComparison.Ordinal));
         Assert.Contains(r.Rows, row => row.Name.StartsWith("backward: attention", StringComparison.Ordinal));

@@ -72,7 +72,7 @@ public class BFloat16GemmTests
             Gemm.NN(m, n, k, a, wRounded, viaFp32, bias, accumulate);
         }
         double err = TestData.MaxRelError(c, expected);
-        Assert.True(err <= 1e-4 * Math.Max(1.0, k / 128.0), $"{(nt ? "NT" : "NN")} {m}x{n}x{k}: rel err {err}");
+        Assert.True(err <= GemmTests.Tolerance(k), $"{(nt ? "NT" : "NN")} {m}x{n}x{k}: rel err {err}");
         Assert.Equal(viaFp32, c);
     }
 

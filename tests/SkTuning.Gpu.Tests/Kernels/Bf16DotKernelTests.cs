@@ -13,13 +13,14 @@ public class Bf16DotKernelTests
 {
     /// <summary>
     /// Shapes around the tile sizes (MR = 8, NR = 48, KC = 256 values = 128 pairs): K = 1, odd K, K one past a chunk, M and N
-    /// one past a tile, and a size large enough to take the parallel path.
+    /// one past a tile, a size large enough to take the parallel path, and one with enough rows that only rows are split
+    /// (in blocks evened out over the cores).
     /// </summary>
     public static TheoryData<bool, int, int, int, bool, bool> Cases()
     {
         var data = new TheoryData<bool, int, int, int, bool, bool>();
         foreach (var nt in new[] { false, true })
-            foreach (var (m, n, k) in new[] { (1, 1, 1), (3, 5, 7), (8, 48, 2), (9, 49, 1), (17, 97, 33), (67, 131, 257), (130, 96, 512) })
+            foreach (var (m, n, k) in new[] { (1, 1, 1), (3, 5, 7), (8, 48, 2), (9, 49, 1), (17, 97, 33), (67, 131, 257), (130, 96, 512), (1101, 97, 300) })
             {
                 data.Add(nt, m, n, k, false, false);
                 data.Add(nt, m, n, k, true, true);
