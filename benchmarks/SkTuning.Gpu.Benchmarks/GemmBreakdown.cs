@@ -18,15 +18,15 @@ internal static unsafe class GemmBreakdown
 {
     public static void Run()
     {
-        if (!Vector512.IsHardwareAccelerated)
+        if (!Vector512.IsHardwareAccelerated || !CpuTime.Available)
         {
-            Console.WriteLine("gemm-breakdown: this CPU has no accelerated Vector512; the breakdown is of the 512-bit kernel");
+            Console.WriteLine("gemm-breakdown: needs an accelerated Vector512 (the breakdown is of the 512-bit kernel) and Linux CPU-time clocks");
             Environment.ExitCode = 1;
             return;
         }
         int cores = Environment.ProcessorCount;
         double clock = MachinePeak.MeasureClockGhz();
-        double peak = PeakPerCoreSecond();
+        double peak = MachinePeak.MeasurePerCoreGflops();
         Console.WriteLine($"{cores} cores, clock {clock:F2} GHz (dependent FMA chain), FMA peak {peak:F1} GFLOP/s per core-second = {peak / clock:F1} flop/cycle; {cores} cores: {cores * peak:F0}");
 
         var kernel = new List<double>();
@@ -83,45 +83,13 @@ internal static unsafe class GemmBreakdown
         double cpu = double.MaxValue, wall = double.MaxValue;
         for (int r = 0; r < 7; r++)
         {
-            double c0 = CpuSeconds(ProcessClock);
+            double c0 = CpuTime.ProcessSeconds();
             var sw = Stopwatch.StartNew();
             run();
             wall = Math.Min(wall, sw.Elapsed.TotalSeconds);
-            cpu = Math.Min(cpu, CpuSeconds(ProcessClock) - c0);
+            cpu = Math.Min(cpu, CpuTime.ProcessSeconds() - c0);
         }
         return (cpu, wall);
-    }
-
-    /// <summary>One thread's 12 independent FMA chains, GFLOP per second of that thread's CPU time (best of 3).</summary>
-    private static double PeakPerCoreSecond()
-    {
-        const long iterations = 20_000_000;
-        Chains(iterations / 10);
-        double best = 0;
-        for (int r = 0; r < 3; r++)
-        {
-            double t0 = CpuSeconds(ThreadClock);
-            Chains(iterations);
-            best = Math.Max(best, iterations * 12 * 32 / (CpuSeconds(ThreadClock) - t0) / 1e9);
-        }
-        return best;
-    }
-
-    private static float Chains(long iterations)
-    {
-        var m = Vector512.Create(0.999999f); var a = Vector512.Create(1e-7f);
-        Vector512<float> c0 = Vector512.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-        Vector512<float> c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-        for (long i = 0; i < iterations; i++)
-        {
-            c0 = Vector512.FusedMultiplyAdd(c0, m, a); c1 = Vector512.FusedMultiplyAdd(c1, m, a);
-            c2 = Vector512.FusedMultiplyAdd(c2, m, a); c3 = Vector512.FusedMultiplyAdd(c3, m, a);
-            c4 = Vector512.FusedMultiplyAdd(c4, m, a); c5 = Vector512.FusedMultiplyAdd(c5, m, a);
-            c6 = Vector512.FusedMultiplyAdd(c6, m, a); c7 = Vector512.FusedMultiplyAdd(c7, m, a);
-            c8 = Vector512.FusedMultiplyAdd(c8, m, a); c9 = Vector512.FusedMultiplyAdd(c9, m, a);
-            c10 = Vector512.FusedMultiplyAdd(c10, m, a); c11 = Vector512.FusedMultiplyAdd(c11, m, a);
-        }
-        return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
     }
 
     /// <summary>The micro-kernel over and over on one 8×kc A and kc×48 B micro-panel and one C tile (loads and stores C each call).</summary>
@@ -140,9 +108,9 @@ internal static unsafe class GemmBreakdown
             double best = 0;
             for (int r = 0; r < 3; r++)
             {
-                double t0 = CpuSeconds(ThreadClock);
+                double t0 = CpuTime.ThreadSeconds();
                 for (int i = 0; i < calls; i++) Gemm.Kernel512(kc, a, b, c, 48, true, null);
-                best = Math.Max(best, 2.0 * 8 * 48 * kc * calls / (CpuSeconds(ThreadClock) - t0) / 1e9);
+                best = Math.Max(best, 2.0 * 8 * 48 * kc * calls / (CpuTime.ThreadSeconds() - t0) / 1e9);
             }
             return best;
         }
@@ -152,22 +120,5 @@ internal static unsafe class GemmBreakdown
             NativeMemory.AlignedFree(b);
             NativeMemory.AlignedFree(c);
         }
-    }
-
-    private const int ProcessClock = 2, ThreadClock = 3; // CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct TimeSpec
-    {
-        public long Seconds, Nanoseconds;
-    }
-
-    [DllImport("libc", EntryPoint = "clock_gettime")]
-    private static extern int ClockGetTime(int clock, out TimeSpec time);
-
-    private static double CpuSeconds(int clock)
-    {
-        if (ClockGetTime(clock, out var t) != 0) throw new InvalidOperationException("clock_gettime failed: CPU time needs Linux");
-        return t.Seconds + t.Nanoseconds * 1e-9;
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace SkTuning.Gpu.Benchmarking;
@@ -55,28 +54,31 @@ public static class MachinePeak
         for (int trial = 0; trial < 5; trial++)
         {
             var sw = Stopwatch.StartNew();
-            double cpu0 = ThreadCpuSeconds();
+            double cpu0 = CpuTime.ThreadSeconds();
             Chain1(iterations);
-            double cpu = ThreadCpuSeconds() - cpu0;
+            double cpu = CpuTime.ThreadSeconds() - cpu0;
             best = Math.Min(best, cpu > 0 ? cpu : sw.Elapsed.TotalSeconds);
         }
         return latencyCycles * iterations / best / 1e9;
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct TimeSpec
+    /// <summary>
+    /// One core's FMA rate in GFLOP per second of the measuring thread's own CPU time (best of 3 after a warm-up): the
+    /// per-core peak, unaffected by other processes. 0 where the OS has no thread CPU clock.
+    /// </summary>
+    public static double MeasurePerCoreGflops()
     {
-        public long Seconds, Nanoseconds;
-    }
-
-    [DllImport("libc", EntryPoint = "clock_gettime")]
-    private static extern int ClockGetTime(int clock, out TimeSpec time);
-
-    /// <summary>This thread's CPU seconds (CLOCK_THREAD_CPUTIME_ID), or 0 where there is no such clock.</summary>
-    private static double ThreadCpuSeconds()
-    {
-        if (!OperatingSystem.IsLinux()) return 0;
-        return ClockGetTime(3, out var t) == 0 ? t.Seconds + t.Nanoseconds * 1e-9 : 0;
+        const long iterations = 20_000_000;
+        Chains12(iterations / 10);
+        double best = 0;
+        for (int trial = 0; trial < 3; trial++)
+        {
+            double t0 = CpuTime.ThreadSeconds();
+            Chains12(iterations);
+            double seconds = CpuTime.ThreadSeconds() - t0;
+            if (seconds > 0) best = Math.Max(best, iterations * FlopsPerIteration / seconds / 1e9);
+        }
+        return best;
     }
 
     private static int FlopsPerIteration => Chains * 2 * (Vector512.IsHardwareAccelerated ? 16 : 8);
