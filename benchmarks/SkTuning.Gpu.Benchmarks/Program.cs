@@ -6,5 +6,6 @@ using BenchmarkDotNet.Running;
 // host API's bounded load test instead (LatencyLoad; --onnx adds the run served by ONNX Runtime on its export), and
 // `-- export-parity RUN_DIR DATA_ROOT [ONNX_FILE]` exports a run and compares it with the engine on the dev set (ExportParity).
 if (args is ["latency", .. var rest]) { SkTuning.Gpu.Benchmarks.LatencyLoad.Run(rest); return; }
+if (args is ["latency-profile", .. var profileArgs]) { SkTuning.Gpu.Benchmarks.LatencyProfile.Run(profileArgs); return; }
 if (args is ["export-parity", .. var parityArgs]) { SkTuning.Gpu.Benchmarks.ExportParity.Run(parityArgs); return; }
 BenchmarkSwitcher.FromAssembly(typeof(SkTuning.Gpu.Benchmarks.GemmBenchmarks).Assembly).Run(args);
