@@ -43,6 +43,8 @@ internal static class LatencyProfile
         Time("PredictExamples (no batcher: encode + forward + head)", 1, repeats, () => tuner.PredictExamples([example]));
         Time("tokenize + encode", 1, repeats,
             () => ExampleEncoder.Encode(tuner.Frozen.Tokenizer, [example], tuner.Config.TaskKind, tuner.Config.MaxTokens, requireTargets: false));
+        // Again, now that everything above has run many times (the first rows include the JIT's tier-up).
+        Time("Predict (sequential, blocking), again", 1, repeats, () => tuner.Predict(Sentence));
 
         // The forward's kernels at this sentence's shapes (BERT post-norm block, per-layer prefix of m keys).
         int d = 384, heads = 12, ffn = 1536, layers = 6, m = 12, T = tokens;
