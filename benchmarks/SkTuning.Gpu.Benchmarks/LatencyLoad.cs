@@ -83,9 +83,16 @@ internal static class LatencyLoad
         }
     }
 
-    /// <summary>Warm single-sentence latency: 400 sequential <see cref="SkTuner.Predict(string, string?)"/> calls per tuner, the tuners taking turns.</summary>
+    /// <summary>
+    /// Warm single-sentence latency: 400 sequential <see cref="SkTuner.Predict(string, string?)"/> calls per tuner, the tuners
+    /// taking turns, after 1 s of such calls: the first few hundred calls after loading run partly on the JIT's tier-0 code
+    /// (~1 ms slower per call), which the later concurrency rows never see.
+    /// </summary>
     private static void Single((string Name, SkTuner Tuner)[] tuners)
     {
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed < TimeSpan.FromSeconds(1))
+            foreach (var (_, tuner) in tuners) tuner.Predict(Sentence);
         var times = tuners.Select(_ => new List<double>()).ToArray();
         for (int i = 0; i < 400; i++)
             for (int k = 0; k < tuners.Length; k++)
