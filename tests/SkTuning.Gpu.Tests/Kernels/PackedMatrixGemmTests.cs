@@ -11,7 +11,7 @@ public class PackedMatrixGemmTests
         var data = new TheoryData<bool, int, int, int, bool, bool>();
         foreach (var nt in new[] { false, true })
             // Few rows (one or two sentences: the latency shapes, run on the caller's thread), odd sizes with a partial
-            // last panel, and one past the parallel threshold (2·m·n·k > 32e6: work items over row blocks and panels).
+            // last panel, and one well past the parallel threshold (2·m·n·k > 2e6: work items over row blocks and panels).
             foreach (var (m, n, k) in new[] { (1, 48, 16), (8, 96, 64), (12, 144, 384), (24, 50, 37), (3, 5, 7), (67, 131, 45), (300, 480, 128) })
             {
                 data.Add(nt, m, n, k, false, false);
