@@ -57,10 +57,12 @@ internal static class LatencyProfile
         var shape = new AttentionShape(1, T, heads, d / heads, m, heads);
         var pk = R(m * d); var pv = R(m * d); var mask = new float[T]; var ctx = R(T * d); var probs = R(shape.ProbsLength);
         var gamma = R(d); var beta = R(d); var sum = R(T * d); var y = R(T * d); var mean = R(T); var rstd = R(T);
-        Time($"GEMM QKV [{T}x{d}]·[{d}x{3 * d}]", layers, repeats, () => Gemm.NN(T, 3 * d, d, x, wqkv, qkv, bqkv));
-        Time($"GEMM out [{T}x{d}]·[{d}x{d}]", layers, repeats, () => Gemm.NN(T, d, d, ctx, wo, o, bo));
-        Time($"GEMM FFN in [{T}x{d}]·[{d}x{ffn}]", layers, repeats, () => Gemm.NN(T, ffn, d, x, w1, h1, b1));
-        Time($"GEMM FFN out [{T}x{ffn}]·[{ffn}x{d}]", layers, repeats, () => Gemm.NN(T, d, ffn, a1, w2, o2, b2));
+        // The engine's GEMMs read weights packed once at load (PackedMatrix); here each is hot in cache, unlike in a forward.
+        var (pqkv, po, p1, p2) = (PackedMatrix.Pack(wqkv, d, 3 * d), PackedMatrix.Pack(wo, d, d), PackedMatrix.Pack(w1, d, ffn), PackedMatrix.Pack(w2, ffn, d));
+        Time($"GEMM QKV [{T}x{d}]·[{d}x{3 * d}]", layers, repeats, () => Gemm.NNPacked(T, 3 * d, d, x, pqkv, qkv, bqkv));
+        Time($"GEMM out [{T}x{d}]·[{d}x{d}]", layers, repeats, () => Gemm.NNPacked(T, d, d, ctx, po, o, bo));
+        Time($"GEMM FFN in [{T}x{d}]·[{d}x{ffn}]", layers, repeats, () => Gemm.NNPacked(T, ffn, d, x, p1, h1, b1));
+        Time($"GEMM FFN out [{T}x{ffn}]·[{ffn}x{d}]", layers, repeats, () => Gemm.NNPacked(T, d, ffn, a1, p2, o2, b2));
         Time($"attention ({heads} heads, {T} queries, {m}+{T} keys)", layers, repeats,
             () => Attention.Forward(qkv, pk, pv, mask, ctx, probs, shape, -1e4f, false));
         Time($"residual + LayerNorm [{T}x{d}]", 2 * layers, repeats, () => ResidualLayerNorm.Forward(o, x, sum, gamma, beta, y, mean, rstd, T, d, 1e-12f));
