@@ -7,6 +7,7 @@ using BenchmarkDotNet.Running;
 // `-- export-parity RUN_DIR DATA_ROOT [ONNX_FILE]` exports a run and compares it with the engine on the dev set (ExportParity),
 // and `-- gemm-breakdown` times the fp32 GEMM stage by stage against the FMA peak in CPU time (GemmBreakdown).
 if (args is ["latency", .. var rest]) { SkTuning.Gpu.Benchmarks.LatencyLoad.Run(rest); return; }
+if (args is ["latency-profile", .. var profileArgs]) { SkTuning.Gpu.Benchmarks.LatencyProfile.Run(profileArgs); return; }
 if (args is ["export-parity", .. var parityArgs]) { SkTuning.Gpu.Benchmarks.ExportParity.Run(parityArgs); return; }
 if (args is ["gemm-breakdown"]) { SkTuning.Gpu.Benchmarks.GemmBreakdown.Run(); return; }
 BenchmarkSwitcher.FromAssembly(typeof(SkTuning.Gpu.Benchmarks.GemmBenchmarks).Assembly).Run(args);

@@ -427,7 +427,8 @@ public static class Attention
     {
         nint nMask = (nint)mask, nOut = (nint)output, nProbs = (nint)probs;
         int H = shape.Heads;
-        Parallel.For(0, shape.Batch * H, KernelParallelism.Options, bh =>
+        // Work ≈ 4 flops per (query, key, head dim): scores, then the context; one short sentence's heads run on this thread.
+        OpsParallel.For(shape.Batch * H, 4L * shape.Batch * H * shape.Tokens * shape.Keys * shape.HeadDim, bh =>
             ForwardHead<TOps, TV>(bh / H, bh % H, a, (float*)nMask, (float*)nOut, (float*)nProbs, shape, maskValue, causal));
     }
 

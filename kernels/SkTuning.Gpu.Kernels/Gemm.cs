@@ -105,7 +105,7 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.NN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, n, 1, null, false, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, n, 1, null, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[M,K]·B[N,K]ᵀ (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -114,7 +114,7 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.NT", m, n, k, a.Length, b.Length, c.Length, bias.Length, "m*k", "n*k");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, k, 1, pb, 1, k, null, false, pc, pbias, accumulate);
+            Run(m, n, k, pa, k, 1, pb, 1, k, null, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>C[M,N] = A[K,M]ᵀ·B[K,N] (+ <paramref name="bias"/>[N] per row; empty = none), or C += … with <paramref name="accumulate"/>.</summary>
@@ -123,7 +123,7 @@ public static unsafe partial class Gemm
     {
         Check("Gemm.TN", m, n, k, a.Length, b.Length, c.Length, bias.Length, "k*m", "k*n");
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
-            Run(m, n, k, pa, 1, m, pb, n, 1, null, false, pc, pbias, accumulate);
+            Run(m, n, k, pa, 1, m, pb, n, 1, null, null, false, pc, pbias, accumulate);
     }
 
     /// <summary>
@@ -139,7 +139,7 @@ public static unsafe partial class Gemm
         fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
         {
             if (dot) RunDot(m, n, k, pa, w, transposed: false, pc, pbias, accumulate);
-            else Run(m, n, k, pa, k, 1, null, 0, 0, w, false, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, null, false, pc, pbias, accumulate);
         }
     }
 
@@ -156,7 +156,7 @@ public static unsafe partial class Gemm
         fixed (float* pa = a) fixed (float* pc = c) fixed (float* pbias = bias)
         {
             if (dot) RunDot(m, n, k, pa, w, transposed: true, pc, pbias, accumulate);
-            else Run(m, n, k, pa, k, 1, null, 0, 0, w, true, pc, pbias, accumulate);
+            else Run(m, n, k, pa, k, 1, null, 0, 0, w, null, true, pc, pbias, accumulate);
         }
     }
 
@@ -209,10 +209,11 @@ public static unsafe partial class Gemm
 
     /// <summary>
     /// The blocked GEMM; B(p,j) = b[p·rsB + j·csB] (fp32) or, when <paramref name="b"/> is null, from the bf16
-    /// <paramref name="w"/>: B = W, or B = Wᵀ when <paramref name="transposed"/>.
+    /// <paramref name="w"/> or the prepacked <paramref name="packed"/>: B = W, or B = Wᵀ when <paramref name="transposed"/>.
+    /// A prepacked B = W is read in place; every other B is packed per call.
     /// </summary>
     private static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, PackedBf16Matrix? w,
-        bool transposed, float* c, float* bias, bool accumulate)
+        PackedMatrix? packed, bool transposed, float* c, float* bias, bool accumulate)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -222,15 +223,16 @@ public static unsafe partial class Gemm
         }
 
         int panels = (n + NR - 1) / NR;
-        float* bp = Buffer(ref t_packB, (long)panels * k * NR);
+        bool inPlace = packed != null && !transposed;
+        float* bp = inPlace ? packed!.Values : Buffer(ref t_packB, (long)panels * k * NR);
         var split = Split(m, n, k, panels);
         var job = new Job
         {
-            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, W = w, Transposed = transposed, RsB = rsB, CsB = csB, Bp = bp,
+            M = m, N = n, K = k, A = a, RsA = rsA, CsA = csA, B = b, W = w, P = packed, Transposed = transposed, RsB = rsB, CsB = csB, Bp = bp,
             C = c, Bias = bias, Accumulate = accumulate, Panels = panels, Split = split, KC = KChunk(k),
             Wide = Vector512.IsHardwareAccelerated && !ForceVector256,
         };
-        RunSplit(split, job.PackB, job.Compute);
+        RunSplit(split, inPlace ? null : job.PackB, job.Compute);
     }
 
     /// <summary>C = bias (or C += bias) for K = 0.</summary>
@@ -265,12 +267,19 @@ public static unsafe partial class Gemm
         }
     }
 
+    /// <summary>
+    /// Flops below which a GEMM runs on the caller's thread. One sentence's projections (10–15 MFLOP at MiniLM's shapes) stay
+    /// above it: with prepacked weights they are bound by reading W from memory, and two cores read it faster than one
+    /// (a quiet 2-core machine: forward 1.9 ms split vs 3.3 ms on one thread), which outweighs the pool worker's wake-up.
+    /// </summary>
+    private const double ParallelFlops = 2e6;
+
     internal static WorkSplit Split(int m, int n, int k, int panels)
     {
         int mBlocks = (m + MC - 1) / MC;
-        int workers = Environment.ProcessorCount;
+        int workers = KernelParallelism.Workers;
         double flops = 2.0 * m * n * k;
-        bool parallel = workers > 1 && flops > 2e6;
+        bool parallel = workers > 1 && flops > ParallelFlops;
 
         // Split columns too when there are too few row blocks to keep every core busy; with many, make their number a
         // multiple of the cores so that the last round of blocks ends together (M = 2432: 20 blocks of 120-128 rows, not
@@ -314,6 +323,7 @@ public static unsafe partial class Gemm
         public WorkSplit Split;
         public float* A, B, Bp, C, Bias;
         public PackedBf16Matrix? W;
+        public PackedMatrix? P;
         public bool Accumulate, Wide, Transposed;
 
         /// <summary>Packs panels worker, worker+W, … (W = the split's pack workers) of B.</summary>
@@ -322,11 +332,13 @@ public static unsafe partial class Gemm
             for (int jp = worker; jp < Panels; jp += Split.PackWorkers) PackBPanel(jp);
         }
 
-        private void PackBPanel(int jp)
+        /// <summary>Packs panel <paramref name="jp"/> of B into <see cref="Bp"/>.</summary>
+        public void PackBPanel(int jp)
         {
             if (B == null)
             {
-                PackBPanelBf16(jp);
+                if (W != null) PackBPanelBf16(jp);
+                else PackBPanelTransposedFromPacked(jp);
                 return;
             }
             int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
@@ -401,6 +413,27 @@ public static unsafe partial class Gemm
                     int p0 = q * NR, count = Math.Min(NR, k - p0);
                     for (int o = 0; o < count; o++)
                         dst[(long)(p0 + o) * NR + cc] = BitConverter.UInt32BitsToSingle((s[o] >> shift) << 16);
+                }
+            }
+        }
+
+        /// <summary>
+        /// As <see cref="PackBPanel"/> for B = Wᵀ from the prepacked <see cref="P"/>: column cc of this panel is row j0 + cc
+        /// of W, which lies in 48-value pieces along W's panels.
+        /// </summary>
+        private void PackBPanelTransposedFromPacked(int jp)
+        {
+            int k = K, j0 = jp * NR, cols = Math.Min(NR, N - j0);
+            var w = P!;
+            float* dst = Bp + (long)jp * k * NR;
+            if (cols < NR) new Span<float>(dst, k * NR).Clear();
+            for (int cc = 0; cc < cols; cc++)
+            {
+                for (int q = 0; q < w.Panels; q++)
+                {
+                    float* s = w.Values + ((long)q * w.Rows + j0 + cc) * NR;
+                    int p0 = q * NR, count = Math.Min(NR, k - p0);
+                    for (int o = 0; o < count; o++) dst[(long)(p0 + o) * NR + cc] = s[o];
                 }
             }
         }

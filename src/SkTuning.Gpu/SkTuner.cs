@@ -166,21 +166,31 @@ public sealed class SkTuner : IDisposable
         log?.Invoke($"warm-up: {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
     }
 
-    /// <summary>Predicts one text (or sentence pair), batched with concurrent callers. Thread-safe.</summary>
+    /// <summary>
+    /// Predicts one text (or sentence pair), batched with concurrent callers; a lone caller (nothing queued, no batch running)
+    /// runs it on its own thread. Thread-safe.
+    /// </summary>
     /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
-    public Prediction Predict(string text, string? pair = null) => PredictAsync(text, pair).GetAwaiter().GetResult();
+    public Prediction Predict(string text, string? pair = null)
+    {
+        var request = Request(text, pair);
+        return _batcher.TryRunAlone(request, out var prediction) ? prediction : _batcher.Submit(request, CancellationToken.None).GetAwaiter().GetResult();
+    }
 
     /// <summary>
     /// Predicts one text (or sentence pair): queued for the micro-batcher, which runs it with the requests arriving with it.
     /// Thread-safe. Cancelling <paramref name="cancel"/> before its batch runs cancels the task and drops the request.
     /// </summary>
     /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
-    public Task<Prediction> PredictAsync(string text, string? pair = null, CancellationToken cancel = default)
+    public Task<Prediction> PredictAsync(string text, string? pair = null, CancellationToken cancel = default) =>
+        _batcher.Submit(Request(text, pair), cancel);
+
+    /// <summary>One input, checked and encoded, as the batcher takes it.</summary>
+    private (TextExample Example, EncodedExample Encoded) Request(string text, string? pair)
     {
         Config.CheckInput(pair, "input");
         var example = Example(text, pair, "input");
-        var encoded = ExampleEncoder.Encode(Frozen.Tokenizer, [example], Config.TaskKind, Config.MaxTokens, requireTargets: false).Examples[0];
-        return _batcher.Submit((example, encoded), cancel);
+        return (example, ExampleEncoder.Encode(Frozen.Tokenizer, [example], Config.TaskKind, Config.MaxTokens, requireTargets: false).Examples[0]);
     }
 
     /// <summary>Predicts many inputs at once, in length-sorted engine batches, in their order. Thread-safe.</summary>

@@ -27,6 +27,13 @@ public abstract class Backend : IDisposable
         throw new NotSupportedException($"the {Name} backend stores frozen weights in fp32 only");
 
     /// <summary>
+    /// A new array holding the frozen fp32 weight matrix <paramref name="host"/> [rows, columns] ([in, out]), used only as a
+    /// GEMM's weight operand (the NN forward, the NT input gradient): a backend may keep it in its GEMM's layout. Default:
+    /// row-major, as <see cref="UploadNew"/>.
+    /// </summary>
+    public virtual DeviceArray<float> UploadMatrix(ReadOnlySpan<float> host, int rows, int columns) => UploadNew(host);
+
+    /// <summary>
     /// A new array holding <paramref name="host"/> rounded to bf16 (nearest even) in its own row-major order, for tables
     /// read by row (the word embeddings); only where <see cref="FrozenWeights"/> is bf16.
     /// </summary>

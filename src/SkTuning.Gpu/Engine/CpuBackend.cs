@@ -52,6 +52,21 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         return new HostBf16Matrix(PackedBf16Matrix.Pack(host, rows, columns)).Metered(Memory);
     }
 
+    /// <summary>A frozen fp32 weight matrix in the GEMM's B-panel layout; its length counts floats, padding included.</summary>
+    private sealed class HostPackedMatrix(PackedMatrix matrix) : DeviceArray<float>(matrix.Length)
+    {
+        public readonly PackedMatrix Matrix = matrix;
+        public override void Dispose() => Release();
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Packed once here (<see cref="PackedMatrix"/>): the forward GEMM reads it in place, so a few-row product (one
+    /// sentence) does not repack the whole matrix per call.
+    /// </remarks>
+    public override DeviceArray<float> UploadMatrix(ReadOnlySpan<float> host, int rows, int columns) =>
+        new HostPackedMatrix(PackedMatrix.Pack(host, rows, columns)).Metered(Memory);
+
     /// <inheritdoc />
     public override DeviceArray<ushort> UploadBf16Rows(ReadOnlySpan<float> host)
     {
@@ -148,6 +163,17 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     public override void Gemm(GemmOp op, int m, int n, int k, DeviceView<float> a, DeviceView<float> b, DeviceView<float> c,
         DeviceView<float> bias = default, bool accumulate = false)
     {
+        if (b.Array is HostPackedMatrix packed)
+        {
+            if (b.Offset != 0 || b.Length != packed.Length) throw new ArgumentException("a packed weight is used whole, not as a slice");
+            switch (op)
+            {
+                case GemmOp.NN: Kernels.Gemm.NNPacked(m, n, k, S(a), packed.Matrix, S(c), S(bias), accumulate); break;
+                case GemmOp.NT: Kernels.Gemm.NTPacked(m, n, k, S(a), packed.Matrix, S(c), S(bias), accumulate); break;
+                default: throw new ArgumentException($"Gemm {op} with a packed frozen weight: frozen weights take no gradient");
+            }
+            return;
+        }
         switch (op)
         {
             case GemmOp.NN: Kernels.Gemm.NN(m, n, k, S(a), S(b), S(c), S(bias), accumulate); break;

@@ -54,7 +54,7 @@ internal sealed class DeviceWeights : IDisposable
             }
             else
             {
-                var a = backend.UploadNew(data);
+                var a = matrices.Contains(name) ? backend.UploadMatrix(data, shapes[name][0], shapes[name][1]) : backend.UploadNew(data);
                 (fp32[name], bytes) = (a, a.Length * 4L);
                 owned.Add(a);
             }

@@ -105,17 +105,18 @@ public class Bf16WeightsTests
             double err = TestData.Normwise(a, TestData.ToDouble(b));
             Assert.True(err is > 1e-5 and < 2e-2, $"{name}: normwise error {err}");
         }
-        long matrixValues = weights.Layers.Sum(l => (long)l.Wq.Length + l.Wk.Length + l.Wv.Length + l.Wo.Length + l.WGate.Length + l.W1.Length + l.W2.Length);
-        // 2 bytes per value in the GEMM kernel's panels, columns padded to 48 and rows to even: this tiny model's widths
-        // (64, 128, 176) pad by up to 50%; real models' (384, 1152, 1536, 2048, 3072, 8192) by 0-0.8%.
+        // Both in the CPU GEMM's panels, columns padded to 48: fp32 at 4 bytes per value (PackedMatrix), bf16 at 2, rows
+        // padded to even. This tiny model's widths (64, 128, 176) pad by up to 50%; real models' (384, 1152, 1536, 2048,
+        // 3072, 8192) by 0-0.8%.
         var shapes = EngineParameters.WeightTensors(weights.Spec).ToDictionary(t => t.Name, t => t.Shape);
-        long packedBytes = Enumerable.Range(0, weights.Spec.Layers).Sum(l =>
+        long Packed(Func<int, int, long> bytes) => Enumerable.Range(0, weights.Spec.Layers).Sum(l =>
         {
             var n = EngineParameters.LayerNames(l);
             return new[] { n.QkvWeight, n.AttentionOutputWeight, n.FfnUpWeight, n.FfnDownWeight }
-                .Sum(name => (shapes[name][0] + 1) / 2 * ((shapes[name][1] + 47) / 48 * 48) * 4L);
+                .Sum(name => bytes(shapes[name][0], (shapes[name][1] + 47) / 48 * 48));
         });
-        Assert.Equal(fp32.WeightBytes - 4 * matrixValues + packedBytes - 2L * weights.Embeddings.Word.Length, bf16.WeightBytes);
+        long fp32Bytes = Packed((rows, columns) => rows * columns * 4L), bf16Bytes = Packed((rows, columns) => (rows + 1) / 2 * columns * 4L);
+        Assert.Equal(fp32.WeightBytes - fp32Bytes + bf16Bytes - 2L * weights.Embeddings.Word.Length, bf16.WeightBytes);
     }
 
     [Fact]

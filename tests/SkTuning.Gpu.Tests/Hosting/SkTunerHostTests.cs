@@ -104,6 +104,41 @@ public class SkTunerHostTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => batcher.Submit("d", cancel.Token));
     }
 
+    /// <summary>
+    /// A lone blocking caller runs its request on its own thread (no hand-off to the worker); while a batch runs, or once
+    /// disposed, it does not.
+    /// </summary>
+    [Fact]
+    public async Task AnIdleBatcherRunsALoneCallersRequestOnItsThreadAndABusyOneDoesNot()
+    {
+        using var running = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim(initialState: true);
+        var threads = new List<int>();
+        var batcher = new MicroBatcher<string, string>(inputs =>
+        {
+            lock (threads) threads.Add(Environment.CurrentManagedThreadId);
+            running.Set();
+            release.Wait();
+            return inputs.Select(x => x.ToUpperInvariant()).ToArray();
+        }, maxBatchSize: 8, TimeSpan.Zero);
+
+        Assert.True(batcher.TryRunAlone("a", out var alone));
+        Assert.Equal("A", alone);
+        lock (threads) Assert.Equal([Environment.CurrentManagedThreadId], threads);
+
+        release.Reset();
+        running.Reset();
+        var queued = batcher.Submit("b", CancellationToken.None);
+        Assert.True(running.Wait(TimeSpan.FromSeconds(10)));
+        Assert.False(batcher.TryRunAlone("c", out _));
+        release.Set();
+        Assert.Equal("B", await queued);
+        lock (threads) Assert.NotEqual(Environment.CurrentManagedThreadId, threads[1]);
+
+        batcher.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => batcher.TryRunAlone("d", out _));
+    }
+
     [Fact]
     public void TwoRunsOverOneSharedModelCostTheirAdaptersNotTheModelAndAnswerAsIfLoadedAlone()
     {
