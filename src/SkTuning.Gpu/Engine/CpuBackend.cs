@@ -264,9 +264,9 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
-        DeviceView<float> output, DeviceView<float> probabilities) =>
+        DeviceView<float> output, DeviceView<float> probabilities, DeviceView<int> prefixChoice = default) =>
         Attention.Forward(S(qkv), S(prefixK), S(prefixV), S(keyMask), S(output), S(probabilities), shape, maskValue, causal,
-            S(alibiSlopes), S(keyPositions));
+            S(alibiSlopes), S(keyPositions), S(prefixChoice));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,

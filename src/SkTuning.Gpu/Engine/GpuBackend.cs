@@ -273,9 +273,9 @@ public sealed class GpuBackend : Backend
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
-        DeviceView<float> output, DeviceView<float> probabilities) =>
+        DeviceView<float> output, DeviceView<float> probabilities, DeviceView<int> prefixChoice = default) =>
         AttentionGpu.Forward(_device, V(qkv), V(prefixK), V(prefixV), V(keyMask), V(output), V(probabilities), shape, maskValue, causal,
-            V(alibiSlopes), V(keyPositions));
+            V(alibiSlopes), V(keyPositions), V(prefixChoice));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,
