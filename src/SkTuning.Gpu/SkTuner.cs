@@ -223,7 +223,7 @@ public sealed class SkTuner : IDisposable
     }
 
     /// <summary>One input, checked and encoded, as the batcher takes it.</summary>
-    private (TextExample Example, EncodedExample Encoded) Request(string text, string? pair)
+    internal (TextExample Example, EncodedExample Encoded) Request(string text, string? pair)
     {
         Config.CheckInput(pair, "input");
         var example = Example(text, pair, "input");

@@ -39,7 +39,8 @@ internal sealed class AdapterMixer : IDisposable
     /// <summary>Queues the request for the next batch.</summary>
     public Task<Prediction> PredictAsync(MixedRequest request, CancellationToken cancel) => _batcher.Submit(request, cancel);
 
-    private IReadOnlyList<Prediction> RunBatch(IReadOnlyList<MixedRequest> requests)
+    /// <summary>Runs one batch (the batcher's worker; tests call it directly to fix a batch's make-up).</summary>
+    internal IReadOnlyList<Prediction> RunBatch(IReadOnlyList<MixedRequest> requests)
     {
         var results = new Prediction[requests.Count];
         foreach (var group in Enumerable.Range(0, requests.Count).GroupBy(i => Compatibility(requests[i].Tuner)))
