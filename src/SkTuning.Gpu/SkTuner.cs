@@ -22,8 +22,8 @@ public sealed record Prediction(string? Label, int? ClassId, float[]? Probabilit
 /// and warms the engine up. Concurrent <see cref="PredictAsync"/> / <see cref="Predict(string, string?)"/> callers are
 /// served by a micro-batcher: requests arriving together run as one engine batch (<see cref="SkTunerOptions"/>), with
 /// the same answers as calls made one at a time. Several runs can share one frozen model (<see cref="SharedModel"/>), and
-/// with <see cref="SkTunerOptions.MixAdapters"/> one batcher: concurrent requests of different SK-Prefix runs then run as
-/// one engine batch.
+/// with <see cref="SkTunerOptions.MixAdapters"/> one batcher: concurrent requests of different SK-Prefix (or SK-Prompt)
+/// runs then run as one engine batch.
 /// The frozen model must be the one the adapter was trained on (checked by hash). With
 /// <see cref="SkTunerOptions.Runtime"/> = <see cref="SkTunerRuntime.OnnxRuntime"/> the run's standalone export
 /// (<c>sktune export --format onnx</c>) is served by ONNX Runtime instead, through the same batcher and with the same
@@ -126,8 +126,8 @@ public sealed class SkTuner : IDisposable
             AdapterMixer? mixer = null;
             if (options.MixAdapters && !owns)
             {
-                if (tuned.MixablePrefix is not null) mixer = shared.Mixer(options);
-                else log?.Invoke($"note: {config.Method} rows do not mix with other runs' (only a prefix on the frozen model does); this run batches alone");
+                if (tuned.MixableInjection is not null) mixer = shared.Mixer(options);
+                else log?.Invoke($"note: {config.Method} rows do not mix with other runs' (only a prompt or prefix on the frozen model does); this run batches alone");
             }
             tuner = new SkTuner(run, config, shared.Frozen, shared, owns, tuned, options, mixer);
         }
@@ -200,8 +200,8 @@ public sealed class SkTuner : IDisposable
         return _mixer is not null ? _mixer.PredictAsync(new MixedRequest(this, request.Example, request.Encoded), cancel) : _batcher.Submit(request, cancel);
     }
 
-    /// <summary>The prefix this run feeds the shared engine, and its kind (only on a tuner that mixes).</summary>
-    internal (AdapterKind Kind, Engine.DeviceView<float> Prefix) MixablePrefix => ((SkTuningModel)_model).MixablePrefix!.Value;
+    /// <summary>The prompt or prefix this run feeds the shared engine, and its kind (only on a tuner that mixes).</summary>
+    internal (AdapterKind Kind, bool Prompt, Engine.DeviceView<float> Values) MixableInjection => ((SkTuningModel)_model).MixableInjection!.Value;
 
     /// <summary>
     /// This run's answers for some rows of a batch the mixer's engine ran with this run's prefix on them: its head on the
@@ -217,7 +217,7 @@ public sealed class SkTuner : IDisposable
         int chunk = outputs.Length / batch.Batch;
         var mine = new float[rows.Length * chunk];
         for (int j = 0; j < rows.Length; j++) Array.Copy(outputs, rows[j] * chunk, mine, j * chunk, chunk);
-        var predictions = Evaluator.Collect(model.Head.Kind, model.Head.Classes, 0, new EncodedDataset(encoded, 0), examples,
+        var predictions = Evaluator.Collect(model.Head.Kind, model.Head.Classes, model.SkipRows, new EncodedDataset(encoded, 0), examples,
             [(Enumerable.Range(0, rows.Length).ToArray(), batch.SeqLen, mine)]);
         return examples.Select((e, i) => ToPrediction(predictions, i, e)).ToList();
     }

@@ -118,8 +118,12 @@ public abstract class Backend : IDisposable
     /// <summary>dBlock[r, c] += scale·dMatrix[r, column0 + c]: the backward of <see cref="AddColumnBlock"/> (a strided extract).</summary>
     public abstract void ColumnBlockBackward(DeviceView<float> dMatrix, DeviceView<float> dBlock, int rows, int width, int columns, int column0, float scale);
 
-    /// <summary>y[B, m+T, d] = [prompt; x[b]] for every example.</summary>
-    public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim);
+    /// <summary>
+    /// y[B, m+T, d] = [prompt; x[b]] for every example; with <paramref name="promptChoice"/> [B] (inference) the prompts are
+    /// A runs' stacked [A, m, d] and example b takes prompt promptChoice[b].
+    /// </summary>
+    public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default);
 
     /// <summary>dPrompt[m, d] += Σ_b dy[b, 0:m, :].</summary>
     public abstract void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim);

@@ -149,8 +149,9 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         ColumnBlock.Backward(S(dMatrix), S(dBlock), rows, width, columns, column0, scale);
 
     /// <inheritdoc />
-    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
-        Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim);
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default) =>
+        Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim, S(promptChoice));
 
     /// <inheritdoc />
     public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)

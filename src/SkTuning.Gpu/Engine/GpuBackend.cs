@@ -162,8 +162,9 @@ public sealed class GpuBackend : Backend
         ColumnBlock.Backward(_device, V(dMatrix), V(dBlock), rows, width, columns, column0, scale);
 
     /// <inheritdoc />
-    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
-        Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim);
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default) =>
+        Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim, V(promptChoice));
 
     /// <inheritdoc />
     public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)

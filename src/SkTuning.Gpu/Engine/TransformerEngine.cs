@@ -34,7 +34,7 @@ public sealed class TransformerEngine : IDisposable
     private readonly TransformerBlock _block;
     private readonly Sublayers _sublayers;
     private Activations? _act;
-    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _prefixChoice;
+    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _choice;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
     private readonly bool _ownsWeights = true;
@@ -209,22 +209,24 @@ public sealed class TransformerEngine : IDisposable
     /// <param name="prefix">SK-Prefix keys/values [L, 2, m, d] (layer l: K at 2l, V at 2l+1), or empty.</param>
     /// <param name="training">Training mode: LoRA dropout is applied (nothing else in the engine depends on it).</param>
     /// <param name="seed">Seed of the training-mode dropout masks (the backward reuses them).</param>
-    /// <param name="prefixChoice">
-    /// Null: <paramref name="prefix"/> is shared by the batch. Otherwise <paramref name="prefix"/> stacks A runs' prefixes
-    /// [L, 2, A, m, kvDim] and example b reads adapter Index[b] (inference only: not with <paramref name="training"/>, and
-    /// <see cref="Backward"/> is not defined after it).
+    /// <param name="choice">
+    /// Null: the prompt and prefix are shared by the batch. Otherwise they stack A runs' — prompt [A, m_p, d], prefix
+    /// [L, 2, A, m, kvDim] — and example b reads adapter Index[b] (inference only: not with <paramref name="training"/>,
+    /// and <see cref="Backward"/> is not defined after it).
     /// </param>
     /// <exception cref="ArgumentException">Sizes that do not fit the model (the message names them).</exception>
     public DeviceView<float> Forward(TokenBatch batch, DeviceView<float> prompt = default, DeviceView<float> prefix = default,
-        bool training = false, ulong seed = 0, PrefixChoice? prefixChoice = null)
+        bool training = false, ulong seed = 0, AdapterChoice? choice = null)
     {
-        int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim, adapters = prefixChoice?.Adapters ?? 1;
-        if (prompt.Length % d != 0)
-            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of the model width d = {d}");
-        if (prefixChoice is not null) CheckPrefixChoice(prefixChoice, batch.Batch, prefix.Length, training);
+        int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim, adapters = choice?.Adapters ?? 1;
+        if (choice is not null) CheckChoice(choice, batch.Batch, prompt.Length + prefix.Length, training);
+        if (prompt.Length % (d * adapters) != 0)
+            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of A·d = {adapters}·{d}");
         if (prefix.Length % (2 * L * kv * adapters) != 0)
             throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·A·kvDim = 2·{L}·{adapters}·{kv} = {2 * L * adapters * kv}");
-        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / d, prefix.Length / (2 * L * kv * adapters), adapters);
+        // A stacked prefix needs the choice in attention; a stacked prompt only in the prepend.
+        int prefixAdapters = prefix.IsEmpty ? 1 : adapters;
+        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / (d * adapters), prefix.Length / (2 * L * kv * adapters), prefixAdapters);
         int longest = Spec.Causal ? shape.PrefixLen + shape.Positions : batch.SeqLen;
         if (longest > Spec.MaxTokens)
             throw new ArgumentException(Spec.Causal
@@ -238,8 +240,8 @@ public sealed class TransformerEngine : IDisposable
         _backend.Upload(batch.Ids, _ids!.Slice(0, B * T));
         _backend.Upload(batch.Types, _types!.Slice(0, B * T));
         UploadMaskAndPositions(batch, shape);
-        var choice = prefixChoice is null ? default : _prefixChoice!.Slice(0, B);
-        if (prefixChoice is not null) _backend.Upload(prefixChoice.Index, choice);
+        var index = choice is null ? default : _choice!.Slice(0, B);
+        if (choice is not null) _backend.Upload(choice.Index, index);
 
         // Embeddings (and their norm, where the model has one) apply to the real tokens only; the prompt is prepended after them.
         var tokRows = B * T;
@@ -258,9 +260,10 @@ public sealed class TransformerEngine : IDisposable
                     a.EmbeddingRstd.Slice(0, tokRows), tokRows);
         }
         if (shape.PromptLen > 0)
-            _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d);
+            _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d, index);
 
-        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows), prefix, choice, adapters, training, seed);
+        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows), prefix,
+            prefix.IsEmpty ? default : index, prefixAdapters, training, seed);
         for (int l = 0; l < L; l++)
             _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), a.Hidden[l + 1].Slice(0, rows * d));
         if (!Spec.HasFinalNorm) return a.Hidden[L].Slice(0, rows * d);
@@ -321,7 +324,7 @@ public sealed class TransformerEngine : IDisposable
     {
         var a = _act ?? throw new InvalidOperationException("Backward before Forward");
         var shape = _shape;
-        if (shape.PrefixAdapters != 1) throw new InvalidOperationException("Backward after a forward with a per-example prefix choice (inference only)");
+        if (shape.PrefixAdapters != 1) throw new InvalidOperationException("Backward after a forward with a per-example adapter choice (inference only)");
         int d = Spec.Hidden, L = Spec.Layers, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
         if (dHidden.Length != rows * d)
             throw new ArgumentException($"dHidden has {dHidden.Length} values, expected B·(m+T)·d = {B}·{shape.Positions}·{d} = {rows * d}");
@@ -440,16 +443,16 @@ public sealed class TransformerEngine : IDisposable
         return p;
     }
 
-    private static void CheckPrefixChoice(PrefixChoice choice, int batch, int prefixLength, bool training)
+    private static void CheckChoice(AdapterChoice choice, int batch, int injected, bool training)
     {
-        if (training) throw new ArgumentException("a per-example prefix choice is for inference only; training runs one prefix per batch");
-        if (choice.Adapters < 1 || prefixLength == 0)
-            throw new ArgumentException($"a prefix choice needs A ≥ 1 stacked prefixes (A = {choice.Adapters}, prefix of {prefixLength} values)");
+        if (training) throw new ArgumentException("a per-example adapter choice is for inference only; training runs one adapter per batch");
+        if (choice.Adapters < 1 || injected == 0)
+            throw new ArgumentException($"an adapter choice needs A ≥ 1 stacked prompts or prefixes (A = {choice.Adapters}, {injected} values given)");
         if (choice.Index.Length != batch)
-            throw new ArgumentException($"prefix choice has {choice.Index.Length} entries for a batch of {batch}");
+            throw new ArgumentException($"adapter choice has {choice.Index.Length} entries for a batch of {batch}");
         for (int b = 0; b < batch; b++)
             if ((uint)choice.Index[b] >= (uint)choice.Adapters)
-                throw new ArgumentException($"prefix choice of example {b} is {choice.Index[b]}, outside the {choice.Adapters} stacked prefixes");
+                throw new ArgumentException($"adapter choice of example {b} is {choice.Index[b]}, outside the {choice.Adapters} stacked adapters");
     }
 
     private void Prepare(ForwardShape shape)
@@ -464,7 +467,7 @@ public sealed class TransformerEngine : IDisposable
         _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _rowPositions = _backend.AllocateInts(cap.Batch * cap.Positions);
         _mask = _backend.Allocate(cap.Batch * cap.Positions);
-        _prefixChoice = _backend.AllocateInts(cap.Batch);
+        _choice = _backend.AllocateInts(cap.Batch);
     }
 
     /// <inheritdoc />
@@ -479,7 +482,7 @@ public sealed class TransformerEngine : IDisposable
     private void DisposeInputs()
     {
         _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
-        _tokenPositions?.Dispose(); _rowPositions?.Dispose(); _prefixChoice?.Dispose();
+        _tokenPositions?.Dispose(); _rowPositions?.Dispose(); _choice?.Dispose();
     }
 }
 

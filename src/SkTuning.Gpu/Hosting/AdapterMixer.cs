@@ -9,9 +9,10 @@ internal readonly record struct MixedRequest(SkTuner Tuner, TextExample Example,
 
 /// <summary>
 /// One micro-batcher for every run over a <see cref="SharedModel"/> loaded with <see cref="SkTunerOptions.MixAdapters"/>:
-/// concurrent requests of different runs run as one engine batch. A batch's rows are grouped by their prefix (same adapter
-/// kind and length m: the attention kernel's per-example prefix choice needs one m); each group runs one forward of this
-/// mixer's own frozen engine with its runs' prefixes stacked [L, 2, A, m, kvDim], then each run's head reads its rows.
+/// concurrent requests of different runs run as one engine batch. A batch's rows are grouped by what their runs inject
+/// (same adapter kind, prompt rows or prefix, and length m: the per-example choice in the prepend and in attention needs
+/// one m); each group runs one forward of this mixer's own frozen engine with its runs' prompts stacked [A, m, d] or
+/// prefixes stacked [L, 2, A, m, kvDim], then each run's head reads its rows.
 /// A row's answer is the one its tuner gives alone, bit for bit: no row's arithmetic depends on the others in its batch.
 /// </summary>
 internal sealed class AdapterMixer : IDisposable
@@ -48,11 +49,11 @@ internal sealed class AdapterMixer : IDisposable
         return results;
     }
 
-    /// <summary>Rows that may share a forward: the same adapter kind and prefix size.</summary>
-    private static (AdapterKind, int) Compatibility(SkTuner tuner)
+    /// <summary>Rows that may share a forward: the same adapter kind, prompt or prefix, and size.</summary>
+    private static (AdapterKind, bool, int) Compatibility(SkTuner tuner)
     {
-        var (kind, prefix) = tuner.MixablePrefix;
-        return (kind, prefix.Length);
+        var (kind, prompt, values) = tuner.MixableInjection;
+        return (kind, prompt, values.Length);
     }
 
     /// <summary>One forward for the requests at <paramref name="rows"/>, then each run's head on its rows.</summary>
@@ -62,10 +63,11 @@ internal sealed class AdapterMixer : IDisposable
         var choice = rows.Select(i => tuners.IndexOf(requests[i].Tuner)).ToArray();
         var encoded = rows.Select(i => requests[i].Encoded).ToList();
         var batch = BatchBuilder.Build(encoded, Enumerable.Range(0, rows.Length).ToArray(), _model.Frozen.Tokenizer.PadId).Tokens;
-        // One run: its prefix as is, shared by the batch (the tuner's own path). Several: stacked, chosen per row.
-        var hidden = tuners.Count == 1
-            ? _engine.Forward(batch, prefix: tuners[0].MixablePrefix.Prefix)
-            : _engine.Forward(batch, prefix: Stack(tuners), prefixChoice: new PrefixChoice(tuners.Count, choice));
+        // One run: its prompt or prefix as is, shared by the batch (the tuner's own path). Several: stacked, chosen per row.
+        bool prompt = tuners[0].MixableInjection.Prompt;
+        var (injection, adapters) = tuners.Count == 1 ? (tuners[0].MixableInjection.Values, (AdapterChoice?)null)
+            : (Stack(tuners, prompt ? 1 : 2 * _model.Frozen.Spec.Layers), new AdapterChoice(tuners.Count, choice));
+        var hidden = prompt ? _engine.Forward(batch, prompt: injection, choice: adapters) : _engine.Forward(batch, prefix: injection, choice: adapters);
         GroupRan?.Invoke(rows.Length, tuners.Count);
         for (int a = 0; a < tuners.Count; a++)
         {
@@ -75,10 +77,13 @@ internal sealed class AdapterMixer : IDisposable
         }
     }
 
-    /// <summary>The runs' prefixes [L, 2, m, kvDim] each, stacked [L, 2, A, m, kvDim] as the engine's prefix choice reads them.</summary>
-    private DeviceView<float> Stack(List<SkTuner> tuners)
+    /// <summary>
+    /// The runs' injections of <paramref name="blocks"/> blocks each, stacked block by block as the engine's choice reads
+    /// them: prompts [m, d] (one block) into [A, m, d], prefixes [L, 2, m, kvDim] (2L blocks) into [L, 2, A, m, kvDim].
+    /// </summary>
+    private DeviceView<float> Stack(List<SkTuner> tuners, int blocks)
     {
-        int A = tuners.Count, length = tuners[0].MixablePrefix.Prefix.Length, blocks = 2 * _model.Frozen.Spec.Layers, block = length / blocks;
+        int A = tuners.Count, length = tuners[0].MixableInjection.Values.Length, block = length / blocks;
         var backend = _model.Backend;
         if (_stacked is null || _stacked.Length < A * length)
         {
@@ -87,8 +92,8 @@ internal sealed class AdapterMixer : IDisposable
         }
         for (int a = 0; a < A; a++)
         {
-            var prefix = tuners[a].MixablePrefix.Prefix;
-            for (int s = 0; s < blocks; s++) backend.Copy(prefix.Slice(s * block, block), _stacked.Slice((s * A + a) * block, block));
+            var values = tuners[a].MixableInjection.Values;
+            for (int s = 0; s < blocks; s++) backend.Copy(values.Slice(s * block, block), _stacked.Slice((s * A + a) * block, block));
         }
         return _stacked.Slice(0, A * length);
     }

@@ -48,8 +48,8 @@ public class SkTunerHostTests
         };
     }
 
-    /// <summary>Three SK-Prefix runs of one prefix length (different seeds, modes, texts) and an SK-Prompt run over one model.</summary>
-    private static (string Model, string[] Prefixes, string Prompt, TaskData Data) MixRuns(TempDir dir)
+    /// <summary>Three SK-Prefix runs of one prefix length (different seeds, modes, texts) and two SK-Prompt runs over one model.</summary>
+    private static (string Model, string[] Prefixes, string[] Prompts, TaskData Data) MixRuns(TempDir dir)
     {
         var train = Fixture(dir, out var data);
         string[] prefixes =
@@ -58,7 +58,7 @@ public class SkTunerHostTests
             train("b", "sk-prefix", AdapterMode.Token, 4, "good or bad"),
             train("c", "sk-prefix", AdapterMode.PerLayer, 5, "bad or good"),
         ];
-        return (dir.Path, prefixes, train("p", "sk-prompt", AdapterMode.Token, 3, "good or bad"), data);
+        return (dir.Path, prefixes, [train("p", "sk-prompt", AdapterMode.Token, 3, "good or bad"), train("q", "sk-prompt", AdapterMode.Token, 4, "bad or good")], data);
     }
 
     /// <summary>Each text's probabilities from <paramref name="run"/> loaded alone (its own model and batcher), one call at a time.</summary>
@@ -69,26 +69,26 @@ public class SkTunerHostTests
     }
 
     [Fact]
-    public void RowsOfThreeRunsInOneBatchGetTheBitsEachRunGivesAlone()
+    public void RowsOfFiveRunsInOneBatchGetTheBitsEachRunGivesAlone()
     {
         using var dir = new TempDir();
-        var (model, prefixes, prompt, data) = MixRuns(dir);
+        var (model, prefixes, prompts, data) = MixRuns(dir);
+        var runs = prefixes.Concat(prompts).ToArray();
         var texts = data.Dev.Take(10).Select(e => e.Text).ToArray();
-        var alone = prefixes.Select(run => AloneAnswers(model, run, texts)).ToArray();
-        // The runs differ: a test that mixed up prefixes or heads would see it.
-        Assert.NotEqual(alone[0][0], alone[1][0]);
-        Assert.NotEqual(alone[0][0], alone[2][0]);
+        var alone = runs.Select(run => AloneAnswers(model, run, texts)).ToArray();
+        // The runs differ: a test that mixed up prefixes, prompts or heads would see it.
+        for (int r = 1; r < runs.Length; r++) Assert.NotEqual(alone[r - 1][0], alone[r][0]);
 
         using var shared = SharedModel.Load(model, "cpu");
         var options = new SkTunerOptions { MixAdapters = true };
-        var tuners = prefixes.Select(run => SkTuner.Load(run, shared, options)).ToArray();
-        using var promptTuner = SkTuner.Load(prompt, shared, options);
+        var tuners = runs.Select(run => SkTuner.Load(run, shared, options)).ToArray();
         try
         {
             var mixer = shared.CurrentMixer!;
             Assert.NotNull(mixer);
-            // Every (run, text) pair in one batch, runs interleaved and texts of different lengths side by side.
-            var pairs = Enumerable.Range(0, texts.Length * prefixes.Length).Select(i => (Run: i % prefixes.Length, Text: i / prefixes.Length)).ToArray();
+            // Every (run, text) pair in one batch, runs interleaved and texts of different lengths side by side: the
+            // prefix runs' rows run as one forward, the prompt runs' as another.
+            var pairs = Enumerable.Range(0, texts.Length * runs.Length).Select(i => (Run: i % runs.Length, Text: i / runs.Length)).ToArray();
             var groups = new List<(int Rows, int Adapters)>();
             mixer.GroupRan = (rows, adapters) => groups.Add((rows, adapters));
             var mixed = mixer.RunBatch(pairs.Select(p =>
@@ -97,14 +97,12 @@ public class SkTunerHostTests
                 return new MixedRequest(tuners[p.Run], request.Example, request.Encoded);
             }).ToList());
             mixer.GroupRan = null;
-            Assert.Equal([(pairs.Length, prefixes.Length)], groups);
+            Assert.Equal([(texts.Length * prefixes.Length, prefixes.Length), (texts.Length * prompts.Length, prompts.Length)], groups);
             for (int i = 0; i < pairs.Length; i++)
                 Assert.Equal(alone[pairs[i].Run][pairs[i].Text], mixed[i].Probabilities);
 
-            // Single calls go through the mixer too (a lone caller: a batch of one, its prefix shared as in the run's own path).
-            for (int r = 0; r < prefixes.Length; r++) Assert.Equal(alone[r][3], tuners[r].Predict(texts[3]).Probabilities);
-            // An encoder SK-Prompt run prepends its rows to each example: it batches alone, with its own answers.
-            Assert.Equal(AloneAnswers(model, prompt, texts[..2]), texts[..2].Select(t => promptTuner.Predict(t).Probabilities!).ToArray());
+            // Single calls go through the mixer too (a lone caller: a batch of one, its injection shared as in the run's own path).
+            for (int r = 0; r < runs.Length; r++) Assert.Equal(alone[r][3], tuners[r].Predict(texts[3]).Probabilities);
         }
         finally
         {

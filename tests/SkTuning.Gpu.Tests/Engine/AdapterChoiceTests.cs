@@ -6,11 +6,11 @@ using SkTuning.Gpu.Tests.Support;
 namespace SkTuning.Gpu.Tests.Engine;
 
 /// <summary>
-/// A forward with a per-example prefix choice (several runs' SK-Prefixes stacked [L, 2, A, m, kvDim]) gives every example
-/// the bits a forward of the same batch with its own prefix shared gives it: RoPE (each stacked prefix rotated to
-/// 0..m−1), ALiBi, learned positions, grouped-query and encoder attention.
+/// A forward with a per-example adapter choice (several runs' SK-Prefixes stacked [L, 2, A, m, kvDim], or SK-Prompts
+/// [A, m_p, d]) gives every example the bits a forward of the same batch with its own prefix or prompt shared gives it:
+/// RoPE (each stacked prefix rotated to 0..m−1), ALiBi, learned positions, grouped-query and encoder attention.
 /// </summary>
-public class PrefixChoiceTests
+public class AdapterChoiceTests
 {
     private static ModelWeights Load(string folder, string fixture) =>
         ModelImporter.Import(OnnxModel.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", folder, fixture, "model.onnx"))).Weights;
@@ -40,7 +40,7 @@ public class PrefixChoiceTests
         using var backend = new CpuBackend();
         using var engine = new TransformerEngine(backend, spec, weights);
         using var stack = backend.UploadNew(stacked);
-        var mixed = backend.ToHost(engine.Forward(batch, prefix: stack.All, prefixChoice: new PrefixChoice(A, choice)));
+        var mixed = backend.ToHost(engine.Forward(batch, prefix: stack.All, choice: new AdapterChoice(A, choice)));
         int row = mixed.Length / B;
         for (int a = 0; a < A; a++)
         {
@@ -55,6 +55,37 @@ public class PrefixChoiceTests
         Assert.NotEqual(allFirst.AsSpan(0, row).ToArray(), mixed.AsSpan(0, row).ToArray());
     }
 
+    [Theory]
+    [InlineData("encoders", "roberta_opset14")]
+    [InlineData("decoders", "llama_opset14_gqa_theta500k")]
+    public void EachExampleGetsTheBitsOfItsOwnPromptShared(string folder, string fixture)
+    {
+        var weights = Load(folder, fixture);
+        var spec = weights.Spec;
+        int d = spec.Hidden, m = 2, A = 2, B = 4, T = 5;
+        var rng = new Random(29);
+        var ids = Enumerable.Range(0, B * T).Select(_ => rng.Next(spec.VocabSize)).ToArray();
+        var mask = new float[B * T];
+        for (int b = 0; b < B; b++) mask.AsSpan(b * T, T - b % 2).Fill(1f);
+        var batch = new TokenBatch(B, T, ids, new int[B * T], mask);
+        var prompts = TestData.Random(rng, A * m * d);
+        int[] choice = [1, 0, 0, 1];
+
+        using var backend = new CpuBackend();
+        using var engine = new TransformerEngine(backend, spec, weights);
+        using var stack = backend.UploadNew(prompts);
+        var mixed = backend.ToHost(engine.Forward(batch, prompt: stack.All, choice: new AdapterChoice(A, choice)));
+        int row = mixed.Length / B;
+        for (int a = 0; a < A; a++)
+        {
+            using var own = backend.UploadNew(prompts.AsSpan(a * m * d, m * d));
+            var alone = backend.ToHost(engine.Forward(batch, prompt: own.All));
+            for (int b = 0; b < B; b++)
+                if (choice[b] == a) Assert.Equal(alone.AsSpan(b * row, row).ToArray(), mixed.AsSpan(b * row, row).ToArray());
+                else Assert.NotEqual(alone.AsSpan(b * row, row).ToArray(), mixed.AsSpan(b * row, row).ToArray());
+        }
+    }
+
     [Fact]
     public void AChoiceIsForInferenceAndItsIndicesAreChecked()
     {
@@ -64,11 +95,11 @@ public class PrefixChoiceTests
         using var backend = new CpuBackend();
         using var engine = new TransformerEngine(backend, spec, weights);
         using var stack = backend.Allocate(2 * 2 * spec.Layers * spec.KvDim);
-        var ex = Assert.Throws<ArgumentException>(() => engine.Forward(batch, prefix: stack.All, training: true, prefixChoice: new PrefixChoice(2, [0, 1])));
+        var ex = Assert.Throws<ArgumentException>(() => engine.Forward(batch, prefix: stack.All, training: true, choice: new AdapterChoice(2, [0, 1])));
         Assert.Contains("inference only", ex.Message);
-        ex = Assert.Throws<ArgumentException>(() => engine.Forward(batch, prefix: stack.All, prefixChoice: new PrefixChoice(2, [0, 2])));
-        Assert.Contains("prefix choice of example 1 is 2, outside the 2 stacked prefixes", ex.Message);
-        engine.Forward(batch, prefix: stack.All, prefixChoice: new PrefixChoice(2, [1, 0]));
+        ex = Assert.Throws<ArgumentException>(() => engine.Forward(batch, prefix: stack.All, choice: new AdapterChoice(2, [0, 2])));
+        Assert.Contains("adapter choice of example 1 is 2, outside the 2 stacked adapters", ex.Message);
+        engine.Forward(batch, prefix: stack.All, choice: new AdapterChoice(2, [1, 0]));
         using var dHidden = backend.Allocate(2 * 2 * spec.Hidden);
         Assert.Throws<InvalidOperationException>(() => engine.Backward(dHidden.All));
     }
