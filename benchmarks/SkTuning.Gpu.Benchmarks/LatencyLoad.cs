@@ -84,8 +84,8 @@ internal static class LatencyLoad
             Console.WriteLine("|---|---:|---:|---:|---:|---:|");
             foreach (int callers in new[] { 1, 8, 32 })
             {
-                Load([tuner], "engine", callers, TimeSpan.FromSeconds(seconds));
-                if (ortTuner is not null) Load([ortTuner], "ORT export", callers, TimeSpan.FromSeconds(seconds));
+                Console.WriteLine(Load([tuner], "engine", callers, TimeSpan.FromSeconds(seconds)));
+                if (ortTuner is not null) Console.WriteLine(Load([ortTuner], "ORT export", callers, TimeSpan.FromSeconds(seconds)));
             }
         }
     }
@@ -93,19 +93,22 @@ internal static class LatencyLoad
     /// <summary>
     /// 32 callers, caller c calling run c mod 2: the two runs each batching alone (<paramref name="alone"/>) against the same
     /// runs loaded again with <see cref="SkTunerOptions.MixAdapters"/>, whose rows share batches; three rounds of each,
-    /// alternating, so that a shared machine's load falls on both alike.
+    /// alternating, so that a shared machine's load falls on both alike, after an untimed round of each (the first
+    /// concurrent round after loading runs partly on tier-0 JIT code).
     /// </summary>
     private static void Mixed(SharedModel shared, string run, string second, SkTuner[] alone, SkTunerOptions options, TimeSpan duration)
     {
         var mixOptions = new SkTunerOptions { BatchWindow = options.BatchWindow, MaxKernelThreads = options.MaxKernelThreads, MixAdapters = true };
         using var mixed1 = SkTuner.Load(run, shared, mixOptions);
         using var mixed2 = SkTuner.Load(second, shared, mixOptions);
+        Load(alone, "warm-up", 32, duration);
+        Load([mixed1, mixed2], "warm-up", 32, duration);
         Console.WriteLine("| batching | callers | requests/s | p50 ms | p99 ms | mean batch |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|");
         for (int round = 0; round < 3; round++)
         {
-            Load(alone, "2 runs, each batching alone", 32, duration);
-            Load([mixed1, mixed2], "2 runs, mixed batches", 32, duration);
+            Console.WriteLine(Load(alone, "2 runs, each batching alone", 32, duration));
+            Console.WriteLine(Load([mixed1, mixed2], "2 runs, mixed batches", 32, duration));
         }
     }
 
@@ -135,8 +138,11 @@ internal static class LatencyLoad
             Console.WriteLine($"single sentence, warm, {tuners[k].Name}: p50 {P(times[k], 50):F2} ms, p99 {P(times[k], 99):F2} ms");
     }
 
-    /// <summary>Callers calling as fast as answers come for <paramref name="duration"/>, caller c calling <paramref name="tuners"/>[c mod n].</summary>
-    private static void Load(SkTuner[] tuners, string name, int callers, TimeSpan duration)
+    /// <summary>
+    /// Callers calling as fast as answers come for <paramref name="duration"/>, caller c calling <paramref name="tuners"/>[c mod n];
+    /// returns the table row.
+    /// </summary>
+    private static string Load(SkTuner[] tuners, string name, int callers, TimeSpan duration)
     {
         long batches = 0, rows = 0;
         using var listener = new MeterListener();
@@ -159,7 +165,7 @@ internal static class LatencyLoad
         double elapsed = clock.Elapsed.TotalSeconds;
         listener.Dispose();
         var all = latencies.SelectMany(l => l).ToList();
-        Console.WriteLine($"| {name} | {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |");
+        return $"| {name} | {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |";
     }
 
     private static double P(List<double> values, double percentile)
