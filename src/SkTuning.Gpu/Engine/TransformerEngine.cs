@@ -8,7 +8,7 @@ namespace SkTuning.Gpu.Engine;
 /// A transformer of any supported family (<see cref="ModelSpec"/>: BERT-style post-norm encoders, GPT-2 / LLaMA-style
 /// pre-norm and Falcon / Phi-style parallel causal decoders) on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
 /// the embedding layer) and/or SK-Prefix (per-layer keys/values [L × 2 × m × kvDim], one buffer shared by the whole
-/// batch), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post-norm, pre-norm or parallel) over the shared
+/// batch, or for inference several runs' chosen per example: <see cref="AdapterChoice"/>), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post-norm, pre-norm or parallel) over the shared
 /// <see cref="Sublayers"/>. In causal models the prefix occupies positions 0..m−1, prompt rows follow, and each example's
 /// tokens continue from there (its padding skipped: position = offset + number of real tokens before it), so RoPE
 /// angles and absolute positions shift by the prefix/prompt length; prefix keys are given unrotated and rotated by the
@@ -220,10 +220,12 @@ public sealed class TransformerEngine : IDisposable
     {
         int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim, adapters = choice?.Adapters ?? 1;
         if (choice is not null) CheckChoice(choice, batch.Batch, prompt.Length + prefix.Length, training);
+        // Sizes are named as the caller gave them: per adapter (A·) only with a choice.
+        string each = choice is null ? "" : "A·", times = choice is null ? "" : $"{adapters}·";
         if (prompt.Length % (d * adapters) != 0)
-            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of A·d = {adapters}·{d}");
+            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of the model width {each}d = {times}{d}");
         if (prefix.Length % (2 * L * kv * adapters) != 0)
-            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·A·kvDim = 2·{L}·{adapters}·{kv} = {2 * L * adapters * kv}");
+            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·{each}kvDim = 2·{L}·{times}{kv} = {2 * L * adapters * kv}");
         // A stacked prefix needs the choice in attention; a stacked prompt only in the prepend.
         int prefixAdapters = prefix.IsEmpty ? 1 : adapters;
         var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / (d * adapters), prefix.Length / (2 * L * kv * adapters), prefixAdapters);
