@@ -13,7 +13,9 @@ namespace SkTuning.Gpu.Benchmarks;
 /// ONNX Runtime on the same sentence for reference, and the memory a second run costs over a shared model. With
 /// <c>--onnx FILE</c> (the run's <c>sktune export --format onnx</c>) the same single-sentence and concurrent measurements
 /// follow for the run served by ONNX Runtime on its export (<see cref="SkTunerRuntime.OnnxRuntime"/>), in the same process.
-/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N] [--onnx FILE]</c>.
+/// With <c>--mixed</c>, after the memory table only: 32 callers split over the two runs, each run batching alone against
+/// both mixing their rows in the shared model's batcher (<see cref="SkTunerOptions.MixAdapters"/>), in alternating rounds.
+/// Usage: <c>latency RUN_DIR [SECOND_RUN_DIR] [--seconds N] [--window-ms N] [--threads N] [--onnx FILE] [--mixed]</c>.
 /// </summary>
 internal static class LatencyLoad
 {
@@ -37,7 +39,7 @@ internal static class LatencyLoad
         Console.WriteLine($"load + warm-up: {load.Elapsed.TotalMilliseconds:F0} ms");
         var (heap2, set2) = Resident();
         long device2 = shared.Backend.Memory.Current;
-        using var other = SkTuner.Load(second, shared);
+        using var other = SkTuner.Load(second, shared, options);
         var (heap3, set3) = Resident();
         long device3 = shared.Backend.Memory.Current;
         Console.WriteLine("| MB | GC heap | engine buffers | working set |");
@@ -45,6 +47,11 @@ internal static class LatencyLoad
         Console.WriteLine($"| shared model | {Mb(heap1 - heap0)} | {Mb(device1)} | {Mb(set1 - set0)} |");
         Console.WriteLine($"| first run | {Mb(heap2 - heap1)} | {Mb(device2 - device1)} | {Mb(set2 - set1)} |");
         Console.WriteLine($"| second run | {Mb(heap3 - heap2)} | {Mb(device3 - device2)} | {Mb(set3 - set2)} |");
+        if (args.Contains("--mixed"))
+        {
+            Mixed(shared, run, second, [tuner, other], options, TimeSpan.FromSeconds(seconds));
+            return;
+        }
 
         // The run served by ONNX Runtime on its export, measured interleaved with the engine (single calls alternate,
         // each concurrency level runs on both back to back) so that a shared machine's load falls on both alike.
@@ -77,9 +84,31 @@ internal static class LatencyLoad
             Console.WriteLine("|---|---:|---:|---:|---:|---:|");
             foreach (int callers in new[] { 1, 8, 32 })
             {
-                Load(tuner, "engine", callers, TimeSpan.FromSeconds(seconds));
-                if (ortTuner is not null) Load(ortTuner, "ORT export", callers, TimeSpan.FromSeconds(seconds));
+                Console.WriteLine(Load([tuner], "engine", callers, TimeSpan.FromSeconds(seconds)));
+                if (ortTuner is not null) Console.WriteLine(Load([ortTuner], "ORT export", callers, TimeSpan.FromSeconds(seconds)));
             }
+        }
+    }
+
+    /// <summary>
+    /// 32 callers, caller c calling run c mod 2: the two runs each batching alone (<paramref name="alone"/>) against the same
+    /// runs loaded again with <see cref="SkTunerOptions.MixAdapters"/>, whose rows share batches; three rounds of each,
+    /// alternating, so that a shared machine's load falls on both alike, after an untimed round of each (the first
+    /// concurrent round after loading runs partly on tier-0 JIT code).
+    /// </summary>
+    private static void Mixed(SharedModel shared, string run, string second, SkTuner[] alone, SkTunerOptions options, TimeSpan duration)
+    {
+        var mixOptions = new SkTunerOptions { BatchWindow = options.BatchWindow, MaxKernelThreads = options.MaxKernelThreads, MixAdapters = true };
+        using var mixed1 = SkTuner.Load(run, shared, mixOptions);
+        using var mixed2 = SkTuner.Load(second, shared, mixOptions);
+        Load(alone, "warm-up", 32, duration);
+        Load([mixed1, mixed2], "warm-up", 32, duration);
+        Console.WriteLine("| batching | callers | requests/s | p50 ms | p99 ms | mean batch |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        for (int round = 0; round < 3; round++)
+        {
+            Console.WriteLine(Load(alone, "2 runs, each batching alone", 32, duration));
+            Console.WriteLine(Load([mixed1, mixed2], "2 runs, mixed batches", 32, duration));
         }
     }
 
@@ -109,7 +138,11 @@ internal static class LatencyLoad
             Console.WriteLine($"single sentence, warm, {tuners[k].Name}: p50 {P(times[k], 50):F2} ms, p99 {P(times[k], 99):F2} ms");
     }
 
-    private static void Load(SkTuner tuner, string name, int callers, TimeSpan duration)
+    /// <summary>
+    /// Callers calling as fast as answers come for <paramref name="duration"/>, caller c calling <paramref name="tuners"/>[c mod n];
+    /// returns the table row.
+    /// </summary>
+    private static string Load(SkTuner[] tuners, string name, int callers, TimeSpan duration)
     {
         long batches = 0, rows = 0;
         using var listener = new MeterListener();
@@ -124,7 +157,7 @@ internal static class LatencyLoad
             while (clock.Elapsed < duration)
             {
                 long t = Stopwatch.GetTimestamp();
-                await tuner.PredictAsync(Sentence);
+                await tuners[c % tuners.Length].PredictAsync(Sentence);
                 mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
             }
         })).ToArray();
@@ -132,7 +165,7 @@ internal static class LatencyLoad
         double elapsed = clock.Elapsed.TotalSeconds;
         listener.Dispose();
         var all = latencies.SelectMany(l => l).ToList();
-        Console.WriteLine($"| {name} | {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |");
+        return $"| {name} | {callers} | {all.Count / elapsed:F0} | {P(all, 50):F2} | {P(all, 99):F2} | {(double)rows / Math.Max(1, batches):F1} |";
     }
 
     private static double P(List<double> values, double percentile)

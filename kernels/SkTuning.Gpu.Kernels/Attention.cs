@@ -54,7 +54,8 @@ public readonly record struct AttentionShape(int Batch, int Tokens, int Heads, i
 
 /// <summary>
 /// Multi-head, grouped-query or multi-query scaled dot-product attention over a fused qkv buffer with a per-layer
-/// key/value prefix shared by the whole batch (SK-Prefix). Keys are [Kp ; K_x], values [Vp ; V_x].
+/// key/value prefix shared by the whole batch (SK-Prefix). Keys are [Kp ; K_x], values [Vp ; V_x]. The forward also takes
+/// a per-example prefix choice (several adapters' prefixes in one batch, inference only; see <see cref="Forward"/>).
 /// </summary>
 /// <remarks>
 /// <para>Layouts (row-major): qkv [B, T, d + 2·dkv] with Q = columns 0..d−1, K = d..d+dkv−1, V = d+dkv..d+2·dkv−1 and
@@ -109,13 +110,15 @@ public static class Attention
     /// <summary>
     /// fp64 reference forward: writes <paramref name="output"/> [B,T,d] and <paramref name="probs"/> [B,H,T,m+T]; with
     /// <paramref name="alibiSlopes"/> [H] (null: no ALiBi) every key's score gets slope_h·position, token keys at
-    /// <paramref name="keyPositions"/> [B, T], prefix key j at j.
+    /// <paramref name="keyPositions"/> [B, T], prefix key j at j. With <paramref name="prefixChoice"/> [B] the prefixes are
+    /// [A, m, dkv] and example b reads prefix <paramref name="prefixChoice"/>[b] (see <see cref="Forward"/>).
     /// </summary>
     public static void ForwardReference(double[] qkv, double[] prefixK, double[] prefixV, double[] mask,
         double[] output, double[] probs, AttentionShape shape, double maskValue, bool causal,
-        double[]? alibiSlopes = null, int[]? keyPositions = null)
+        double[]? alibiSlopes = null, int[]? keyPositions = null, int[]? prefixChoice = null)
     {
-        Validate("ForwardReference", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
+        int adapters = ValidatePrefixChoice("Attention.ForwardReference", shape, prefixK.Length, prefixV.Length, prefixChoice);
+        Validate("ForwardReference", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length, adapters);
         ValidateAlibi("Attention.ForwardReference", shape, alibiSlopes?.Length ?? 0, keyPositions?.Length ?? 0);
         int B = shape.Batch, T = shape.Tokens, H = shape.Heads, dh = shape.HeadDim;
         int d = shape.Model, S = shape.Keys, row = shape.QkvRow;
@@ -125,6 +128,7 @@ public static class Attention
         for (int h = 0; h < H; h++)
         for (int i = 0; i < T; i++)
         {
+            int adapter = prefixChoice?[b] ?? 0;
             int allowed = causal ? shape.PrefixLength + i + 1 : S;
             // The mask terms enter shifted by their largest visible value: the same softmax in exact arithmetic, but with
             // maskValue = float.MinValue the scores of a fully padded row keep their digits instead of all becoming −3.4e38.
@@ -135,7 +139,7 @@ public static class Attention
             {
                 double dot = 0;
                 for (int k = 0; k < dh; k++)
-                    dot += qkv[(b * T + i) * row + h * dh + k] * KeyRef(qkv, prefixK, b, j, h, k, shape);
+                    dot += qkv[(b * T + i) * row + h * dh + k] * KeyRef(qkv, prefixK, b, j, h, k, shape, adapter);
                 score[j] = dot * scale + (BiasRef(mask, alibiSlopes, keyPositions, b, h, j, shape, maskValue) - maxBias);
                 max = Math.Max(max, score[j]);
             }
@@ -147,7 +151,7 @@ public static class Attention
             {
                 double acc = 0;
                 for (int j = 0; j < allowed; j++)
-                    acc += probs[((b * H + h) * T + i) * S + j] * ValueRef(qkv, prefixV, b, j, h, k, shape);
+                    acc += probs[((b * H + h) * T + i) * S + j] * ValueRef(qkv, prefixV, b, j, h, k, shape, adapter);
                 output[(b * T + i) * d + h * dh + k] = acc;
             }
         }
@@ -212,19 +216,19 @@ public static class Attention
         return slopes is null ? padding : padding + slopes[h] * (j < m ? j : keyPositions![b * s.Tokens + j - m]);
     }
 
-    private static double KeyRef(double[] qkv, double[] prefixK, int b, int j, int h, int k, AttentionShape s)
+    private static double KeyRef(double[] qkv, double[] prefixK, int b, int j, int h, int k, AttentionShape s, int adapter = 0)
     {
         int kvCol = h / s.HeadsPerKv * s.HeadDim;
         return j < s.PrefixLength
-            ? prefixK[j * s.KvModel + kvCol + k]
+            ? prefixK[adapter * s.PrefixElements + j * s.KvModel + kvCol + k]
             : qkv[(b * s.Tokens + j - s.PrefixLength) * s.QkvRow + s.Model + kvCol + k];
     }
 
-    private static double ValueRef(double[] qkv, double[] prefixV, int b, int j, int h, int k, AttentionShape s)
+    private static double ValueRef(double[] qkv, double[] prefixV, int b, int j, int h, int k, AttentionShape s, int adapter = 0)
     {
         int kvCol = h / s.HeadsPerKv * s.HeadDim;
         return j < s.PrefixLength
-            ? prefixV[j * s.KvModel + kvCol + k]
+            ? prefixV[adapter * s.PrefixElements + j * s.KvModel + kvCol + k]
             : qkv[(b * s.Tokens + j - s.PrefixLength) * s.QkvRow + s.Model + s.KvModel + kvCol + k];
     }
 
@@ -247,20 +251,27 @@ public static class Attention
     /// <param name="causal">When true query i sees the prefix and token keys j ≤ i only.</param>
     /// <param name="alibiSlopes">ALiBi slopes [H], or empty for none.</param>
     /// <param name="keyPositions">With ALiBi: the token keys' positions [B, T] (prefix key j is at j).</param>
+    /// <param name="prefixChoice">
+    /// Empty: one prefix [m, dkv] shared by the batch. Otherwise [B]: the prefixes are A adapters' stacked [A, m, dkv] and
+    /// example b reads adapter prefixChoice[b] (0 ≤ prefixChoice[b] &lt; A) — several runs' rows in one batch. A = 1 with
+    /// every choice 0 gives the shared-prefix results bit for bit. Inference only: <see cref="Backward"/> takes one prefix.
+    /// </param>
     public static unsafe void Forward(ReadOnlySpan<float> qkv, ReadOnlySpan<float> prefixK, ReadOnlySpan<float> prefixV,
         ReadOnlySpan<float> mask, Span<float> output, Span<float> probs, AttentionShape shape, float maskValue, bool causal,
-        ReadOnlySpan<float> alibiSlopes = default, ReadOnlySpan<int> keyPositions = default)
+        ReadOnlySpan<float> alibiSlopes = default, ReadOnlySpan<int> keyPositions = default, ReadOnlySpan<int> prefixChoice = default)
     {
-        Validate("Forward", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length);
+        int adapters = ValidatePrefixChoice("Attention.Forward", shape, prefixK.Length, prefixV.Length, prefixChoice);
+        Validate("Forward", shape, qkv.Length, prefixK.Length, prefixV.Length, mask.Length, output.Length, probs.Length, adapters);
         ValidateAlibi("Attention.Forward", shape, alibiSlopes.Length, keyPositions.Length);
         int d = shape.Model, dkv = shape.KvModel, T = shape.Tokens, row = shape.QkvRow;
         fixed (float* pQkv = qkv, pK = prefixK, pV = prefixV, pMask = mask, pOut = output, pProbs = probs, pSlopes = alibiSlopes)
-        fixed (int* pPositions = keyPositions)
+        fixed (int* pPositions = keyPositions, pChoice = prefixChoice)
         {
             var a = new Sources
             {
                 Q = pQkv, QRow = row, QExample = T * row,
-                PreK = pK, PreV = pV, PreRow = dkv, PreExample = 0,
+                PreK = pK, PreV = pV, PreRow = dkv, PreExample = prefixChoice.IsEmpty ? 0 : shape.PrefixElements,
+                PrefixChoice = prefixChoice.IsEmpty ? null : pChoice,
                 TokK = pQkv + d, TokV = pQkv + d + dkv, TokRow = row, TokExample = T * row,
                 Slopes = alibiSlopes.IsEmpty ? null : pSlopes, KeyPositions = pPositions,
             };
@@ -370,12 +381,13 @@ public static class Attention
 
     /// <summary>
     /// Where one forward call reads queries, prefix keys/values and token keys/values (row and example strides), and the
-    /// ALiBi slopes [H] and token key positions [B, T] (Slopes null: no ALiBi).
+    /// ALiBi slopes [H] and token key positions [B, T] (Slopes null: no ALiBi). Example b reads prefix block
+    /// PrefixChoice[b] (PrefixChoice null: block b; PreExample = 0 then shares one prefix).
     /// </summary>
     private unsafe struct Sources
     {
         public float* Q; public int QRow, QExample;
-        public float* PreK, PreV; public int PreRow, PreExample;
+        public float* PreK, PreV; public int PreRow, PreExample; public int* PrefixChoice;
         public float* TokK, TokV; public int TokRow, TokExample;
         public float* Slopes; public int* KeyPositions;
     }
@@ -457,13 +469,14 @@ public static class Attention
 
         // Gather this head's keys (transposed) and values, prefix first; the additive key bias and its running max.
         float slope = a.Slopes == null ? 0f : a.Slopes[h];
+        int prefixBlock = (a.PrefixChoice == null ? b : a.PrefixChoice[b]) * a.PreExample;
         for (int j = 0; j < S; j++)
         {
             float* kr, vr;
             if (j < m)
             {
-                kr = a.PreK + b * a.PreExample + j * a.PreRow + kvCol;
-                vr = a.PreV + b * a.PreExample + j * a.PreRow + kvCol;
+                kr = a.PreK + prefixBlock + j * a.PreRow + kvCol;
+                vr = a.PreV + prefixBlock + j * a.PreRow + kvCol;
                 bias[j] = 0;
             }
             else
@@ -906,16 +919,41 @@ public static class Attention
             throw new ArgumentException($"{method}: {name} has {actual} elements, expected {formula} = {expected}");
     }
 
-    private static void Validate(string method, AttentionShape s, int qkv, int prefixK, int prefixV, int mask, int output, int probs)
+    private static void Validate(string method, AttentionShape s, int qkv, int prefixK, int prefixV, int mask, int output, int probs,
+        int adapters = 1)
     {
         method = "Attention." + method;
         ValidateShape(method, s);
         CheckLength(method, "qkv", qkv, s.QkvLength, "B*T*(H+2*KV)*dh");
-        CheckLength(method, "prefixK", prefixK, s.PrefixElements, "m*KV*dh");
-        CheckLength(method, "prefixV", prefixV, s.PrefixElements, "m*KV*dh");
+        CheckLength(method, "prefixK", prefixK, adapters * s.PrefixElements, adapters == 1 ? "m*KV*dh" : $"A*m*KV*dh with A={adapters}");
+        CheckLength(method, "prefixV", prefixV, adapters * s.PrefixElements, adapters == 1 ? "m*KV*dh" : $"A*m*KV*dh with A={adapters}");
         CheckLength(method, "mask", mask, s.MaskLength, "B*T");
         CheckLength(method, "output", output, s.OutputLength, "B*T*d");
         CheckLength(method, "probs", probs, s.ProbsLength, "B*H*T*(m+T)");
+    }
+
+    /// <summary>
+    /// A per-example prefix choice (empty: the shared prefix, A = 1): B indices, each in [0, A) for the A = prefixK / (m·dkv)
+    /// stacked prefixes. Returns A. The ILGPU forward checks the sizes only (its indices live on the device).
+    /// </summary>
+    internal static int ValidatePrefixChoice(string method, AttentionShape s, int prefixK, int prefixV, ReadOnlySpan<int> choice)
+    {
+        if (choice.IsEmpty) return 1;
+        int adapters = PrefixAdapters(method, s, prefixK, prefixV, choice.Length);
+        for (int b = 0; b < choice.Length; b++)
+            if ((uint)choice[b] >= (uint)adapters)
+                throw new ArgumentException($"{method}: prefixChoice[{b}] = {choice[b]} is outside the {adapters} stacked prefixes");
+        return adapters;
+    }
+
+    /// <summary>A, the stacked prefixes of a per-example choice of <paramref name="choices"/> entries (one per example).</summary>
+    internal static int PrefixAdapters(string method, AttentionShape s, int prefixK, int prefixV, int choices)
+    {
+        CheckLength(method, "prefixChoice", choices, s.Batch, "B");
+        if (s.PrefixElements == 0 || prefixK == 0 || prefixK % s.PrefixElements != 0 || prefixV != prefixK)
+            throw new ArgumentException($"{method}: with a prefix choice, prefixK and prefixV ({prefixK}, {prefixV} elements) must both hold " +
+                $"A ≥ 1 whole prefixes of m*KV*dh = {s.PrefixElements}");
+        return prefixK / s.PrefixElements;
     }
 
     /// <summary>ALiBi's arguments: no slopes (then no positions either), or H slopes and B·T token key positions.</summary>

@@ -28,9 +28,11 @@ public readonly struct AttentionGpuParams
     public readonly float MaskValue;
     /// <summary>1 when keys get the ALiBi bias, else 0.</summary>
     public readonly int Alibi;
+    /// <summary>1 when each example picks its prefix from A stacked ones (the forward's prefix choice), else 0.</summary>
+    public readonly int PrefixChoice;
 
     /// <summary>Packs the sizes and options.</summary>
-    public AttentionGpuParams(AttentionShape shape, float maskValue, bool causal, bool alibi = false)
+    public AttentionGpuParams(AttentionShape shape, float maskValue, bool causal, bool alibi = false, bool prefixChoice = false)
     {
         Batch = shape.Batch;
         Tokens = shape.Tokens;
@@ -42,6 +44,7 @@ public readonly struct AttentionGpuParams
         Scale = shape.Scale;
         MaskValue = maskValue;
         Alibi = alibi ? 1 : 0;
+        PrefixChoice = prefixChoice ? 1 : 0;
     }
 }
 
@@ -92,23 +95,31 @@ public static class AttentionGpu
     /// <param name="causal">When true query i sees the prefix and token keys j ≤ i only.</param>
     /// <param name="alibiSlopes">ALiBi slopes [H], or empty for none.</param>
     /// <param name="keyPositions">With ALiBi: the token keys' positions [B, T] (prefix key j is at j).</param>
+    /// <param name="prefixChoice">
+    /// Empty: the prefix is shared. Otherwise [B]: the prefixes are [A, m, dkv] and example b reads prefix prefixChoice[b],
+    /// which the caller keeps in [0, A) (as <see cref="Attention.Forward"/>; inference only).
+    /// </param>
     public static void Forward(GpuDevice device, ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
         ArrayView<float> mask, ArrayView<float> output, ArrayView<float> probs, AttentionShape shape, float maskValue, bool causal,
-        ArrayView<float> alibiSlopes = default, ArrayView<int> keyPositions = default)
+        ArrayView<float> alibiSlopes = default, ArrayView<int> keyPositions = default, ArrayView<int> prefixChoice = default)
     {
         const string method = "AttentionGpu.Forward";
         ValidateGrouped(method, shape);
         Attention.CheckLength(method, "qkv", (int)qkv.Length, shape.QkvLength, "B*T*(H+2*KV)*dh");
-        Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*KV*dh");
-        Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*KV*dh");
+        if (prefixChoice.Length == 0)
+        {
+            Attention.CheckLength(method, "prefixK", (int)prefixK.Length, shape.PrefixElements, "m*KV*dh");
+            Attention.CheckLength(method, "prefixV", (int)prefixV.Length, shape.PrefixElements, "m*KV*dh");
+        }
+        else Attention.PrefixAdapters(method, shape, (int)prefixK.Length, (int)prefixV.Length, (int)prefixChoice.Length);
         Attention.CheckLength(method, "mask", (int)mask.Length, shape.MaskLength, "B*T");
         Attention.CheckLength(method, "output", (int)output.Length, shape.OutputLength, "B*T*d");
         Attention.CheckLength(method, "probs", (int)probs.Length, shape.ProbsLength, "B*H*T*(m+T)");
         Attention.ValidateAlibi(method, shape, (int)alibiSlopes.Length, (int)keyPositions.Length);
         var kernel = device.Kernel("attention.forward", a => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(ForwardKernel));
-        kernel(GroupedConfig(shape), qkv, prefixK, prefixV, mask, alibiSlopes, keyPositions, output, probs,
-            new AttentionGpuParams(shape, maskValue, causal, alibiSlopes.Length > 0));
+            ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, AttentionGpuParams>(ForwardKernel));
+        kernel(GroupedConfig(shape), qkv, prefixK, prefixV, mask, alibiSlopes, keyPositions, prefixChoice, output, probs,
+            new AttentionGpuParams(shape, maskValue, causal, alibiSlopes.Length > 0, prefixChoice.Length > 0));
     }
 
     /// <summary>
@@ -184,8 +195,8 @@ public static class AttentionGpu
 
     /// <summary>Fused forward: grid (query tiles, H, B), <see cref="GroupSize"/> threads per group.</summary>
     internal static void ForwardKernel(ArrayView<float> qkv, ArrayView<float> prefixK, ArrayView<float> prefixV,
-        ArrayView<float> mask, ArrayView<float> slopes, ArrayView<int> keyPositions, ArrayView<float> output, ArrayView<float> probs,
-        AttentionGpuParams p)
+        ArrayView<float> mask, ArrayView<float> slopes, ArrayView<int> keyPositions, ArrayView<int> prefixChoice, ArrayView<float> output,
+        ArrayView<float> probs, AttentionGpuParams p)
     {
         var scores = SharedMemory.Allocate<float>(TileQ * MaxKeys);
         var qTile = SharedMemory.Allocate<float>(TileQ * MaxHeadDim);
@@ -193,6 +204,8 @@ public static class AttentionGpu
         int T = p.Tokens, m = p.Prefix, dh = p.HeadDim, d = p.Heads * dh, dkv = p.KvHeads * dh, row = d + 2 * dkv;
         int S = m + T, col = h * dh, kvCol = h / (p.Heads / p.KvHeads) * dh;
         int rows = XMath.Min(TileQ, T - i0);
+        // This example's prefix: block prefixChoice[b] of the stacked [A, m, dkv], or the shared one.
+        int pre = p.PrefixChoice != 0 ? prefixChoice[b] * m * dkv : 0;
 
         for (int e = tid; e < rows * dh; e += n)
         {
@@ -208,7 +221,7 @@ public static class AttentionGpu
             float dot = 0f;
             if (j < m)
             {
-                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * prefixK[j * dkv + kvCol + k];
+                for (int k = 0; k < dh; k++) dot += qTile[r * MaxHeadDim + k] * prefixK[pre + j * dkv + kvCol + k];
             }
             else
             {
@@ -257,7 +270,7 @@ public static class AttentionGpu
             float acc = 0f;
             for (int j = 0; j < allowed; j++)
             {
-                float v = j < m ? prefixV[j * dkv + kvCol + k] : qkv[(b * T + j - m) * row + d + dkv + kvCol + k];
+                float v = j < m ? prefixV[pre + j * dkv + kvCol + k] : qkv[(b * T + j - m) * row + d + dkv + kvCol + k];
                 acc += scores[r * MaxKeys + j] * v;
             }
             output[(b * T + i0 + r) * d + col + k] = acc;

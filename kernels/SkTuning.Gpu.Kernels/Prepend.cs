@@ -10,13 +10,36 @@ namespace SkTuning.Gpu.Kernels;
 /// <c>prompt [m, d]</c> and <c>x [B, T, d]</c>. <see cref="PromptGradient(ReadOnlySpan{float}, Span{float}, int, int, int, int)"/>
 /// sums the prefix rows of the output gradient over the batch (<c>dPrompt += Σ_b dOut[b, 0:m]</c>);
 /// <see cref="InputGradient(ReadOnlySpan{float}, Span{float}, int, int, int, int)"/> gives <c>dx[b] += dOut[b, m:m+T]</c>.
+/// The forward also takes a per-example prompt choice: A runs' prompts stacked <c>[A, m, d]</c>, example b prepending
+/// prompt <c>choice[b]</c> (several runs' rows in one inference batch; the gradients take one shared prompt).
 /// </summary>
 public static class Prepend
 {
     internal readonly struct Args
     {
-        public readonly int Prefix, SeqLen, Dim;
-        public Args(int prefix, int seqLen, int dim) { Prefix = prefix; SeqLen = seqLen; Dim = dim; }
+        public readonly int Prefix, SeqLen, Dim, Choice;
+        public Args(int prefix, int seqLen, int dim, bool choice = false) { Prefix = prefix; SeqLen = seqLen; Dim = dim; Choice = choice ? 1 : 0; }
+    }
+
+    /// <summary>
+    /// A, the prompts stacked for a per-example choice of <paramref name="choices"/> entries (0: no choice, A = 1), after
+    /// checking that there is one entry per example and that the prompt holds whole prompts of m·d.
+    /// </summary>
+    private static int Adapters(long prompt, long choices, int batch, int prefix, int dim)
+    {
+        if (choices == 0) return 1;
+        OpsCheck.Length(choices, batch, "promptChoice", $"B = {batch}");
+        long block = (long)prefix * dim;
+        if (block == 0 || prompt == 0 || prompt % block != 0)
+            throw new ArgumentException($"prompt has {prompt} elements: with a prompt choice it must hold A ≥ 1 whole prompts of m·d = {prefix}·{dim}");
+        return (int)(prompt / block);
+    }
+
+    private static void CheckChoice(ReadOnlySpan<int> choice, int adapters)
+    {
+        for (int b = 0; b < choice.Length; b++)
+            if ((uint)choice[b] >= (uint)adapters)
+                throw new ArgumentException($"promptChoice[{b}] = {choice[b]} is outside the {adapters} stacked prompts");
     }
 
     private static void Validate(long prompt, long x, long output, int batch, int prefix, int seqLen, int dim, string promptName, string xName, string outName)
@@ -32,16 +55,21 @@ public static class Prepend
 
     // ---------------------------------------------------------------- fp64 reference
 
-    /// <summary>fp64 reference forward.</summary>
+    /// <summary>fp64 reference forward; with <paramref name="promptChoice"/> [B] example b takes prompt promptChoice[b] of the stacked [A, m, d].</summary>
     public static void ForwardReference(ReadOnlySpan<double> prompt, ReadOnlySpan<double> x, Span<double> output,
-        int batch, int prefix, int seqLen, int dim)
+        int batch, int prefix, int seqLen, int dim, int[]? promptChoice = null)
     {
-        Validate(prompt.Length, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
+        int adapters = Adapters(prompt.Length, promptChoice?.Length ?? 0, batch, prefix, dim);
+        CheckChoice(promptChoice, adapters);
+        Validate(prompt.Length / adapters, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
         int total = prefix + seqLen;
         for (int b = 0; b < batch; b++)
+        {
+            int first = (promptChoice?[b] ?? 0) * prefix * dim;
             for (int t = 0; t < total; t++)
                 for (int c = 0; c < dim; c++)
-                    output[(b * total + t) * dim + c] = t < prefix ? prompt[t * dim + c] : x[(b * seqLen + t - prefix) * dim + c];
+                    output[(b * total + t) * dim + c] = t < prefix ? prompt[first + t * dim + c] : x[(b * seqLen + t - prefix) * dim + c];
+        }
     }
 
     /// <summary>fp64 reference: <c>dPrompt += Σ_b dOut[b, 0:m]</c>.</summary>
@@ -66,15 +94,21 @@ public static class Prepend
 
     // ---------------------------------------------------------------- CPU
 
-    /// <summary>CPU forward: copies the prompt into every example's first m rows and x after it.</summary>
-    /// <exception cref="ArgumentException">Sizes disagree.</exception>
-    public static void Forward(ReadOnlySpan<float> prompt, ReadOnlySpan<float> x, Span<float> output, int batch, int prefix, int seqLen, int dim)
+    /// <summary>
+    /// CPU forward: copies the prompt into every example's first m rows and x after it; with <paramref name="promptChoice"/>
+    /// [B], example b's prompt is promptChoice[b] of the stacked [A, m, d] (inference only).
+    /// </summary>
+    /// <exception cref="ArgumentException">Sizes disagree, or a choice outside the stacked prompts.</exception>
+    public static void Forward(ReadOnlySpan<float> prompt, ReadOnlySpan<float> x, Span<float> output, int batch, int prefix, int seqLen, int dim,
+        ReadOnlySpan<int> promptChoice = default)
     {
-        Validate(prompt.Length, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
+        int adapters = Adapters(prompt.Length, promptChoice.Length, batch, prefix, dim);
+        CheckChoice(promptChoice, adapters);
+        Validate(prompt.Length / adapters, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
         int block = prefix * dim, rest = seqLen * dim, total = block + rest;
         for (int b = 0; b < batch; b++)
         {
-            prompt.CopyTo(output.Slice(b * total, block));
+            prompt.Slice(promptChoice.IsEmpty ? 0 : promptChoice[b] * block, block).CopyTo(output.Slice(b * total, block));
             x.Slice(b * rest, rest).CopyTo(output.Slice(b * total + block, rest));
         }
     }
@@ -114,10 +148,10 @@ public static class Prepend
 
     // ---------------------------------------------------------------- ILGPU
 
-    internal static void ForwardKernel(Index1D i, ArrayView<float> prompt, ArrayView<float> x, ArrayView<float> output, Args a)
+    internal static void ForwardKernel(Index1D i, ArrayView<float> prompt, ArrayView<float> x, ArrayView<int> choice, ArrayView<float> output, Args a)
     {
         int total = (a.Prefix + a.SeqLen) * a.Dim, b = i / total, j = i - b * total, block = a.Prefix * a.Dim;
-        output[i] = j < block ? prompt[j] : x[(long)b * a.SeqLen * a.Dim + j - block];
+        output[i] = j < block ? prompt[(a.Choice != 0 ? choice[b] * block : 0) + j] : x[(long)b * a.SeqLen * a.Dim + j - block];
     }
 
     /// <summary>One thread per prompt element, summing over the batch in order (deterministic).</summary>
@@ -135,12 +169,14 @@ public static class Prepend
         dX[i] += dOutput[(long)b * (a.Prefix + a.SeqLen) * a.Dim + a.Prefix * a.Dim + j];
     }
 
-    /// <summary>GPU forward.</summary>
-    public static void Forward(GpuDevice device, ArrayView<float> prompt, ArrayView<float> x, ArrayView<float> output, int batch, int prefix, int seqLen, int dim)
+    /// <summary>GPU forward; with <paramref name="promptChoice"/> [B] as the CPU one (the caller keeps its entries in [0, A)).</summary>
+    public static void Forward(GpuDevice device, ArrayView<float> prompt, ArrayView<float> x, ArrayView<float> output, int batch, int prefix, int seqLen, int dim,
+        ArrayView<int> promptChoice = default)
     {
-        Validate(prompt.Length, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
-        var k = device.Kernel("Prepend.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
-        k((int)output.Length, prompt, x, output, new Args(prefix, seqLen, dim));
+        int adapters = Adapters(prompt.Length, promptChoice.Length, batch, prefix, dim);
+        Validate(prompt.Length / adapters, x.Length, output.Length, batch, prefix, seqLen, dim, nameof(prompt), nameof(x), nameof(output));
+        var k = device.Kernel("Prepend.Forward", acc => acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, Args>(ForwardKernel));
+        k((int)output.Length, prompt, x, promptChoice, output, new Args(prefix, seqLen, dim, promptChoice.Length > 0));
     }
 
     /// <summary>GPU: <c>dPrompt += Σ_b dOut[b, 0:m]</c> (deterministic).</summary>

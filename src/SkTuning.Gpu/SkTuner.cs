@@ -21,7 +21,9 @@ public sealed record Prediction(string? Label, int? ClassId, float[]? Probabilit
 /// thread. Loading computes the adapter's output (SK-Prefix keys/values, SK-Prompt rows: constants after training) once
 /// and warms the engine up. Concurrent <see cref="PredictAsync"/> / <see cref="Predict(string, string?)"/> callers are
 /// served by a micro-batcher: requests arriving together run as one engine batch (<see cref="SkTunerOptions"/>), with
-/// the same answers as calls made one at a time. Several runs can share one frozen model (<see cref="SharedModel"/>).
+/// the same answers as calls made one at a time. Several runs can share one frozen model (<see cref="SharedModel"/>), and
+/// with <see cref="SkTunerOptions.MixAdapters"/> one batcher: concurrent requests of different SK-Prefix (or SK-Prompt)
+/// runs then run as one engine batch.
 /// The frozen model must be the one the adapter was trained on (checked by hash). With
 /// <see cref="SkTunerOptions.Runtime"/> = <see cref="SkTunerRuntime.OnnxRuntime"/> the run's standalone export
 /// (<c>sktune export --format onnx</c>) is served by ONNX Runtime instead, through the same batcher and with the same
@@ -37,10 +39,13 @@ public sealed class SkTuner : IDisposable
     // The engine's activations belong to one batch at a time: the batcher's worker and the bulk paths
     // (PredictBatch, PredictExamples) take turns. Single requests never contend for it one by one.
     private readonly Lock _engine = new();
+    // Set when this run's requests go through the shared model's mixer (MixAdapters, and an adapter that mixes).
+    private readonly AdapterMixer? _mixer;
 
     private SkTuner(RunFolder run, AdapterConfig config, FrozenModel frozen, SharedModel? shared, bool ownsShared, ITunedPredictor model,
-        SkTunerOptions options)
+        SkTunerOptions options, AdapterMixer? mixer = null)
     {
+        _mixer = mixer;
         Run = run;
         Config = config;
         Frozen = frozen;
@@ -118,7 +123,13 @@ public sealed class SkTuner : IDisposable
             tuned = TunedModelBuilder.Build(shared.Frozen, config, shared.Backend, log, shared.Weights);
             tuned.Parameters.Import(tuned.Parameters.Values, weights.Tensors, weights.Source);
             tuned.FixInjection();
-            tuner = new SkTuner(run, config, shared.Frozen, shared, owns, tuned, options);
+            AdapterMixer? mixer = null;
+            if (options.MixAdapters && !owns)
+            {
+                if (tuned.MixableInjection is not null) mixer = shared.Mixer(options);
+                else log?.Invoke($"note: {config.Method} rows do not mix with other runs' (only a prompt or prefix on the frozen model does); this run batches alone");
+            }
+            tuner = new SkTuner(run, config, shared.Frozen, shared, owns, tuned, options, mixer);
         }
         catch
         {
@@ -174,6 +185,7 @@ public sealed class SkTuner : IDisposable
     public Prediction Predict(string text, string? pair = null)
     {
         var request = Request(text, pair);
+        if (_mixer is not null) return _mixer.Predict(new MixedRequest(this, request.Example, request.Encoded));
         return _batcher.TryRunAlone(request, out var prediction) ? prediction : _batcher.Submit(request, CancellationToken.None).GetAwaiter().GetResult();
     }
 
@@ -182,11 +194,36 @@ public sealed class SkTuner : IDisposable
     /// Thread-safe. Cancelling <paramref name="cancel"/> before its batch runs cancels the task and drops the request.
     /// </summary>
     /// <exception cref="SkTuningException">A pair for a run trained on single texts, or a single text for a run trained on pairs.</exception>
-    public Task<Prediction> PredictAsync(string text, string? pair = null, CancellationToken cancel = default) =>
-        _batcher.Submit(Request(text, pair), cancel);
+    public Task<Prediction> PredictAsync(string text, string? pair = null, CancellationToken cancel = default)
+    {
+        var request = Request(text, pair);
+        return _mixer is not null ? _mixer.PredictAsync(new MixedRequest(this, request.Example, request.Encoded), cancel) : _batcher.Submit(request, cancel);
+    }
+
+    /// <summary>The prompt or prefix this run feeds the shared engine, and its kind (only on a tuner that mixes).</summary>
+    internal (AdapterKind Kind, bool Prompt, Engine.DeviceView<float> Values) MixableInjection => ((SkTuningModel)_model).MixableInjection!.Value;
+
+    /// <summary>
+    /// This run's answers for some rows of a batch the mixer's engine ran with this run's prefix on them: its head on the
+    /// hidden states of the whole batch, then rows <paramref name="rows"/> (the batch rows of <paramref name="examples"/>).
+    /// </summary>
+    internal IReadOnlyList<Prediction> PredictRows(Engine.DeviceView<float> hidden, Engine.TokenBatch batch, IReadOnlyList<TextExample> examples,
+        IReadOnlyList<EncodedExample> encoded, int[] rows)
+    {
+        var model = (SkTuningModel)_model;
+        float[] outputs;
+        // The head's buffers belong to this run: its own batcher's worker may be using them.
+        lock (_engine) outputs = model.PredictHead(hidden, batch);
+        int chunk = outputs.Length / batch.Batch;
+        var mine = new float[rows.Length * chunk];
+        for (int j = 0; j < rows.Length; j++) Array.Copy(outputs, rows[j] * chunk, mine, j * chunk, chunk);
+        var predictions = Evaluator.Collect(model.Head.Kind, model.Head.Classes, model.SkipRows, new EncodedDataset(encoded, 0), examples,
+            [(Enumerable.Range(0, rows.Length).ToArray(), batch.SeqLen, mine)]);
+        return examples.Select((e, i) => ToPrediction(predictions, i, e)).ToList();
+    }
 
     /// <summary>One input, checked and encoded, as the batcher takes it.</summary>
-    private (TextExample Example, EncodedExample Encoded) Request(string text, string? pair)
+    internal (TextExample Example, EncodedExample Encoded) Request(string text, string? pair)
     {
         Config.CheckInput(pair, "input");
         var example = Example(text, pair, "input");
@@ -241,7 +278,10 @@ public sealed class SkTuner : IDisposable
 
     private static string[] Words(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
 
-    /// <summary>Finishes the queued requests, then frees the adapter (and the frozen model when this tuner loaded it).</summary>
+    /// <summary>
+    /// Finishes the queued requests, then frees the adapter (and the frozen model when this tuner loaded it). A tuner that
+    /// mixes its rows with other runs' shares the model's batcher: let its calls finish before disposing it.
+    /// </summary>
     public void Dispose()
     {
         _batcher.Dispose();

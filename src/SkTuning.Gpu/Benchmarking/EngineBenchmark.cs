@@ -227,6 +227,15 @@ public static class EngineBenchmark
             Attention.Forward(qkv, pk, pv, mask, output, probs, shape, spec.MaskValue, spec.Causal)), attGflop, "attention forward, prefix copied per example"));
         rows.Add(new BenchRow("attention forward, prefix copied per example", Median(iterations, () =>
             Attention.ForwardNaiveConcatenated(qkv, pk, pv, mask, output, probs, shape, spec.MaskValue, spec.Causal)), attGflop));
+        if (prefix > 0)
+        {
+            // Two runs' prefixes stacked, rows alternating between them (serving several runs in one batch).
+            var pk2 = Random(rng, 2 * shape.PrefixElements); var pv2 = Random(rng, 2 * shape.PrefixElements);
+            var choice = Enumerable.Range(0, batch).Select(b => b % 2).ToArray();
+            rows.Add(new BenchRow("attention forward, per-example prefix choice (A = 2)", Median(iterations, () =>
+                Attention.Forward(qkv, pk2, pv2, mask, output, probs, shape, spec.MaskValue, spec.Causal, prefixChoice: choice)), attGflop,
+                "attention forward, shared prefix"));
+        }
         var dOut = Random(rng, shape.OutputLength); var dqkv = new float[shape.QkvLength];
         var dpk = new float[shape.PrefixElements]; var dpv = new float[shape.PrefixElements];
         rows.Add(new BenchRow("attention backward, shared prefix", Median(iterations, () =>

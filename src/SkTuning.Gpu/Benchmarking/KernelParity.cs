@@ -233,6 +233,20 @@ public static class KernelParity
                 return [.. sc.Down(dq), .. sc.Down(dk), .. sc.Down(dv)];
             });
         }
+        if (mp > 0)
+        {
+            // Several runs' rows in one batch (inference): two prefixes stacked, examples alternating between them.
+            var shape = new AttentionShape(s.Batch, s.Tokens, s.Heads, hd, mp, s.KvHeads);
+            var (qkv, pk, pv) = (Random(shape.QkvLength, 42), Random(2 * shape.PrefixElements, 43), Random(2 * shape.PrefixElements, 44));
+            var keyMask = Array.ConvertAll(mask, v => (float)v);
+            var choice = Enumerable.Range(0, s.Batch).Select(b => b % 2).ToArray();
+            Check($"attention causal m={mp} forward, per-example prefix choice (A = 2)", ReductionLimit, sc =>
+            {
+                var (o, p) = (sc.Poisoned(shape.OutputLength), sc.Poisoned(shape.ProbsLength));
+                sc.B.AttentionForward(shape, -10000f, true, sc.Up(qkv), sc.Up(pk), sc.Up(pv), sc.Up(keyMask), default, default, o, p, sc.Up(choice));
+                return [.. sc.Down(o), .. sc.Down(p)];
+            });
+        }
 
         // The gemm lines above use the tier the planner picks; each tier on its own, at the step's GEMM shapes:
         if (device is GpuBackend gpu) GemmTierCheck.Parity(gpu.Device, s, emit);

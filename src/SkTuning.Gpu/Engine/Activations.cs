@@ -41,7 +41,7 @@ internal sealed class Activations : IDisposable
         for (int l = 0; l < spec.Layers; l++)
             Layers[l] = recompute && l > 0 ? Layers[0] : new LayerActivations(A(rows * qkv), A(probs), A(rows * d), A(rows * d), A(rows), A(rows), A(rows * d),
                 A(rows * Fin), A(rows * F), A(rows * d), A(rows * d), A(rows), A(rows),
-                rotatedPrefix ? A(capacity.PrefixLen * spec.KvDim) : null);
+                rotatedPrefix ? A(capacity.PrefixKeys * spec.KvDim) : null);
         DX = A(rows * d); DR = A(rows * d); DH = A(rows * d); DContext = A(rows * d);
         DFfn = A(rows * Fin); DFfnAct = A(rows * F); DQkv = A(rows * qkv);
         if (rotatedPrefix) DPrefixK = A(capacity.PrefixLen * spec.KvDim);

@@ -118,8 +118,12 @@ public abstract class Backend : IDisposable
     /// <summary>dBlock[r, c] += scale·dMatrix[r, column0 + c]: the backward of <see cref="AddColumnBlock"/> (a strided extract).</summary>
     public abstract void ColumnBlockBackward(DeviceView<float> dMatrix, DeviceView<float> dBlock, int rows, int width, int columns, int column0, float scale);
 
-    /// <summary>y[B, m+T, d] = [prompt; x[b]] for every example.</summary>
-    public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim);
+    /// <summary>
+    /// y[B, m+T, d] = [prompt; x[b]] for every example; with <paramref name="promptChoice"/> [B] (inference) the prompts are
+    /// A runs' stacked [A, m, d] and example b takes prompt promptChoice[b].
+    /// </summary>
+    public abstract void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default);
 
     /// <summary>dPrompt[m, d] += Σ_b dy[b, 0:m, :].</summary>
     public abstract void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim);
@@ -251,11 +255,12 @@ public abstract class Backend : IDisposable
     /// keys and values [m, dkv]; padded keys score + (1 − mask)·maskValue (float.MinValue allowed); with causal, query i
     /// sees the prefix and token keys j ≤ i; with ALiBi slopes [H] (empty: none), every key also scores + slope·position
     /// (prefix key j at j, token keys at <paramref name="keyPositions"/> [B·T]). Writes the output [B·T, d] and saves the
-    /// probabilities [B, H, T, m+T].
+    /// probabilities [B, H, T, m+T]. With <paramref name="prefixChoice"/> [B] (inference only: the backward takes one prefix)
+    /// the prefixes are A runs' stacked [A, m, dkv] and example b reads prefix prefixChoice[b] ∈ [0, A).
     /// </summary>
     public abstract void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
-        DeviceView<float> output, DeviceView<float> probabilities);
+        DeviceView<float> output, DeviceView<float> probabilities, DeviceView<int> prefixChoice = default);
 
     /// <summary>
     /// Backward of <see cref="AttentionForward"/>: accumulates into dqkv (key/value columns summed over each group's query

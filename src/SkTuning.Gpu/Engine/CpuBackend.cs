@@ -149,8 +149,9 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
         ColumnBlock.Backward(S(dMatrix), S(dBlock), rows, width, columns, column0, scale);
 
     /// <inheritdoc />
-    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
-        Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim);
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default) =>
+        Kernels.Prepend.Forward(S(prompt), S(x), S(y), batch, promptLen, seqLen, dim, S(promptChoice));
 
     /// <inheritdoc />
     public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)
@@ -264,9 +265,9 @@ public sealed class CpuBackend(WeightPrecision frozenWeights = WeightPrecision.F
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
-        DeviceView<float> output, DeviceView<float> probabilities) =>
+        DeviceView<float> output, DeviceView<float> probabilities, DeviceView<int> prefixChoice = default) =>
         Attention.Forward(S(qkv), S(prefixK), S(prefixV), S(keyMask), S(output), S(probabilities), shape, maskValue, causal,
-            S(alibiSlopes), S(keyPositions));
+            S(alibiSlopes), S(keyPositions), S(prefixChoice));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,

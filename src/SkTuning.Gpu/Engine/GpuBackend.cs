@@ -162,8 +162,9 @@ public sealed class GpuBackend : Backend
         ColumnBlock.Backward(_device, V(dMatrix), V(dBlock), rows, width, columns, column0, scale);
 
     /// <inheritdoc />
-    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim) =>
-        Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim);
+    public override void Prepend(DeviceView<float> prompt, DeviceView<float> x, DeviceView<float> y, int batch, int promptLen, int seqLen, int dim,
+        DeviceView<int> promptChoice = default) =>
+        Kernels.Prepend.Forward(_device, V(prompt), V(x), V(y), batch, promptLen, seqLen, dim, V(promptChoice));
 
     /// <inheritdoc />
     public override void PrependBackward(DeviceView<float> dy, DeviceView<float> dPrompt, DeviceView<float> dx, int batch, int promptLen, int seqLen, int dim)
@@ -273,9 +274,9 @@ public sealed class GpuBackend : Backend
     /// <inheritdoc />
     public override void AttentionForward(AttentionShape shape, float maskValue, bool causal, DeviceView<float> qkv, DeviceView<float> prefixK,
         DeviceView<float> prefixV, DeviceView<float> keyMask, DeviceView<float> alibiSlopes, DeviceView<int> keyPositions,
-        DeviceView<float> output, DeviceView<float> probabilities) =>
+        DeviceView<float> output, DeviceView<float> probabilities, DeviceView<int> prefixChoice = default) =>
         AttentionGpu.Forward(_device, V(qkv), V(prefixK), V(prefixV), V(keyMask), V(output), V(probabilities), shape, maskValue, causal,
-            V(alibiSlopes), V(keyPositions));
+            V(alibiSlopes), V(keyPositions), V(prefixChoice));
 
     /// <inheritdoc />
     public override void AttentionBackward(AttentionShape shape, DeviceView<float> dOutput, DeviceView<float> qkv, DeviceView<float> prefixK,

@@ -19,6 +19,8 @@ internal sealed class Sublayers : IDisposable
     private Activations _act = null!;
     private AttentionShape _shape;
     private DeviceView<float> _mask, _prefix, _dPrefix, _dPromptKv;
+    private DeviceView<int> _prefixChoice;
+    private int _prefixAdapters = 1;
     private int _promptRows;
     private DeviceView<int> _positions;
     private bool _training;
@@ -54,13 +56,14 @@ internal sealed class Sublayers : IDisposable
 
     /// <summary>
     /// Sets the state of one forward: shape, key mask [B, S], positions of the rows [B·S] for RoPE and ALiBi (prefix keys
-    /// sit at 0..m−1) and the prefix [L, 2, m, kvDim].
+    /// sit at 0..m−1) and the prefix [L, 2, m, kvDim] — or, with a per-example <paramref name="prefixChoice"/> [B], A stacked
+    /// prefixes [L, 2, A, m, kvDim] (inference).
     /// </summary>
     public void Begin(Activations act, AttentionShape shape, DeviceView<float> mask, DeviceView<int> positions,
-        DeviceView<float> prefix, bool training, ulong seed)
+        DeviceView<float> prefix, DeviceView<int> prefixChoice, int prefixAdapters, bool training, ulong seed)
     {
         _act = act; _shape = shape; _mask = mask; _positions = positions;
-        _prefix = prefix; _training = training; _seed = seed;
+        _prefix = prefix; _prefixChoice = prefixChoice; _prefixAdapters = prefixAdapters; _training = training; _seed = seed;
     }
 
     /// <summary>Where <see cref="AttentionBackward"/> accumulates the prefix gradient [L, 2, m, kvDim] (empty = none).</summary>
@@ -101,7 +104,7 @@ internal sealed class Sublayers : IDisposable
     {
         int m = _shape.PrefixLength;
         if (m == 0 || prefix.IsEmpty) return (default, default);
-        int block = m * Spec.KvDim;
+        int block = _prefixAdapters * m * Spec.KvDim;
         return (prefix.Slice(2 * layer * block, block), prefix.Slice((2 * layer + 1) * block, block));
     }
 
@@ -124,15 +127,18 @@ internal sealed class Sublayers : IDisposable
             {
                 var rotated = la.PrefixK!.Slice(0, pk.Length);
                 Backend.Copy(pk, rotated);
-                Backend.RopeForward(rotated, PositionsFromZero(_shape.PrefixLength), _ropeCos.All, _ropeSin.All, _shape.PrefixLength, Spec.KvDim, Spec.KvHeads,
-                    Spec.HeadSize, Spec.RotaryDim);
+                // Each stacked prefix (one without a prefix choice) sits at positions 0..m−1.
+                int block = _shape.PrefixLength * Spec.KvDim;
+                for (int a = 0; a < _prefixAdapters; a++)
+                    Backend.RopeForward(rotated.Slice(a * block, block), PositionsFromZero(_shape.PrefixLength), _ropeCos.All, _ropeSin.All,
+                        _shape.PrefixLength, Spec.KvDim, Spec.KvHeads, Spec.HeadSize, Spec.RotaryDim);
                 pk = rotated;
             }
         }
         // ALiBi: each key's bias follows its row's position (the prefix keys' 0..m−1 are the kernel's own numbering).
         var (slopes, keyPositions) = _alibiSlopes is null ? (default, default) : (_alibiSlopes.All, _positions);
         Backend.AttentionForward(_shape, Spec.MaskValue, Spec.Causal, qkv, pk, pv, _mask, slopes, keyPositions,
-            la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, _shape.ProbsLength));
+            la.Context.Slice(0, rows * d), la.Probabilities.Slice(0, _shape.ProbsLength), _prefixChoice);
         Backend.Gemm(GemmOp.NN, rows, d, d, la.Context.Slice(0, rows * d), w.Wo, output, w.Bo);
     }
 

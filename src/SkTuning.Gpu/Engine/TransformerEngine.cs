@@ -8,7 +8,7 @@ namespace SkTuning.Gpu.Engine;
 /// A transformer of any supported family (<see cref="ModelSpec"/>: BERT-style post-norm encoders, GPT-2 / LLaMA-style
 /// pre-norm and Falcon / Phi-style parallel causal decoders) on a <see cref="Backend"/>: forward with an optional SK-Prompt (m vectors prepended after
 /// the embedding layer) and/or SK-Prefix (per-layer keys/values [L × 2 × m × kvDim], one buffer shared by the whole
-/// batch), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post-norm, pre-norm or parallel) over the shared
+/// batch, or for inference several runs' chosen per example: <see cref="AdapterChoice"/>), and backward. The family is chosen once: a <see cref="TransformerBlock"/> (post-norm, pre-norm or parallel) over the shared
 /// <see cref="Sublayers"/>. In causal models the prefix occupies positions 0..m−1, prompt rows follow, and each example's
 /// tokens continue from there (its padding skipped: position = offset + number of real tokens before it), so RoPE
 /// angles and absolute positions shift by the prefix/prompt length; prefix keys are given unrotated and rotated by the
@@ -34,7 +34,7 @@ public sealed class TransformerEngine : IDisposable
     private readonly TransformerBlock _block;
     private readonly Sublayers _sublayers;
     private Activations? _act;
-    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions;
+    private DeviceArray<int>? _ids, _types, _tokenPositions, _rowPositions, _choice;
     private DeviceArray<float>? _mask;
     private ForwardShape _shape;
     private readonly bool _ownsWeights = true;
@@ -209,16 +209,26 @@ public sealed class TransformerEngine : IDisposable
     /// <param name="prefix">SK-Prefix keys/values [L, 2, m, d] (layer l: K at 2l, V at 2l+1), or empty.</param>
     /// <param name="training">Training mode: LoRA dropout is applied (nothing else in the engine depends on it).</param>
     /// <param name="seed">Seed of the training-mode dropout masks (the backward reuses them).</param>
+    /// <param name="choice">
+    /// Null: the prompt and prefix are shared by the batch. Otherwise they stack A runs' — prompt [A, m_p, d], prefix
+    /// [L, 2, A, m, kvDim] — and example b reads adapter Index[b] (inference only: not with <paramref name="training"/>,
+    /// and <see cref="Backward"/> is not defined after it).
+    /// </param>
     /// <exception cref="ArgumentException">Sizes that do not fit the model (the message names them).</exception>
     public DeviceView<float> Forward(TokenBatch batch, DeviceView<float> prompt = default, DeviceView<float> prefix = default,
-        bool training = false, ulong seed = 0)
+        bool training = false, ulong seed = 0, AdapterChoice? choice = null)
     {
-        int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim;
-        if (prompt.Length % d != 0)
-            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of the model width d = {d}");
-        if (prefix.Length % (2 * L * kv) != 0)
-            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·kvDim = 2·{L}·{kv} = {2 * L * kv}");
-        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / d, prefix.Length / (2 * L * kv));
+        int d = Spec.Hidden, L = Spec.Layers, kv = Spec.KvDim, adapters = choice?.Adapters ?? 1;
+        if (choice is not null) CheckChoice(choice, batch.Batch, prompt.Length + prefix.Length, training);
+        // Sizes are named as the caller gave them: per adapter (A·) only with a choice.
+        string each = choice is null ? "" : "A·", times = choice is null ? "" : $"{adapters}·";
+        if (prompt.Length % (d * adapters) != 0)
+            throw new ArgumentException($"prompt has {prompt.Length} values, not a multiple of the model width {each}d = {times}{d}");
+        if (prefix.Length % (2 * L * kv * adapters) != 0)
+            throw new ArgumentException($"prefix has {prefix.Length} values, not a multiple of 2·L·{each}kvDim = 2·{L}·{times}{kv} = {2 * L * adapters * kv}");
+        // A stacked prefix needs the choice in attention; a stacked prompt only in the prepend.
+        int prefixAdapters = prefix.IsEmpty ? 1 : adapters;
+        var shape = new ForwardShape(batch.Batch, batch.SeqLen, prompt.Length / (d * adapters), prefix.Length / (2 * L * kv * adapters), prefixAdapters);
         int longest = Spec.Causal ? shape.PrefixLen + shape.Positions : batch.SeqLen;
         if (longest > Spec.MaxTokens)
             throw new ArgumentException(Spec.Causal
@@ -232,6 +242,8 @@ public sealed class TransformerEngine : IDisposable
         _backend.Upload(batch.Ids, _ids!.Slice(0, B * T));
         _backend.Upload(batch.Types, _types!.Slice(0, B * T));
         UploadMaskAndPositions(batch, shape);
+        var index = choice is null ? default : _choice!.Slice(0, B);
+        if (choice is not null) _backend.Upload(choice.Index, index);
 
         // Embeddings (and their norm, where the model has one) apply to the real tokens only; the prompt is prepended after them.
         var tokRows = B * T;
@@ -250,9 +262,10 @@ public sealed class TransformerEngine : IDisposable
                     a.EmbeddingRstd.Slice(0, tokRows), tokRows);
         }
         if (shape.PromptLen > 0)
-            _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d);
+            _backend.Prepend(prompt, x0, a.Hidden[0].Slice(0, rows * d), B, shape.PromptLen, T, d, index);
 
-        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows), prefix, training, seed);
+        _sublayers.Begin(a, AttentionShape(shape), _mask!.Slice(0, B * S), _rowPositions!.Slice(0, rows), prefix,
+            prefix.IsEmpty ? default : index, prefixAdapters, training, seed);
         for (int l = 0; l < L; l++)
             _block.Forward(_sublayers, l, rows, a.Layers[l], a.Hidden[l].Slice(0, rows * d), a.Hidden[l + 1].Slice(0, rows * d));
         if (!Spec.HasFinalNorm) return a.Hidden[L].Slice(0, rows * d);
@@ -313,6 +326,7 @@ public sealed class TransformerEngine : IDisposable
     {
         var a = _act ?? throw new InvalidOperationException("Backward before Forward");
         var shape = _shape;
+        if (shape.PrefixAdapters != 1) throw new InvalidOperationException("Backward after a forward with a per-example adapter choice (inference only)");
         int d = Spec.Hidden, L = Spec.Layers, B = shape.Batch, T = shape.SeqLen, rows = B * shape.Positions;
         if (dHidden.Length != rows * d)
             throw new ArgumentException($"dHidden has {dHidden.Length} values, expected B·(m+T)·d = {B}·{shape.Positions}·{d} = {rows * d}");
@@ -431,6 +445,18 @@ public sealed class TransformerEngine : IDisposable
         return p;
     }
 
+    private static void CheckChoice(AdapterChoice choice, int batch, int injected, bool training)
+    {
+        if (training) throw new ArgumentException("a per-example adapter choice is for inference only; training runs one adapter per batch");
+        if (choice.Adapters < 1 || injected == 0)
+            throw new ArgumentException($"an adapter choice needs A ≥ 1 stacked prompts or prefixes (A = {choice.Adapters}, {injected} values given)");
+        if (choice.Index.Length != batch)
+            throw new ArgumentException($"adapter choice has {choice.Index.Length} entries for a batch of {batch}");
+        for (int b = 0; b < batch; b++)
+            if ((uint)choice.Index[b] >= (uint)choice.Adapters)
+                throw new ArgumentException($"adapter choice of example {b} is {choice.Index[b]}, outside the {choice.Adapters} stacked adapters");
+    }
+
     private void Prepare(ForwardShape shape)
     {
         if (_act is not null && _act.Fits(shape, Recompute)) return;
@@ -443,6 +469,7 @@ public sealed class TransformerEngine : IDisposable
         _tokenPositions = _backend.AllocateInts(cap.Batch * cap.SeqLen);
         _rowPositions = _backend.AllocateInts(cap.Batch * cap.Positions);
         _mask = _backend.Allocate(cap.Batch * cap.Positions);
+        _choice = _backend.AllocateInts(cap.Batch);
     }
 
     /// <inheritdoc />
@@ -457,7 +484,7 @@ public sealed class TransformerEngine : IDisposable
     private void DisposeInputs()
     {
         _ids?.Dispose(); _types?.Dispose(); _mask?.Dispose();
-        _tokenPositions?.Dispose(); _rowPositions?.Dispose();
+        _tokenPositions?.Dispose(); _rowPositions?.Dispose(); _choice?.Dispose();
     }
 }
 
@@ -466,15 +493,20 @@ internal sealed record LoraLayer(
     (DeviceView<float> Value, DeviceView<float> Gradient) QueryA, (DeviceView<float> Value, DeviceView<float> Gradient) QueryB,
     (DeviceView<float> Value, DeviceView<float> Gradient) ValueA, (DeviceView<float> Value, DeviceView<float> Gradient) ValueB);
 
-/// <summary>The sizes of one forward: B, T real-token positions, m_p prompt rows, m prefix keys.</summary>
-internal readonly record struct ForwardShape(int Batch, int SeqLen, int PromptLen, int PrefixLen)
+/// <summary>The sizes of one forward: B, T real-token positions, m_p prompt rows, m prefix keys of each of A stacked prefixes.</summary>
+internal readonly record struct ForwardShape(int Batch, int SeqLen, int PromptLen, int PrefixLen, int PrefixAdapters = 1)
 {
+    /// <summary>Prefix keys of all stacked prefixes: A·m.</summary>
+    public int PrefixKeys => PrefixAdapters * PrefixLen;
+
     /// <summary>Query positions per example: prompt rows + tokens.</summary>
     public int Positions => PromptLen + SeqLen;
 
     public bool Fits(ForwardShape need) =>
-        need.Batch <= Batch && need.SeqLen <= SeqLen && need.PromptLen <= PromptLen && need.PrefixLen <= PrefixLen;
+        need.Batch <= Batch && need.SeqLen <= SeqLen && need.PromptLen <= PromptLen && need.PrefixLen <= PrefixLen &&
+        need.PrefixKeys <= PrefixKeys;
 
     public static ForwardShape Max(ForwardShape a, ForwardShape b) =>
-        new(Math.Max(a.Batch, b.Batch), Math.Max(a.SeqLen, b.SeqLen), Math.Max(a.PromptLen, b.PromptLen), Math.Max(a.PrefixLen, b.PrefixLen));
+        new(Math.Max(a.Batch, b.Batch), Math.Max(a.SeqLen, b.SeqLen), Math.Max(a.PromptLen, b.PromptLen), Math.Max(a.PrefixLen, b.PrefixLen),
+            Math.Max(a.PrefixAdapters, b.PrefixAdapters));
 }

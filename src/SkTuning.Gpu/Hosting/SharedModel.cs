@@ -7,10 +7,14 @@ namespace SkTuning.Gpu.Hosting;
 /// A frozen model loaded once onto a backend for serving: parsed, imported and its weights uploaded a single time, so that
 /// several runs loaded over it (<see cref="SkTuner.Load(string, SharedModel, SkTunerOptions?, Microsoft.Extensions.Logging.ILogger{SkTuner}?)"/>)
 /// each cost their adapter's memory, not the model's. Runs that train the transformer's own weights (LoRA, full
-/// fine-tuning) upload their own copy. Dispose it after the runs that use it.
+/// fine-tuning) upload their own copy. Runs loaded with <see cref="SkTunerOptions.MixAdapters"/> also share one
+/// micro-batcher: their concurrent requests run as one engine batch. Dispose it after the runs that use it.
 /// </summary>
 public sealed class SharedModel : IDisposable
 {
+    private readonly Lock _mixerLock = new();
+    private AdapterMixer? _mixer;
+
     private SharedModel(FrozenModel frozen, Backend backend)
     {
         Frozen = frozen;
@@ -41,9 +45,19 @@ public sealed class SharedModel : IDisposable
         catch { backend.Dispose(); throw; }
     }
 
+    /// <summary>The batcher of the runs that mix their rows, started by the first of them with its batching options.</summary>
+    internal AdapterMixer Mixer(SkTunerOptions options)
+    {
+        lock (_mixerLock) return _mixer ??= new AdapterMixer(this, options.MaxBatchSize, options.BatchWindow);
+    }
+
+    /// <summary>The mixer, or null before a run asked for one (tests and benchmarks).</summary>
+    internal AdapterMixer? CurrentMixer => _mixer;
+
     /// <inheritdoc />
     public void Dispose()
     {
+        _mixer?.Dispose();
         Weights.Dispose();
         Backend.Dispose();
     }

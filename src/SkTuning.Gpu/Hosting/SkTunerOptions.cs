@@ -44,6 +44,17 @@ public sealed class SkTunerOptions
     public int MaxBatchSize { get; set; } = 32;
 
     /// <summary>
+    /// For runs loaded over a <see cref="SharedModel"/>: serve <see cref="SkTuner.Predict(string, string?)"/> and
+    /// <see cref="SkTuner.PredictAsync"/> through the shared model's one micro-batcher, so that concurrent requests of
+    /// different runs run as one engine batch (rows with the same adapter kind and length; each row through its run's head),
+    /// with the answers each run gives alone. SK-Prefix runs mix with SK-Prefix runs of the same prefix length, SK-Prompt
+    /// runs with SK-Prompt runs of the same prompt length (on causal models their prompt rows run as a prefix); linear
+    /// probes, LoRA and full fine-tuning (whose engines read their own weights) do not, and batch alone as before. The
+    /// first mixing run's <see cref="MaxBatchSize"/> and <see cref="BatchWindow"/> set the shared batcher's. Default false.
+    /// </summary>
+    public bool MixAdapters { get; set; }
+
+    /// <summary>
     /// When set, caps the threads one CPU kernel uses (<see cref="Kernels.KernelParallelism.MaxThreads"/>, process-wide) so
     /// that the engine leaves cores to the host's own threads; null leaves it as it is (all cores by default).
     /// </summary>

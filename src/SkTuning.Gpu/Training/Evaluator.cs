@@ -14,18 +14,26 @@ public sealed record Predictions(double Loss, int[]? Classes, float[][]? Probabi
 public static class Evaluator
 {
     /// <summary>Predicts every example; <paramref name="gold"/> supplies the word counts for token classification.</summary>
-    public static Predictions Predict(ITunedPredictor model, EncodedDataset data, IReadOnlyList<TextExample>? gold, int batchSize, int padId)
-    {
-        var kind = model.Kind;
-        int n = data.Count, C = model.Classes;
-        var batches = BatchSampler.EvalBatches(data.Lengths(), batchSize);
-        var classes = new int[n]; var probs = new float[n][]; var values = new double[n]; var words = new int[n][];
-        double lossSum = 0;
-        foreach (var indices in batches)
+    public static Predictions Predict(ITunedPredictor model, EncodedDataset data, IReadOnlyList<TextExample>? gold, int batchSize, int padId) =>
+        Collect(model.Kind, model.Classes, model.SkipRows, data, gold, BatchSampler.EvalBatches(data.Lengths(), batchSize).Select(indices =>
         {
             var batch = BatchBuilder.Build(data.Examples, indices, padId);
-            var outputs = model.Predict(batch.Tokens);
-            int T = batch.Tokens.SeqLen, S = model.SkipRows + T;
+            return (indices, batch.Tokens.SeqLen, model.Predict(batch.Tokens));
+        }));
+
+    /// <summary>
+    /// Predictions from head outputs: per batch, the examples it ran (indices into <paramref name="data"/>, in row order),
+    /// its token length T and the head's outputs for its rows (as <see cref="ITunedPredictor.Predict"/> returns them).
+    /// </summary>
+    internal static Predictions Collect(TaskKind kind, int C, int skipRows, EncodedDataset data, IReadOnlyList<TextExample>? gold,
+        IEnumerable<(int[] Indices, int SeqLen, float[] Outputs)> batches)
+    {
+        int n = data.Count;
+        var classes = new int[n]; var probs = new float[n][]; var values = new double[n]; var words = new int[n][];
+        double lossSum = 0;
+        foreach (var (indices, T, outputs) in batches)
+        {
+            int S = skipRows + T;
             for (int i = 0; i < indices.Length; i++)
             {
                 int e = indices[i];
@@ -41,14 +49,14 @@ public static class Evaluator
                         int wordCount = gold?[e].Words?.Length ?? starts.Length;
                         var labels = new int[wordCount];
                         for (int w = 0; w < starts.Length && w < wordCount; w++)
-                            labels[w] = ArgMax(outputs.AsSpan((i * S + model.SkipRows + starts[w]) * C, C));
+                            labels[w] = ArgMax(outputs.AsSpan((i * S + skipRows + starts[w]) * C, C));
                         words[e] = labels;
                         var tokenLabels = data.Examples[e].TokenLabels;
                         if (tokenLabels is not null)
                         {
                             double sum = 0; int count = 0;
                             for (int t = 0; t < tokenLabels.Length; t++)
-                                if (tokenLabels[t] >= 0) { sum += CrossEntropy(outputs.AsSpan((i * S + model.SkipRows + t) * C, C), tokenLabels[t]); count++; }
+                                if (tokenLabels[t] >= 0) { sum += CrossEntropy(outputs.AsSpan((i * S + skipRows + t) * C, C), tokenLabels[t]); count++; }
                             lossSum += count == 0 ? 0 : sum / count;
                         }
                         break;

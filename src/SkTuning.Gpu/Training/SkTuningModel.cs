@@ -137,6 +137,20 @@ public sealed class SkTuningModel : ITunedPredictor
         return PromptRows > 0 ? (host, []) : ([], host);
     }
 
+    /// <summary>
+    /// For serving several runs in one batch (<see cref="TransformerEngine.Forward"/> with an <see cref="AdapterChoice"/>):
+    /// what this model feeds a frozen engine after <see cref="FixInjection"/> — prompt rows [m_p, d] (SK-Prompt on encoders)
+    /// or a prefix [L, 2, m, kvDim] (SK-Prefix; SK-Prompt on causal models, whose prompt rows' keys/values run as a
+    /// prefix) — with the adapter's kind. Null when its rows cannot share a batch with other runs': no fixed injection yet,
+    /// a linear probe, or LoRA / full fine-tuning, whose engines read their own weights.
+    /// </summary>
+    internal (AdapterKind Kind, bool Prompt, DeviceView<float> Values)? MixableInjection =>
+        _fixedInjection is { } injection && Adapter is not null && Tuning == EngineTuning.Frozen
+            ? (Adapter.Kind, PromptRows > 0, injection) : null;
+
+    /// <summary>Head outputs on the host for hidden states a frozen engine computed for <paramref name="batch"/> with this model's injection.</summary>
+    internal float[] PredictHead(DeviceView<float> hidden, TokenBatch batch) => Head.Predict(Parameters, hidden, batch, PromptRows);
+
     private DeviceView<float> Run(TokenBatch batch, bool training, ulong seed)
     {
         if (_fixedInjection is { } fixedInjection)

@@ -22,23 +22,119 @@ public class SkTunerHostTests
     /// </summary>
     private static (string Model, string Prefix, string Prompt, TaskData Data) Runs(TempDir dir)
     {
+        var train = Fixture(dir, out var data);
+        return (dir.Path, train("sk-prefix", "sk-prefix", AdapterMode.PerLayer, 3, "good or bad"), train("sk-prompt", "sk-prompt", AdapterMode.Token, 3, "good or bad"), data);
+    }
+
+    /// <summary>Writes the fixture model and data into <paramref name="dir"/>; returns how to train a short run over them (name, method, mode, seed, semantic text).</summary>
+    private static Func<string, string, AdapterMode, int, string, string> Fixture(TempDir dir, out TaskData data)
+    {
         var vocab = new[] { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "," }.Concat(Words).ToArray();
         File.WriteAllLines(Path.Combine(dir.Path, "vocab.txt"), vocab);
         FixtureModels.WriteBert(Path.Combine(dir.Path, "model.onnx"),
             new BertFixtureOptions(Layers: 2, Hidden: 32, Heads: 2, FfnSize: 64, VocabSize: 4096, MaxPositions: 24, Seed: 6));
-        var (task, data, custom) = TrainerTests.SentimentData(dir);
+        var (task, taskData, custom) = TrainerTests.SentimentData(dir);
         var model = FrozenModel.Load(dir.Path);
-        string Train(string method, AdapterMode mode)
+        data = taskData;
+        return (name, method, mode, seed, text) =>
         {
-            string run = Path.Combine(dir.Path, method);
+            string run = Path.Combine(dir.Path, name);
             using var backend = new CpuBackend();
-            Trainer.Train(new TrainingSetup(model, dir.Path, task, data, backend, run, custom), new TrainOptions
+            Trainer.Train(new TrainingSetup(model, dir.Path, task, taskData, backend, run, custom), new TrainOptions
             {
-                Method = method, Mode = mode, SemanticText = "good or bad", Steps = 6, BatchSize = 8, LearningRate = 5e-3f, WarmupSteps = 2, EvalEvery = 6, Seed = 3,
+                Method = method, Mode = mode, SemanticText = text, Steps = 6, BatchSize = 8, LearningRate = 5e-3f, WarmupSteps = 2, EvalEvery = 6, Seed = seed,
             }, resume: false);
             return run;
+        };
+    }
+
+    /// <summary>Three SK-Prefix runs of one prefix length (different seeds, modes, texts) and two SK-Prompt runs over one model.</summary>
+    private static (string Model, string[] Prefixes, string[] Prompts, TaskData Data) MixRuns(TempDir dir)
+    {
+        var train = Fixture(dir, out var data);
+        string[] prefixes =
+        [
+            train("a", "sk-prefix", AdapterMode.PerLayer, 3, "good or bad"),
+            train("b", "sk-prefix", AdapterMode.Token, 4, "good or bad"),
+            train("c", "sk-prefix", AdapterMode.PerLayer, 5, "bad or good"),
+        ];
+        return (dir.Path, prefixes, [train("p", "sk-prompt", AdapterMode.Token, 3, "good or bad"), train("q", "sk-prompt", AdapterMode.Token, 4, "bad or good")], data);
+    }
+
+    /// <summary>Each text's probabilities from <paramref name="run"/> loaded alone (its own model and batcher), one call at a time.</summary>
+    private static float[][] AloneAnswers(string model, string run, string[] texts)
+    {
+        using var tuner = SkTuner.Load(run, Cpu(model));
+        return texts.Select(t => tuner.Predict(t).Probabilities!).ToArray();
+    }
+
+    [Fact]
+    public void RowsOfFiveRunsInOneBatchGetTheBitsEachRunGivesAlone()
+    {
+        using var dir = new TempDir();
+        var (model, prefixes, prompts, data) = MixRuns(dir);
+        var runs = prefixes.Concat(prompts).ToArray();
+        var texts = data.Dev.Take(10).Select(e => e.Text).ToArray();
+        var alone = runs.Select(run => AloneAnswers(model, run, texts)).ToArray();
+        // The runs differ: a test that mixed up prefixes, prompts or heads would see it.
+        for (int r = 1; r < runs.Length; r++) Assert.NotEqual(alone[r - 1][0], alone[r][0]);
+
+        using var shared = SharedModel.Load(model, "cpu");
+        var options = new SkTunerOptions { MixAdapters = true };
+        var tuners = runs.Select(run => SkTuner.Load(run, shared, options)).ToArray();
+        try
+        {
+            var mixer = shared.CurrentMixer!;
+            Assert.NotNull(mixer);
+            // Every (run, text) pair in one batch, runs interleaved and texts of different lengths side by side: the
+            // prefix runs' rows run as one forward, the prompt runs' as another.
+            var pairs = Enumerable.Range(0, texts.Length * runs.Length).Select(i => (Run: i % runs.Length, Text: i / runs.Length)).ToArray();
+            var groups = new List<(int Rows, int Adapters)>();
+            mixer.GroupRan = (rows, adapters) => groups.Add((rows, adapters));
+            var mixed = mixer.RunBatch(pairs.Select(p =>
+            {
+                var request = tuners[p.Run].Request(texts[p.Text], null);
+                return new MixedRequest(tuners[p.Run], request.Example, request.Encoded);
+            }).ToList());
+            mixer.GroupRan = null;
+            Assert.Equal([(texts.Length * prefixes.Length, prefixes.Length), (texts.Length * prompts.Length, prompts.Length)], groups);
+            for (int i = 0; i < pairs.Length; i++)
+                Assert.Equal(alone[pairs[i].Run][pairs[i].Text], mixed[i].Probabilities);
+
+            // Single calls go through the mixer too (a lone caller: a batch of one, its injection shared as in the run's own path).
+            for (int r = 0; r < runs.Length; r++) Assert.Equal(alone[r][3], tuners[r].Predict(texts[3]).Probabilities);
         }
-        return (dir.Path, Train("sk-prefix", AdapterMode.PerLayer), Train("sk-prompt", AdapterMode.Token), data);
+        finally
+        {
+            foreach (var t in tuners) t.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task ConcurrentCallersOfTwoRunsOverOneSharedModelRunInOneBatchWithTheirAloneAnswers()
+    {
+        using var dir = new TempDir();
+        var (model, prefixes, _, data) = MixRuns(dir);
+        var texts = data.Dev.Select(e => e.Text).ToArray();
+        var alone = prefixes[..2].Select(run => AloneAnswers(model, run, texts)).ToArray();
+
+        using var shared = SharedModel.Load(model, "cpu");
+        var options = new SkTunerOptions { MixAdapters = true, BatchWindow = TimeSpan.FromMilliseconds(20) };
+        using var a = SkTuner.Load(prefixes[0], shared, options);
+        using var b = SkTuner.Load(prefixes[1], shared, options);
+        var groups = new List<(int Rows, int Adapters)>();
+        shared.CurrentMixer!.GroupRan = (rows, adapters) => { lock (groups) groups.Add((rows, adapters)); };
+        // Every text from its own caller on each run, all at once.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 2 * texts.Length)
+            .Select(i => Task.Run(() => (i % 2 == 0 ? a : b).PredictAsync(texts[i / 2]))));
+        shared.CurrentMixer.GroupRan = null;
+
+        for (int i = 0; i < answers.Length; i++) Assert.Equal(alone[i % 2][i / 2], answers[i].Probabilities);
+        lock (groups)
+        {
+            Assert.Contains(groups, g => g.Rows > 1 && g.Adapters == 2);
+            Assert.Equal(answers.Length, groups.Sum(g => g.Rows));
+        }
     }
 
     private static SkTunerOptions Cpu(string model) => new() { Model = model, Device = "cpu" };

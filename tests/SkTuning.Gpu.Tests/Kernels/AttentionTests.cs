@@ -357,6 +357,158 @@ public class AttentionTests
     }
 
     // ---------------------------------------------------------------------------------------------
+    // (6) per-example prefix choice (several adapters' rows in one inference batch)
+    // ---------------------------------------------------------------------------------------------
+
+    /// <summary>A adapters' prefixes stacked [A, m, dkv] (fresh random) and a choice [B] that uses each adapter at least once when B ≥ A.</summary>
+    private static (float[] K, float[] V, int[] Choice) StackedPrefixes(int seed, AttentionShape s, int adapters)
+    {
+        var rng = new Random(seed);
+        var k = TestData.Random(rng, adapters * s.PrefixElements);
+        var v = TestData.Random(rng, adapters * s.PrefixElements);
+        var choice = Enumerable.Range(0, s.Batch).Select(b => b < adapters ? adapters - 1 - b : rng.Next(adapters)).ToArray();
+        return (k, v, choice);
+    }
+
+    public static TheoryData<int, int, int, int, int, bool, int, int> PrefixChoiceCases => new()
+    {
+        { 4, 7, 4, 8, 5, false, 4, 3 },
+        { 4, 7, 4, 8, 5, true, 2, 2 },   // grouped-query, causal
+        { 3, 9, 4, 5, 3, false, 1, 3 },  // multi-query, odd head size
+        { 2, 33, 6, 16, 12, true, 6, 2 },
+    };
+
+    /// <summary>
+    /// The fp64 reference with a choice gives each example exactly what the shared-prefix reference gives it with its own
+    /// adapter's prefix, and the CPU forward (poisoned outputs) matches it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PrefixChoiceCases))]
+    public void CpuPrefixChoiceMatchesReference(int B, int T, int H, int dh, int m, bool causal, int kvHeads, int adapters)
+    {
+        var s = new AttentionShape(B, T, H, dh, m, kvHeads);
+        var x = MakeInputs(500 + B * T + m + adapters, s);
+        var (k, v, choice) = StackedPrefixes(600 + m, s, adapters);
+        var refOut = new double[s.OutputLength];
+        var refProbs = new double[s.ProbsLength];
+        Attention.ForwardReference(TestData.ToDouble(x.Qkv), TestData.ToDouble(k), TestData.ToDouble(v), TestData.ToDouble(x.Mask), refOut, refProbs,
+            s, MaskValue, causal, prefixChoice: choice);
+
+        int rowOut = T * s.Model, rowProbs = H * T * s.Keys;
+        for (int a = 0; a < adapters; a++)
+        {
+            var alone = x with
+            {
+                PrefixK = k.AsSpan(a * s.PrefixElements, s.PrefixElements).ToArray(),
+                PrefixV = v.AsSpan(a * s.PrefixElements, s.PrefixElements).ToArray(),
+            };
+            var (aloneOut, aloneProbs, _, _, _) = Reference(alone, s, causal);
+            for (int b = 0; b < B; b++)
+            {
+                if (choice[b] != a) continue;
+                Assert.Equal(aloneOut.AsSpan(b * rowOut, rowOut).ToArray(), refOut.AsSpan(b * rowOut, rowOut).ToArray());
+                Assert.Equal(aloneProbs.AsSpan(b * rowProbs, rowProbs).ToArray(), refProbs.AsSpan(b * rowProbs, rowProbs).ToArray());
+            }
+        }
+
+        var output = TestData.Poisoned(s.OutputLength);
+        var probs = TestData.Poisoned(s.ProbsLength);
+        Attention.Forward(x.Qkv, k, v, x.Mask, output, probs, s, MaskValue, causal, prefixChoice: choice);
+        AssertClose("out", output, refOut);
+        AssertClose("probs", probs, refProbs);
+    }
+
+    /// <summary>
+    /// A row of a mixed batch gets the bits the shared-prefix forward gives it with its adapter's prefix (what serving
+    /// relies on: a request's answer does not depend on the other runs in its batch); A = 1 is the shared path bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 4, 4, 3)]
+    [InlineData(true, 4, 2, 2)]
+    [InlineData(false, 4, 1, 1)]
+    [InlineData(true, 6, 6, 1)]
+    public void CpuPrefixChoiceRowsEqualTheSharedPathBitForBit(bool causal, int heads, int kvHeads, int adapters)
+    {
+        var s = new AttentionShape(5, 11, heads, 8, 4, kvHeads);
+        var x = MakeInputs(700 + adapters, s, alibi: true);
+        var (k, v, choice) = StackedPrefixes(800 + adapters, s, adapters);
+        var mixedOut = TestData.Poisoned(s.OutputLength);
+        var mixedProbs = TestData.Poisoned(s.ProbsLength);
+        Attention.Forward(x.Qkv, k, v, x.Mask, mixedOut, mixedProbs, s, MaskValue, causal, x.Slopes, x.KeyPositions, choice);
+
+        int rowOut = s.Tokens * s.Model, rowProbs = s.Heads * s.Tokens * s.Keys;
+        for (int a = 0; a < adapters; a++)
+        {
+            var sharedOut = TestData.Poisoned(s.OutputLength);
+            var sharedProbs = TestData.Poisoned(s.ProbsLength);
+            Attention.Forward(x.Qkv, k.AsSpan(a * s.PrefixElements, s.PrefixElements), v.AsSpan(a * s.PrefixElements, s.PrefixElements), x.Mask,
+                sharedOut, sharedProbs, s, MaskValue, causal, x.Slopes, x.KeyPositions);
+            for (int b = 0; b < s.Batch; b++)
+            {
+                if (choice[b] != a) continue;
+                Assert.Equal(sharedOut.AsSpan(b * rowOut, rowOut).ToArray(), mixedOut.AsSpan(b * rowOut, rowOut).ToArray());
+                Assert.Equal(sharedProbs.AsSpan(b * rowProbs, rowProbs).ToArray(), mixedProbs.AsSpan(b * rowProbs, rowProbs).ToArray());
+            }
+        }
+    }
+
+    /// <summary>The ILGPU forward with a choice on the CPU simulator (poisoned outputs) against the fp64 reference; A = 1 equals its shared path bit for bit.</summary>
+    [Theory]
+    [InlineData(false, 4, 2, 3)]
+    [InlineData(true, 4, 1, 2)]
+    [InlineData(false, 2, 2, 1)]
+    public void GpuPrefixChoiceMatchesReferenceOnSimulator(bool causal, int heads, int kvHeads, int adapters)
+    {
+        var s = new AttentionShape(Batch: 4, Tokens: 9, Heads: heads, HeadDim: 4, PrefixLength: 3, KvHeads: kvHeads);
+        var x = MakeInputs(900 + adapters, s);
+        var (k, v, choice) = StackedPrefixes(950 + adapters, s, adapters);
+        var refOut = new double[s.OutputLength];
+        var refProbs = new double[s.ProbsLength];
+        Attention.ForwardReference(TestData.ToDouble(x.Qkv), TestData.ToDouble(k), TestData.ToDouble(v), TestData.ToDouble(x.Mask), refOut, refProbs,
+            s, MaskValue, causal, prefixChoice: choice);
+
+        using var device = GpuDevice.CreateCpuSimulator();
+        var acc = device.Accelerator;
+        using var qkv = acc.Allocate1D(x.Qkv);
+        using var pk = acc.Allocate1D(k);
+        using var pv = acc.Allocate1D(v);
+        using var index = acc.Allocate1D(choice);
+        using var mask = acc.Allocate1D(x.Mask);
+        using var output = acc.Allocate1D(TestData.Poisoned(s.OutputLength));
+        using var probs = acc.Allocate1D(TestData.Poisoned(s.ProbsLength));
+        AttentionGpu.Forward(device, qkv.View, pk.View, pv.View, mask.View, output.View, probs.View, s, MaskValue, causal, prefixChoice: index.View);
+        device.Synchronize();
+        var mixedOut = output.GetAsArray1D();
+        var mixedProbs = probs.GetAsArray1D();
+        AssertClose("out", mixedOut, refOut);
+        AssertClose("probs", mixedProbs, refProbs);
+
+        if (adapters > 1) return;
+        using var sharedOut = acc.Allocate1D(TestData.Poisoned(s.OutputLength));
+        using var sharedProbs = acc.Allocate1D(TestData.Poisoned(s.ProbsLength));
+        AttentionGpu.Forward(device, qkv.View, pk.View, pv.View, mask.View, sharedOut.View, sharedProbs.View, s, MaskValue, causal);
+        device.Synchronize();
+        Assert.Equal(sharedOut.GetAsArray1D(), mixedOut);
+        Assert.Equal(sharedProbs.GetAsArray1D(), mixedProbs);
+    }
+
+    [Fact]
+    public void BadPrefixChoicesThrowWithTheSizes()
+    {
+        var s = new AttentionShape(2, 3, 4, 3, 4, 4); // m*KV*dh = 48
+        var x = MakeInputs(2, s);
+        var (k, v, _) = StackedPrefixes(3, s, 2);
+        float[] output = new float[s.OutputLength], probs = new float[s.ProbsLength];
+        var ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, k, v, x.Mask, output, probs, s, MaskValue, false, prefixChoice: new[] { 0, 2 }));
+        Assert.Contains("Attention.Forward: prefixChoice[1] = 2 is outside the 2 stacked prefixes", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, k, v, x.Mask, output, probs, s, MaskValue, false, prefixChoice: new[] { 0 }));
+        Assert.Contains("prefixChoice has 1 elements, expected B = 2", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(x.Qkv, k.AsSpan(0, 50), v.AsSpan(0, 50), x.Mask, output, probs, s, MaskValue, false,
+            prefixChoice: new[] { 0, 0 }));
+        Assert.Contains("whole prefixes of m*KV*dh = 48", ex.Message);
+    }
+
+    // ---------------------------------------------------------------------------------------------
     // (5) size validation
     // ---------------------------------------------------------------------------------------------
 

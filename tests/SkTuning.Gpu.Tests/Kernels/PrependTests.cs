@@ -74,6 +74,48 @@ public class PrependTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture
         Close(Delta(Down(dev, bgx), gx0), rx, what: "dx");
     }
 
+    /// <summary>
+    /// A per-example prompt choice over A stacked prompts: the reference gives example b exactly the shared-prompt
+    /// reference's rows with prompt choice[b]; the CPU and simulator forwards (poisoned outputs) match it; A = 1 is the
+    /// shared path bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData(3)]
+    [InlineData(1)]
+    public void PromptChoiceMatchesReferenceOnCpuAndSimulator(int A)
+    {
+        var rng = new Random(40 + A);
+        int B = 4, m = 3, T = 5, d = 6, row = (m + T) * d;
+        float[] prompts = TestData.Random(rng, A * m * d), x = TestData.Random(rng, B * T * d);
+        int[] choice = Enumerable.Range(0, B).Select(b => (b * 2 + 1) % A).ToArray();
+        var yr = new double[B * row];
+        Prepend.ForwardReference(D(prompts), D(x), yr, B, m, T, d, choice);
+        for (int b = 0; b < B; b++)
+        {
+            var alone = new double[B * row];
+            Prepend.ForwardReference(D(prompts.AsSpan(choice[b] * m * d, m * d).ToArray()), D(x), alone, B, m, T, d);
+            Assert.Equal(alone.AsSpan(b * row, row).ToArray(), yr.AsSpan(b * row, row).ToArray());
+        }
+
+        var y = TestData.Poisoned(B * row);
+        Prepend.Forward(prompts, x, y, B, m, T, d, choice);
+        Close(y, yr, what: "y");
+        var dev = sim.Device;
+        using var bp = Up(dev, prompts); using var bx = Up(dev, x); using var by = Up(dev, TestData.Poisoned(y.Length));
+        using var bc = Up(dev, choice);
+        Prepend.Forward(dev, bp.View, bx.View, by.View, B, m, T, d, bc.View);
+        Close(Down(dev, by), yr, what: "y (simulator)");
+        if (A > 1)
+        {
+            var ex = Assert.Throws<ArgumentException>(() => Prepend.Forward(prompts, x, y, B, m, T, d, new[] { 0, 1, A, 0 }));
+            Assert.Contains($"promptChoice[2] = {A} is outside the {A} stacked prompts", ex.Message);
+            return;
+        }
+        var shared = TestData.Poisoned(y.Length);
+        Prepend.Forward(prompts, x, shared, B, m, T, d);
+        Assert.Equal(shared, y);
+    }
+
     [Fact]
     public void KernelsCompileToPtx() => CompilesToPtx(typeof(Prepend), "ForwardKernel", "PromptGradientKernel", "InputGradientKernel");
 
