@@ -177,10 +177,10 @@ public static class Gelu
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y) => Elementwise.Forward<Op>(x, y, 16);
 
-    /// <summary>CPU backward: <c>dx += dy·GELU'(x)</c>.</summary>
+    /// <summary>CPU backward: <c>dx += dy·GELU'(x)</c>, or <c>dx = dy·GELU'(x)</c> when not <paramref name="accumulate"/>.</summary>
     /// <exception cref="ArgumentException">Lengths disagree.</exception>
-    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx) =>
-        Elementwise.Backward<Op>(dy, x, dx, "x", 24);
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx, bool accumulate = true) =>
+        Elementwise.Backward<Op>(dy, x, dx, "x", 24, accumulate);
 
     /// <summary>GELU for <see cref="Elementwise"/>: the slope is read from the input x.</summary>
     private readonly struct Op : IActivation

@@ -124,6 +124,9 @@ public class GeluTests(SimulatorFixture sim) : IClassFixture<SimulatorFixture>
         Gelu.Backward(dy, x, dx);
         var rdx = new double[n]; Gelu.BackwardReference(D(dy), D(x), rdx);
         Close(Delta(dx, dx0), rdx, what: "dx");
+        var dxOver = TestData.Poisoned(n);   // overwritten, so the poison must not survive
+        Gelu.Backward(dy, x, dxOver, accumulate: false);
+        Close(dxOver, rdx, what: "dx (overwrite)");
     }
 
     [Fact]
