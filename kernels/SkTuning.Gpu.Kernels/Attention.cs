@@ -771,7 +771,7 @@ public static class Attention
     private const float ExpC2 = 1f / 2, ExpC3 = 1f / 6, ExpC4 = 1f / 24, ExpC5 = 1f / 120, ExpC6 = 1f / 720, ExpC7 = 1f / 5040;
 
     /// <summary>The few fp32 vector operations the CPU tiles need, for one vector width (JIT-specialized per struct).</summary>
-    private unsafe interface ISimd<TV> where TV : unmanaged
+    internal unsafe interface ISimd<TV> where TV : unmanaged
     {
         /// <summary>Lanes; 16 must be a multiple of Count.</summary>
         static abstract int Count { get; }
@@ -799,7 +799,7 @@ public static class Attention
 
     /// <summary>e^x for x ≤ 0 (−∞ allowed), ~1 ulp; results below e^−87 are flushed to 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV ExpNonPositive<TOps, TV>(TV x) where TOps : ISimd<TV> where TV : unmanaged
+    internal static TV ExpNonPositive<TOps, TV>(TV x) where TOps : ISimd<TV> where TV : unmanaged
     {
         x = TOps.Max(x, TOps.Splat(-88f));
         var n = TOps.Round(TOps.Mul(x, TOps.Splat(ExpLog2E)));
@@ -816,7 +816,7 @@ public static class Attention
         return TOps.ZeroWhereBelow(TOps.Mul(p, TOps.Pow2(n)), x, -87f);
     }
 
-    private readonly unsafe struct Simd512 : ISimd<Vector512<float>>
+    internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     {
         public static int Count => Vector512<float>.Count;
         public static Vector512<float> Zero => Vector512<float>.Zero;

@@ -40,9 +40,12 @@ internal static class Elementwise
         }
     }
 
-    /// <summary><c>dx += dy·slope(saved)</c>; <paramref name="savedName"/> names the saved tensor in size errors.</summary>
+    /// <summary>
+    /// <c>dx += dy·slope(saved)</c>, or <c>dx = dy·slope(saved)</c> when not <paramref name="accumulate"/> (dx need not be
+    /// zeroed first: one read of it less); <paramref name="savedName"/> names the saved tensor in size errors.
+    /// </summary>
     public static unsafe void Backward<TAct>(ReadOnlySpan<float> dy, ReadOnlySpan<float> saved, Span<float> dx, string savedName,
-        long workPerElement) where TAct : IActivation
+        long workPerElement, bool accumulate = true) where TAct : IActivation
     {
         OpsCheck.Length(dy.Length, saved.Length, nameof(dy), "length of " + savedName);
         OpsCheck.Length(dx.Length, saved.Length, nameof(dx), "length of " + savedName);
@@ -57,9 +60,10 @@ internal static class Elementwise
                     for (; i + 16 <= end; i += 16)
                     {
                         var dxv = Dx.Span(i, 16);
-                        (Vector512.Create<float>(dxv) + Vector512.Create<float>(Dy.Span(i, 16)) * TAct.Slope(Vector512.Create<float>(S.Span(i, 16)))).CopyTo(dxv);
+                        var g = Vector512.Create<float>(Dy.Span(i, 16)) * TAct.Slope(Vector512.Create<float>(S.Span(i, 16)));
+                        (accumulate ? Vector512.Create<float>(dxv) + g : g).CopyTo(dxv);
                     }
-                for (; i < end; i++) Dx[i] += Dy[i] * TAct.Slope(S[i]);
+                for (; i < end; i++) Dx[i] = (accumulate ? Dx[i] : 0f) + Dy[i] * TAct.Slope(S[i]);
             });
         }
     }

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace SkTuning.Gpu.Kernels;
 
@@ -438,6 +439,31 @@ public static unsafe partial class Gemm
             }
         }
 
+        /// <summary>
+        /// dst[k·8 + r] = src[r·rowStride + k] for an 8×8 block (MR = 8): eight row loads, the transpose in registers
+        /// (unpack, shuffle, 128-bit lane permute), eight stores, instead of 64 single-float stores.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Transpose8x8(float* src, long rowStride, float* dst)
+        {
+            var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + rowStride);
+            var r2 = Avx.LoadVector256(src + 2 * rowStride); var r3 = Avx.LoadVector256(src + 3 * rowStride);
+            var r4 = Avx.LoadVector256(src + 4 * rowStride); var r5 = Avx.LoadVector256(src + 5 * rowStride);
+            var r6 = Avx.LoadVector256(src + 6 * rowStride); var r7 = Avx.LoadVector256(src + 7 * rowStride);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + 8, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(dst + 16, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 24, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(dst + 32, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 40, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(dst + 48, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 56, Avx.Permute2x128(u3, u7, 0x31));
+        }
+
         /// <summary>Packs rows i0..i0+mc, columns p0..p0+kc of A into MR-row micro-panels ([kc][MR] each, zero-padded).</summary>
         private void PackA(float* dst, int i0, int mc, int p0, int kc)
         {
@@ -447,12 +473,13 @@ public static unsafe partial class Gemm
                 float* d = dst + r0 * kc;
                 if (CsA == 1)
                 {
-                    if (rows < MR) new Span<float>(d, kc * MR).Clear();
+                    float* src = A + (long)(i0 + r0) * RsA + p0;
+                    int p = 0;
+                    if (rows == MR && Avx.IsSupported)
+                        for (; p + 8 <= kc; p += 8) Transpose8x8(src + p, RsA, d + p * MR);
+                    else if (rows < MR) new Span<float>(d, kc * MR).Clear();
                     for (int r = 0; r < rows; r++)
-                    {
-                        float* src = A + (long)(i0 + r0 + r) * RsA + p0;
-                        for (int p = 0; p < kc; p++) d[p * MR + r] = src[p];
-                    }
+                        for (int q = p; q < kc; q++) d[q * MR + r] = src[(long)r * RsA + q];
                 }
                 else if (RsA == 1 && rows == MR)
                 {

@@ -148,7 +148,7 @@ public static class LayerNorm
     }
 
     /// <summary>One row of the forward: mean, then the variance of the centred row (two passes, as the reference), then y.</summary>
-    private static void ForwardRow(OpsPtr<float> x, OpsPtr<float> gamma, OpsPtr<float> beta, OpsPtr<float> y, long offset, int dim,
+    internal static void ForwardRow(OpsPtr<float> x, OpsPtr<float> gamma, OpsPtr<float> beta, OpsPtr<float> y, long offset, int dim,
         float eps, out float mean, out float rstd)
     {
         var xr = x.Span(offset, dim); var gr = gamma.Span(0, dim); var br = beta.Span(0, dim); var yr = y.Span(offset, dim);

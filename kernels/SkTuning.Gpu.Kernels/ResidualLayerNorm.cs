@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using ILGPU;
 using ILGPU.Runtime;
 using SkTuning.Gpu.Kernels.Gpu;
@@ -30,13 +31,27 @@ public static class ResidualLayerNorm
         LayerNorm.ForwardReference(sum, gamma, beta, y, mean, rstd, rows, dim, eps);
     }
 
-    /// <summary>CPU: the residual sum, then the SIMD LayerNorm (the two passes the CPU backend always made).</summary>
-    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> residual, Span<float> sum, ReadOnlySpan<float> gamma,
+    /// <summary>
+    /// CPU: one pass per row (parallel over rows): the row's residual sum, then its LayerNorm while the row is in L1
+    /// (instead of a residual pass over the whole tensor and a LayerNorm pass reading it back).
+    /// </summary>
+    public static unsafe void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> residual, Span<float> sum, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int dim, float eps)
     {
         Validate(x.Length, residual.Length, sum.Length, rows, dim);
-        Residual.Forward(x, residual, sum);
-        LayerNorm.Forward(sum, gamma, beta, y, mean, rstd, rows, dim, eps);
+        LayerNorm.ValidateForward(sum.Length, gamma.Length, beta.Length, y.Length, mean.Length, rstd.Length, rows, dim);
+        fixed (float* px = x, pr = residual, psum = sum, pg = gamma, pb = beta, py = y, pm = mean, ps = rstd)
+        {
+            var X = new OpsPtr<float>(px); var R = new OpsPtr<float>(pr); var Sum = new OpsPtr<float>(psum);
+            var G = new OpsPtr<float>(pg); var Be = new OpsPtr<float>(pb); var Y = new OpsPtr<float>(py);
+            var M = new OpsPtr<float>(pm); var S = new OpsPtr<float>(ps);
+            OpsParallel.For(rows, (long)rows * dim * 5, r =>
+            {
+                long o = (long)r * dim;
+                TensorPrimitives.Add(X.Span(o, dim), R.Span(o, dim), Sum.Span(o, dim));
+                LayerNorm.ForwardRow(Sum, G, Be, Y, o, dim, eps, out M[r], out S[r]);
+            });
+        }
     }
 
     /// <summary>One warp per row (<see cref="WarpRows"/>): each lane sums its columns, then the row's statistics by shuffles.</summary>

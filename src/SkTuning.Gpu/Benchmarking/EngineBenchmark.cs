@@ -314,10 +314,15 @@ public static class EngineBenchmark
     public static List<NamedOnnxValue> ForSession(InferenceSession session, IEnumerable<NamedOnnxValue> inputs) =>
         inputs.Where(i => session.InputMetadata.ContainsKey(i.Name)).ToList();
 
-    /// <summary>Median seconds of <paramref name="iterations"/> runs after two warm-up runs.</summary>
+    /// <summary>
+    /// Median seconds of <paramref name="iterations"/> runs after warm-up: at least two runs and 0.5 s, so that the
+    /// tiered JIT has replaced its tier-0 and instrumented code before timing (`perf` over a bench run found tier-0 GELU
+    /// and attention code, and the forward ran 5-13 ms faster with tiering off; RESULTS 2026-12-01).
+    /// </summary>
     public static double Median(int iterations, Action run)
     {
-        run(); run();
+        var warm = Stopwatch.StartNew();
+        for (int i = 0; i < 2 || warm.Elapsed.TotalSeconds < 0.5; i++) run();
         var times = new double[Math.Max(iterations, 1)];
         for (int i = 0; i < times.Length; i++)
         {
