@@ -17,12 +17,11 @@ namespace SkTuning.Gpu.Benchmarks;
 /// </summary>
 internal static class LatencyProfile
 {
-    private const string Sentence = "a gripping, beautifully acted film";
+    private const string Sentence = LatencyLoad.Sentence;
 
     public static void Run(string[] args)
     {
-        int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).FirstOrDefault(fallback);
-        int threads = Option("--threads", -1), repeats = Option("--repeats", 400);
+        int threads = CommandArgs.Option(args, "--threads", -1), repeats = CommandArgs.Option(args, "--repeats", 400);
         using var tuner = SkTuner.Load(args[0], new SkTunerOptions { MaxKernelThreads = threads });
         var example = new TextExample { Text = Sentence, Source = "profile" };
         int tokens = ExampleEncoder.Encode(tuner.Frozen.Tokenizer, [example], tuner.Config.TaskKind, tuner.Config.MaxTokens, requireTargets: false)

@@ -9,43 +9,26 @@ namespace SkTuning.Gpu.Kernels;
 /// of 48 and an odd row count padded by a zero row. The backward GEMM (dY·Wᵀ) and the widening fallback repack from it
 /// per call (<see cref="Gemm.NNBf16"/>, <see cref="Gemm.NTBf16"/>). Bytes: 2 per value plus that padding.
 /// </summary>
-public sealed unsafe class PackedBf16Matrix
+public sealed unsafe class PackedBf16Matrix : PanelMatrix<uint>
 {
     /// <summary>Columns per panel: the kernel's tile width (<see cref="Bf16DotKernel.NR"/>).</summary>
     internal const int PanelWidth = Bf16DotKernel.NR;
 
-    private readonly uint[] _words;
-
-    private PackedBf16Matrix(int rows, int columns)
-    {
-        Rows = rows;
-        Columns = columns;
-        // Pinned (and never moved): the GEMMs read it through a pointer.
-        _words = GC.AllocateArray<uint>(Math.Max(1, checked(Panels * RowPairs * PanelWidth)), pinned: true);
-    }
-
-    /// <summary>Rows of W (the input width of x·W).</summary>
-    public int Rows { get; }
-
-    /// <summary>Columns of W (the output width of x·W).</summary>
-    public int Columns { get; }
+    private PackedBf16Matrix(int rows, int columns) : base(rows, columns, PanelWidth, (rows + 1) / 2) { }
 
     /// <summary>Bytes held, padding included.</summary>
-    public long Bytes => _words.Length * 4L;
-
-    internal int Panels => (Columns + PanelWidth - 1) / PanelWidth;
+    public long Bytes => Elements.Length * 4L;
 
     internal int RowPairs => (Rows + 1) / 2;
 
     /// <summary>The first word of panel 0; panel q starts <c>q·RowPairs·PanelWidth</c> words further.</summary>
-    internal uint* Words => (uint*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _words[0]);
+    internal uint* Words => Start;
 
     /// <summary>W [rows, columns] row-major, rounded to bf16 (nearest even) and packed.</summary>
     /// <exception cref="ArgumentException">The length is not rows·columns.</exception>
     public static PackedBf16Matrix Pack(ReadOnlySpan<float> w, int rows, int columns)
     {
-        if (rows < 0 || columns < 0 || w.Length != (long)rows * columns)
-            throw new ArgumentException($"PackedBf16Matrix.Pack: {w.Length} values, expected rows*columns = {(long)rows * columns} (rows={rows}, columns={columns})");
+        CheckSource(nameof(PackedBf16Matrix), w.Length, rows, columns);
         var packed = new PackedBf16Matrix(rows, columns);
         uint* words = packed.Words;
         int rowPairs = packed.RowPairs;
@@ -74,9 +57,8 @@ public sealed unsafe class PackedBf16Matrix
     {
         get
         {
-            if ((uint)row >= (uint)Rows || (uint)column >= (uint)Columns)
-                throw new ArgumentOutOfRangeException(nameof(row), $"({row}, {column}) outside [{Rows}, {Columns}]");
-            uint word = _words[(column / PanelWidth) * RowPairs * PanelWidth + (row / 2) * PanelWidth + column % PanelWidth];
+            CheckIndex(row, column);
+            uint word = Elements[(column / PanelWidth) * RowPairs * PanelWidth + (row / 2) * PanelWidth + column % PanelWidth];
             return BFloat16.ToFloat((ushort)(word >> (16 * (row & 1))));
         }
     }
